@@ -1,0 +1,286 @@
+"""The one table of canonical vehicle signals.
+
+Every provider parses its replies *into* these names, in these units; the Prometheus collector and the
+SQLite history are generated *from* this table. Adding a signal is therefore one line here plus one line
+in each provider's parser that can fill it: the metric, its HELP text, its storage column (added to an
+existing database by a migration on start-up) and the Grafana-facing name all follow.
+
+Units are SI base units as the Prometheus naming guidelines ask: ratios 0..1, metres, seconds, watts,
+volts, amperes, pascals, degrees Celsius, degrees of arc, unix seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+
+class Kind(StrEnum):
+    """How a signal's value is typed, exported and stored."""
+
+    NUMBER = "number"  # float gauge, REAL column
+    BOOL = "bool"  # 0/1 gauge, INTEGER column
+    ENUM = "enum"  # state-set gauge (one series per known state), TEXT column
+    TIMESTAMP = "timestamp"  # unix seconds gauge, REAL column
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One canonical signal.
+
+    ``name`` is the key in a Snapshot and the storage column. ``metric`` is the Prometheus name without
+    the ``carmetrics_`` prefix. Several signals may share one metric and differ by ``labels`` (e.g. the
+    four tyre pressures are one metric with a ``tyre`` label), which keeps label sets bounded and sums
+    meaningful.
+    """
+
+    name: str
+    kind: Kind
+    metric: str
+    help: str
+    unit: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    states: tuple[str, ...] = ()  # ENUM only: every known state, pre-created at 0
+    private: bool = False  # location: exported only when [metrics] export_location = true
+    fields: tuple[str, ...] = field(default=())  # free text for docs: where providers read it
+
+    @property
+    def full_metric(self) -> str:
+        return f"carmetrics_{self.metric}"
+
+    @property
+    def sql_type(self) -> str:
+        return {
+            Kind.NUMBER: "REAL",
+            Kind.BOOL: "INTEGER",
+            Kind.ENUM: "TEXT",
+            Kind.TIMESTAMP: "REAL",
+        }[self.kind]
+
+
+CHARGING_STATES: Final = (
+    "disconnected",  # no cable
+    "plugged",  # cable in, not charging (waiting, scheduled, paused)
+    "charging",  # AC charging
+    "dc_charging",  # DC fast charging
+    "complete",  # target reached, cable still in
+    "error",
+)
+
+POWER_STATES: Final = ("off", "accessory", "on", "driving")
+
+_N, _B, _E, _T = Kind.NUMBER, Kind.BOOL, Kind.ENUM, Kind.TIMESTAMP
+_W = ("front_left", "front_right", "rear_left", "rear_right")
+
+
+def _per_wheel(prefix: str, metric: str, label: str, help_: str, unit: str) -> list[Signal]:
+    return [Signal(f"{prefix}_{w}", _N, metric, help_, unit, labels=((label, w),)) for w in _W]
+
+
+def _per_door(
+    prefix: str, kind: Kind, metric: str, help_: str, extra: tuple[str, ...] = ()
+) -> list[Signal]:
+    return [
+        Signal(f"{prefix}_{d}", kind, metric, help_, labels=(("door", d),)) for d in (*_W, *extra)
+    ]
+
+
+SIGNALS: Final[tuple[Signal, ...]] = (
+    # --- battery and range
+    Signal(
+        "battery_soc",
+        _N,
+        "battery_soc_ratio",
+        "State of charge of the traction battery (0-1).",
+        "ratio",
+    ),
+    Signal("electric_range", _N, "range_meters", "Estimated electric range.", "m"),
+    Signal(
+        "electric_range_at_full",
+        _N,
+        "range_at_full_meters",
+        "Estimated electric range at 100% state of charge.",
+        "m",
+    ),
+    Signal(
+        "charge_limit",
+        _N,
+        "charge_limit_ratio",
+        "Target state of charge for charging (0-1).",
+        "ratio",
+    ),
+    # --- charging
+    Signal(
+        "charging_state",
+        _E,
+        "charging_state",
+        "Charging state; one series per state, the current one is 1.",
+        states=CHARGING_STATES,
+    ),
+    Signal(
+        "charger_connected",
+        _B,
+        "charger_connected",
+        "1 when a charging cable is plugged in.",
+        "bool",
+    ),
+    Signal(
+        "charging_power",
+        _N,
+        "charging_power_watts",
+        "Charging power into the car (0 when not charging).",
+        "W",
+    ),
+    Signal(
+        "charging_voltage_ac",
+        _N,
+        "charging_voltage_volts",
+        "Charging voltage.",
+        "V",
+        labels=(("current", "ac"),),
+    ),
+    Signal(
+        "charging_current_ac",
+        _N,
+        "charging_current_amperes",
+        "Charging current (magnitude).",
+        "A",
+        labels=(("current", "ac"),),
+    ),
+    Signal(
+        "charging_voltage_dc",
+        _N,
+        "charging_voltage_volts",
+        "Charging voltage.",
+        "V",
+        labels=(("current", "dc"),),
+    ),
+    Signal(
+        "charging_current_dc",
+        _N,
+        "charging_current_amperes",
+        "Charging current (magnitude).",
+        "A",
+        labels=(("current", "dc"),),
+    ),
+    Signal(
+        "charging_time_to_full",
+        _N,
+        "charging_time_to_full_seconds",
+        "Estimated time until charging completes.",
+        "s",
+    ),
+    # --- motion and position
+    Signal("odometer", _N, "odometer_meters", "Odometer reading.", "m"),
+    Signal("speed", _N, "speed_meters_per_second", "Vehicle speed.", "m/s"),
+    Signal(
+        "power_state",
+        _E,
+        "power_state",
+        "Power/usage mode of the vehicle; one series per state.",
+        states=POWER_STATES,
+    ),
+    Signal("latitude", _N, "location_latitude_degrees", "Latitude (WGS84).", "deg", private=True),
+    Signal(
+        "longitude", _N, "location_longitude_degrees", "Longitude (WGS84).", "deg", private=True
+    ),
+    Signal(
+        "altitude", _N, "location_altitude_meters", "Altitude above sea level.", "m", private=True
+    ),
+    Signal(
+        "heading",
+        _N,
+        "heading_degrees",
+        "Direction of travel, degrees clockwise from north.",
+        "deg",
+        private=True,
+    ),
+    # --- climate
+    Signal("cabin_temperature", _N, "cabin_temperature_celsius", "Cabin temperature.", "C"),
+    Signal("outside_temperature", _N, "outside_temperature_celsius", "Outside temperature.", "C"),
+    Signal(
+        "climate_active",
+        _B,
+        "climate_active",
+        "1 while climate control / pre-conditioning runs.",
+        "bool",
+    ),
+    # --- security
+    Signal("locked", _B, "locked", "1 when the central locking reports locked.", "bool"),
+    *_per_door("door_locked", _B, "door_locked", "1 when the door lock is locked.", ("trunk",)),
+    *_per_door(
+        "door_open", _B, "door_open", "1 when the door, trunk or hood is open.", ("trunk", "hood")
+    ),
+    *[
+        Signal(
+            f"window_open_{w}",
+            _B,
+            "window_open",
+            "1 when the window is open.",
+            "bool",
+            labels=(("window", w),),
+        )
+        for w in _W
+    ],
+    Signal(
+        "sunroof_open",
+        _B,
+        "sunroof_open",
+        "1 when the sunroof is open (absent when not fitted).",
+        "bool",
+    ),
+    # --- tyres
+    *_per_wheel("tyre_pressure", "tyre_pressure_pascals", "tyre", "Tyre pressure.", "Pa"),
+    *_per_wheel("tyre_temperature", "tyre_temperature_celsius", "tyre", "Tyre temperature.", "C"),
+    # --- 12 V and service
+    Signal(
+        "aux_battery_voltage",
+        _N,
+        "aux_battery_voltage_volts",
+        "Voltage of the 12 V auxiliary battery.",
+        "V",
+    ),
+    Signal(
+        "service_distance",
+        _N,
+        "service_distance_meters",
+        "Distance left until the next service.",
+        "m",
+    ),
+    Signal("service_time", _N, "service_time_seconds", "Time left until the next service.", "s"),
+    # --- the car's own report time
+    Signal(
+        "last_update",
+        _T,
+        "last_update_timestamp_seconds",
+        "Time of the car's own last report (cached; the exporter never wakes the car).",
+        "s",
+    ),
+)
+
+BY_NAME: Final = MappingProxyType({s.name: s for s in SIGNALS})
+
+# Signals stored per row but not meant to change a row's identity.
+COLUMNS: Final[tuple[str, ...]] = tuple(s.name for s in SIGNALS)
+
+Value = float | int | bool | str | None
+
+
+def check_value(name: str, value: Value) -> Value:
+    """Validate one canonical value; providers call this so a parser bug fails loudly in tests."""
+    sig = BY_NAME[name]
+    if value is None:
+        return None
+    if sig.kind is Kind.ENUM:
+        if value not in sig.states:
+            raise ValueError(f"{name}: unknown state {value!r}; known: {', '.join(sig.states)}")
+        return value
+    if sig.kind is Kind.BOOL:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected bool, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    return float(value)
