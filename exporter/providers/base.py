@@ -157,3 +157,37 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release sessions; persist what must survive a restart."""
+
+
+# --- token persistence ----------------------------------------------------------------------------
+
+
+class TokenStore(Protocol):
+    """Where a provider keeps tokens across restarts (encrypted at rest by the real implementation).
+
+    ``save`` must be durable when it returns: a provider calls it *before* it uses a newly issued
+    token, so a crash never loses the only valid refresh token.
+    """
+
+    def load(self, key: str) -> dict[str, object] | None: ...
+
+    def save(self, key: str, tokens: dict[str, object]) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryTokenStore:
+    """A TokenStore that forgets on exit; for tests and for accounts that opt out of persistence."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, object]] = {}
+
+    def load(self, key: str) -> dict[str, object] | None:
+        got = self._data.get(key)
+        return dict(got) if got is not None else None
+
+    def save(self, key: str, tokens: dict[str, object]) -> None:
+        self._data[key] = dict(tokens)
+
+    def delete(self, key: str) -> None:
+        self._data.pop(key, None)
