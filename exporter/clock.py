@@ -34,24 +34,42 @@ class RealClock:
 class ScaledClock:
     """Wall time running ``speed`` times faster from ``start``, plus a manual offset.
 
-    The embedded demo runs the simulated cars on this (60x: an hour of driving per real minute), and
+    The embedded demo runs the simulated cars (and the exporter that polls them) on this: at 60x an
+    hour of driving passes per real minute. With ``cap_at_wall`` the clock starts in the past and runs
+    fast only until it catches up with the wall clock, then at normal speed: timestamps never lie in the
+    future, so Prometheus, Grafana time ranges and alert rules stay sane however long the demo runs.
     ``advance`` lets a test jump days ahead (token expiry, refresh-token lifetimes) at once.
     """
 
-    def __init__(self, start: float | None = None, speed: float = 1.0) -> None:
+    def __init__(self, start: float | None = None, speed: float = 1.0, *, cap_at_wall: bool = False) -> None:
         self._t0_real = time.monotonic()
-        self._t0 = time.time() if start is None else start
+        self._t0_wall = time.time()
+        self._t0 = self._t0_wall if start is None else start
         self.speed = speed
+        self.cap_at_wall = cap_at_wall
         self._offset = 0.0
 
-    def now(self) -> float:
+    def _scaled(self) -> float:
         return self._t0 + (time.monotonic() - self._t0_real) * self.speed + self._offset
+
+    def now(self) -> float:
+        t = self._scaled()
+        if self.cap_at_wall:
+            return min(t, self._t0_wall + (time.monotonic() - self._t0_real) + self._offset)
+        return t
+
+    @property
+    def effective_speed(self) -> float:
+        if self.cap_at_wall and self._scaled() >= self.now():
+            return 1.0
+        return self.speed
 
     def advance(self, seconds: float) -> None:
         self._offset += seconds
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds) / self.speed if self.speed > 0 else 0)
+        speed = self.effective_speed
+        await asyncio.sleep(max(0.0, seconds) / speed if speed > 0 else 0)
 
 
 class ManualClock:

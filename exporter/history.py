@@ -1,0 +1,266 @@
+"""The SQLite history: one row per car report, kept for years.
+
+Design (see docs/ARCHITECTURE.md): one writer thread owns the connection; the event loop only appends
+to an in-memory batch; a flush commits the whole batch in one transaction (WAL, synchronous=NORMAL), so
+the poll loop never waits on the disk and a crash leaves whole rows or none. The table's columns are
+generated from ``exporter.signals``: a new signal becomes a new column on the next start (a migration
+adds it), old rows read NULL for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+import sqlite_utils
+
+from exporter.signals import SIGNALS, Kind
+from exporter.snapshot import Snapshot, VehicleInfo
+
+log = logging.getLogger(__name__)
+
+BASE_COLUMNS: Final = ("vin", "ts", "received_at", "provider", "source")
+SIGNAL_COLUMNS: Final = tuple(s.name for s in SIGNALS)
+ALL_COLUMNS: Final = BASE_COLUMNS + SIGNAL_COLUMNS
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    cols = ",\n  ".join(f'"{s.name}" {s.sql_type}' for s in SIGNALS)
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS samples (
+  vin TEXT NOT NULL,
+  ts REAL NOT NULL,
+  received_at REAL NOT NULL,
+  provider TEXT NOT NULL,
+  source TEXT NOT NULL DEFAULT 'poll',
+  {cols},
+  PRIMARY KEY (vin, ts)
+) STRICT"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS vehicles (
+  vin TEXT PRIMARY KEY,
+  provider TEXT NOT NULL,
+  make TEXT, model TEXT, year TEXT, series TEXT, account TEXT,
+  first_seen REAL NOT NULL,
+  last_seen REAL NOT NULL
+) STRICT"""
+    )
+
+
+# Append-only: (version, migration). Never edit a released entry; add a new one.
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1)]
+
+
+def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the pragmas every carmetrics process uses."""
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(str(path), timeout=5.0, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the resulting version. Safe to run on every start."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    for version, fn in sorted(MIGRATIONS, key=lambda m: m[0]):
+        if version > current:
+            with conn:
+                fn(conn)
+                conn.execute(f"PRAGMA user_version={int(version)}")
+            log.info("history schema migrated", extra={"version": version})
+            current = version
+    _sync_signal_columns(conn)
+    return int(current)
+
+
+def _sync_signal_columns(conn: sqlite3.Connection) -> None:
+    """Add a column for every signal that was added to the table since the file was created."""
+    db = sqlite_utils.Database(conn)
+    have = set(db["samples"].columns_dict)
+    for sig in SIGNALS:
+        if sig.name not in have:
+            with conn:
+                conn.execute(f'ALTER TABLE samples ADD COLUMN "{sig.name}" {sig.sql_type}')
+            log.info("history column added", extra={"column": sig.name})
+
+
+def _row(snap: Snapshot) -> tuple[Any, ...]:
+    vals: list[Any] = [snap.vin, snap.car_time, snap.received_at, snap.provider, snap.source]
+    for sig in SIGNALS:
+        v = snap.values.get(sig.name)
+        if v is not None and sig.kind is Kind.BOOL:
+            v = int(bool(v))
+        vals.append(v)
+    return tuple(vals)
+
+
+_QUOTED: Final = ", ".join('"' + c + '"' for c in ALL_COLUMNS)
+_INSERT: Final = (
+    f"INSERT OR IGNORE INTO samples ({_QUOTED}) VALUES ({', '.join('?' for _ in ALL_COLUMNS)})"
+)
+
+
+class History:
+    """Batched, single-writer history. ``add`` is cheap and non-blocking; ``flush`` commits."""
+
+    def __init__(
+        self, path: Path | str, *, batch_size: int = 500, flush_interval: float = 1.0
+    ) -> None:
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_vehicles: dict[str, tuple[Any, ...]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self.rows_written = 0
+        self.write_errors = 0
+        self.last_write: float | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor.submit(self._open).result()
+
+    def _open(self) -> None:
+        self._conn = connect(self.path)
+        migrate(self._conn)
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled; the final flush happens in ``close``."""
+        self._wake = asyncio.Event()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._flush)
+
+    def close(self) -> None:
+        """Write everything still pending and close the file (called on shutdown, also on SIGTERM)."""
+        self._executor.submit(self._flush).result()
+        self._executor.submit(self._close).result()
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.execute("PRAGMA optimize")
+            self._conn.close()
+            self._conn = None
+
+    # --- writing ----------------------------------------------------------------------------------
+    def add(self, snap: Snapshot) -> None:
+        """Queue one report (a Hub listener). The row is built now, so later mutation can't tear it."""
+        with self._lock:
+            self._pending.append(_row(snap))
+            n = len(self._pending)
+        if n >= self.batch_size and self._wake is not None:
+            self._wake.set()
+
+    def add_vehicle(self, info: VehicleInfo, seen: float | None = None) -> None:
+        t = time.time() if seen is None else seen
+        with self._lock:
+            self._pending_vehicles[info.vin] = (
+                info.vin,
+                info.provider,
+                info.make,
+                info.model,
+                info.year,
+                info.series,
+                info.account,
+                t,
+                t,
+            )
+
+    def _flush(self) -> int:
+        with self._lock:
+            rows, self._pending = self._pending, []
+            vehicles, self._pending_vehicles = list(self._pending_vehicles.values()), {}
+        if not rows and not vehicles:
+            return 0
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("history is not open")
+        try:
+            with conn:
+                if vehicles:
+                    conn.executemany(
+                        "INSERT INTO vehicles VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(vin) DO UPDATE SET "
+                        "provider=excluded.provider, make=excluded.make, model=excluded.model, "
+                        "year=excluded.year, series=excluded.series, account=excluded.account, "
+                        "last_seen=excluded.last_seen",
+                        vehicles,
+                    )
+                before = conn.total_changes
+                conn.executemany(_INSERT, rows)
+                written = conn.total_changes - before
+        except sqlite3.Error:
+            self.write_errors += 1
+            log.exception(
+                "history write failed; rows kept for the next attempt", extra={"rows": len(rows)}
+            )
+            with self._lock:
+                self._pending[:0] = rows
+                for v in vehicles:
+                    self._pending_vehicles.setdefault(v[0], v)
+            return 0
+        self.rows_written += written
+        self.last_write = time.time()
+        return written
+
+    def write_now(self, snaps: Iterable[Snapshot]) -> int:
+        """Synchronous insert for tools and tests that do not run the event loop."""
+        for s in snaps:
+            self.add(s)
+        return self._executor.submit(self._flush).result()
+
+    # --- reading (tools) --------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            assert self._conn is not None
+            return list(self._conn.execute(sql, params))
+
+        return self._executor.submit(run).result()
+
+
+def backup(src: Path, dest: Path) -> None:
+    """A consistent copy of a live database (SQLite's online backup API; safe while the exporter runs)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(str(dest)) as d:
+        s.backup(d)
+
+
+def prune(path: Path, older_than: float, *, now: float | None = None) -> int:
+    """Delete raw samples older than ``older_than`` seconds (derived session tables are kept)."""
+    cutoff = (time.time() if now is None else now) - older_than
+    conn = connect(path)
+    try:
+        with conn:
+            n = conn.execute("DELETE FROM samples WHERE ts < ?", (cutoff,)).rowcount
+        conn.execute("PRAGMA incremental_vacuum")
+        return int(n)
+    finally:
+        conn.close()

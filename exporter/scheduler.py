@@ -1,0 +1,276 @@
+"""Per-vehicle adaptive polling.
+
+Each vehicle has one "next poll at" time. A single dispatcher pops due vehicles from a heap and starts
+polls under a global concurrency limit; a vehicle is never polled twice at once. After a poll the next
+time follows the vehicle's state (driving and charging fast, parked slow, asleep rarely), with jitter so a
+fleet does not stampede the cloud in lock-step. After a failure it backs off exponentially with jitter,
+never sooner than the cloud's Retry-After, and a provider may impose a floor (a monthly request budget).
+
+Everything runs on an injected Clock: tests move a ManualClock, the demo runs on the simulator's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.clock import Clock
+from exporter.config import PollConfig
+from exporter.health import Health
+from exporter.hub import Hub, Outcome
+from exporter.logs import mask_vin
+from exporter.providers.base import (
+    AuthError,
+    Provider,
+    ProviderError,
+    RateLimited,
+    ReauthRequired,
+    UpstreamUnavailable,
+)
+from exporter.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+ASLEEP_AFTER = 1800.0  # a parked car whose last report is older than this is treated as asleep
+
+
+@dataclass
+class _Entry:
+    provider: Provider
+    due: float
+    paused: bool = False
+    requested: float | None = None  # a poll asked for while one was running
+
+
+def vehicle_state(snap: Snapshot, now: float) -> str:
+    """driving | charging | parked | asleep, from what the car last reported."""
+    v = snap.values
+    if v.get("charging_state") in ("charging", "dc_charging"):
+        return "charging"
+    speed = v.get("speed")
+    if v.get("power_state") == "driving" or (isinstance(speed, float) and speed > 0.5):
+        return "driving"
+    if now - snap.car_time > ASLEEP_AFTER:
+        return "asleep"
+    return "parked"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        hub: Hub,
+        health: Health,
+        clock: Clock,
+        poll: PollConfig,
+        *,
+        rng: random.Random | None = None,
+        on_poll: Callable[[str, Outcome | ProviderError], None] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.health = health
+        self.clock = clock
+        self.cfg = poll
+        self.rng = rng or random.Random()
+        self.on_poll = on_poll
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._sem = asyncio.Semaphore(poll.concurrency)
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._poll_done: dict[str, asyncio.Event] = {}
+
+    # --- membership -------------------------------------------------------------------------------
+    def add(self, vin: str, provider: Provider, delay: float = 0.0) -> None:
+        if vin in self._entries:
+            self._entries[vin].provider = provider
+            return
+        h = self.health.vehicle(vin)
+        h.provider, h.account = provider.name, provider.account
+        self._entries[vin] = _Entry(provider, self.clock.now() + delay)
+        self._push(vin)
+
+    def remove(self, vin: str) -> None:
+        self._entries.pop(vin, None)
+
+    @property
+    def vins(self) -> list[str]:
+        return list(self._entries)
+
+    def provider_of(self, vin: str) -> Provider | None:
+        e = self._entries.get(vin)
+        return e.provider if e else None
+
+    def request_poll(self, vin: str, delay: float = 0.0) -> None:
+        """Poll ``vin`` within ``delay`` seconds (earlier if already due). Resumes a paused vehicle.
+
+        A request made while a poll of the vehicle runs is remembered and applied when it ends, unless
+        the cloud answered with a Retry-After that forbids it."""
+        e = self._entries.get(vin)
+        if e is None:
+            return
+        e.paused = False
+        due = self.clock.now() + delay
+        if vin in self._inflight:
+            e.requested = due if e.requested is None else min(e.requested, due)
+            return
+        if due < e.due:
+            e.due = due
+            self._push(vin)
+
+    def _push(self, vin: str) -> None:
+        e = self._entries[vin]
+        self.health.vehicle(vin).next_poll = e.due
+        heapq.heappush(self._heap, (e.due, next(self._seq), vin))
+        self._wake.set()
+
+    # --- running ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Dispatch polls until cancelled; in-flight polls are cancelled with it."""
+        try:
+            while True:
+                now = self.clock.now()
+                while self._heap and self._heap[0][0] <= now:
+                    due, _, vin = heapq.heappop(self._heap)
+                    e = self._entries.get(vin)
+                    if e is None or e.due != due or e.paused or vin in self._inflight:
+                        continue  # superseded, removed, paused or already running
+                    await self._sem.acquire()
+                    self._inflight[vin] = asyncio.create_task(
+                        self._poll(vin, e.provider), name=f"poll-{vin}"
+                    )
+                await self._wait(self._heap[0][0] - now if self._heap else None)
+        finally:
+            for task in list(self._inflight.values()):
+                task.cancel()
+            if self._inflight:
+                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    async def _wait(self, seconds: float | None) -> None:
+        self._wake.clear()
+        waiter = asyncio.ensure_future(self._wake.wait())
+        tasks: set[asyncio.Future[Any]] = {waiter}
+        if seconds is not None:
+            tasks.add(asyncio.ensure_future(self.clock.sleep(max(0.0, seconds))))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def poll_now(self, vin: str) -> Outcome:
+        """Poll once, outside the schedule (CLI, command verification). Raises ProviderError."""
+        e = self._entries.get(vin)
+        if e is None:
+            raise KeyError(vin)
+        running = self._inflight.get(vin)
+        if running is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(running)
+        snap = await e.provider.snapshot(vin)
+        return self.hub.publish(snap)
+
+    async def _poll(self, vin: str, provider: Provider) -> None:
+        h = self.health.vehicle(vin)
+        started = time.perf_counter()
+        result: Outcome | ProviderError
+        try:
+            snap = await provider.snapshot(vin)
+        except ProviderError as exc:
+            result = exc
+            self._failed(vin, provider, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a parser must not stop the poller
+            log.exception("poll crashed", extra={"vin": mask_vin(vin)})
+            result = UpstreamUnavailable(f"internal error: {type(exc).__name__}", code="exception")
+            result.reason = "bad_reply"
+            self._failed(vin, provider, result)
+        else:
+            result = self.hub.publish(snap)
+            self._succeeded(vin, provider, snap)
+        finally:
+            h.last_duration = time.perf_counter() - started
+            self._inflight.pop(vin, None)
+            self._sem.release()
+        if self.on_poll is not None:
+            self.on_poll(vin, result)
+
+    def _floor(self, vin: str, provider: Provider) -> float:
+        fn = getattr(provider, "min_poll_interval", None)
+        return float(fn(vin)) if callable(fn) else 0.0
+
+    def _jittered(self, seconds: float) -> float:
+        j = self.cfg.jitter
+        return seconds * (1.0 + self.rng.uniform(-j, j)) if j else seconds
+
+    def _succeeded(self, vin: str, provider: Provider, snap: Snapshot) -> None:
+        now = self.clock.now()
+        h = self.health.vehicle(vin)
+        h.polls += 1
+        h.last_success = now
+        h.consecutive_failures = 0
+        h.last_error = ""
+        self.health.api_up[(provider.name, provider.account)] = True
+        latest = self.hub.latest(vin) or snap
+        state = vehicle_state(latest, now)
+        base = {
+            "driving": self.cfg.driving,
+            "charging": self.cfg.charging,
+            "parked": self.cfg.parked,
+            "asleep": self.cfg.asleep,
+        }[state]
+        h.state = state
+        self._reschedule(vin, max(self._jittered(base), self._floor(vin, provider)))
+
+    def _failed(self, vin: str, provider: Provider, exc: ProviderError) -> None:
+        h = self.health.vehicle(vin)
+        h.consecutive_failures += 1
+        h.errors[(exc.reason, exc.code or "none")] += 1
+        h.last_error = f"{exc.reason}: {exc}"
+        if isinstance(exc, UpstreamUnavailable | AuthError):
+            self.health.api_up[(provider.name, provider.account)] = False
+        n = h.consecutive_failures
+        backoff = min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** (n - 1))
+        delay = backoff * self.rng.uniform(0.5, 1.0)  # "equal jitter": never 0, never all at once
+        if exc.retry_after is not None:
+            delay = max(delay if not isinstance(exc, RateLimited) else 0.0, exc.retry_after)
+        delay = max(delay, self._floor(vin, provider))
+        if isinstance(exc, ReauthRequired):
+            h.state = "paused"
+            delay = max(delay, self.cfg.backoff_max)
+        else:
+            h.state = "backoff"
+        hard = exc.retry_after is not None or isinstance(exc, ReauthRequired)
+        log.warning(
+            "poll failed",
+            extra={
+                "vin": mask_vin(vin),
+                "reason": exc.reason,
+                "code": exc.code or "none",
+                "error": str(exc),
+                "retry_in_s": round(delay, 1),
+            },
+        )
+        self._reschedule(vin, delay, hard=hard)
+
+    def _reschedule(self, vin: str, delay: float, *, hard: bool = False) -> None:
+        e = self._entries.get(vin)
+        if e is None:
+            return
+        now = self.clock.now()
+        due = now + delay
+        if e.requested is not None and not hard:
+            due = min(due, max(e.requested, now))
+        e.requested = None
+        e.due = due
+        self.health.vehicle(vin).interval = delay
+        self._push(vin)
