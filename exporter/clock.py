@@ -41,7 +41,9 @@ class ScaledClock:
     ``advance`` lets a test jump days ahead (token expiry, refresh-token lifetimes) at once.
     """
 
-    def __init__(self, start: float | None = None, speed: float = 1.0, *, cap_at_wall: bool = False) -> None:
+    def __init__(
+        self, start: float | None = None, speed: float = 1.0, *, cap_at_wall: bool = False
+    ) -> None:
         self._t0_real = time.monotonic()
         self._t0_wall = time.time()
         self._t0 = self._t0_wall if start is None else start
@@ -108,11 +110,13 @@ class ManualClock:
             heapq.heappop(self._sleepers)
         return self._sleepers[0][0] if self._sleepers else None
 
-    async def run_until(self, t: float, step: float | None = None) -> None:
-        """Advance to ``t`` waking sleepers one deadline at a time, letting woken tasks run between."""
+    async def run_until(self, t: float, step: float | None = None, settle: int = 30) -> None:
+        """Advance to ``t`` one deadline at a time, letting woken tasks run in between.
+
+        After each step the loop is given ``settle`` turns, enough for a woken task to finish its
+        reaction (an HTTP round trip on loopback needs real I/O, which ``settle_io`` covers)."""
         while True:
-            for _ in range(5):
-                await asyncio.sleep(0)
+            await self._settle(settle)
             nd = self.next_deadline
             if nd is None or nd > t:
                 break
@@ -120,5 +124,9 @@ class ManualClock:
                 nd = min(nd, self._now + step)
             self.set(nd)
         self.set(t)
-        for _ in range(5):
+        await self._settle(settle)
+
+    @staticmethod
+    async def _settle(turns: int) -> None:
+        for _ in range(turns):
             await asyncio.sleep(0)

@@ -128,6 +128,7 @@ class SimulatorConfig:
     smart_vehicles: tuple[str, ...] = ("#1", "#3", "#5")
     smartcar_vehicles: tuple[str, ...] = ()
     fault_rate: float = 0.0
+    history_days: float = 14.0  # the demo clock starts this far in the past and catches up
 
 
 @dataclass(frozen=True)
@@ -377,6 +378,7 @@ def _build(data: dict[str, Any], base: Path, in_file: set[str], source: str) -> 
         smart_vehicles=vehicles["smart_vehicles"],
         smartcar_vehicles=vehicles["smartcar_vehicles"],
         fault_rate=_num(s, "fault_rate", "simulator", sd.fault_rate),
+        history_days=_num(s, "history_days", "simulator", sd.history_days),
     )
 
     raw_accounts = data.get("accounts", [])

@@ -1,0 +1,307 @@
+"""The ``carmetrics`` command line.
+
+Each command states an example in its help. Features in other modules add their commands with one
+``cli.add_command(...)`` line at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from exporter import __version__
+from exporter import logs as logsetup
+from exporter.config import Config, ConfigError, load
+
+DEFAULT_CONFIG = Path("config.toml")
+
+# Used when no --config is given and ./config.toml does not exist: the embedded demo.
+DEMO_TOML = """
+[simulator]
+enabled = true
+[[accounts]]
+name = "demo-eu"
+provider = "smart"
+region = "EU"
+simulator = true
+"""
+
+
+def _load_config(path: Path | None, **overrides: Any) -> Config:
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    try:
+        if path is None:
+            import os
+            import tempfile
+
+            with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
+                fh.write(DEMO_TOML)
+            try:
+                cfg = load(Path(fh.name))
+            finally:
+                os.unlink(fh.name)
+            cfg = replace(cfg, db=Path.cwd() / "carmetrics.db", source="<built-in demo>")
+        else:
+            cfg = load(path)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "db" in changes:
+        changes["db"] = Path(changes["db"]).resolve()
+    return replace(cfg, **changes) if changes else cfg
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Path of config.toml (default: ./config.toml, else the built-in simulator demo).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="carmetrics")
+def cli() -> None:
+    """carmetrics: a Prometheus exporter and telemetry logger for connected cars.
+
+    \b
+    Quick start (embedded simulator, no account needed):
+      carmetrics run            then open http://127.0.0.1:8477/metrics
+    """
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--port", type=int, default=None, help="HTTP port for /metrics (overrides exporter.port)."
+)
+@click.option("--listen", default=None, help="Address to bind (overrides exporter.listen).")
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="SQLite history file.",
+)
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default=None)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+def run(
+    config_path: Path | None,
+    port: int | None,
+    listen: str | None,
+    db: Path | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
+    """Poll the configured accounts, serve /metrics and record the history.
+
+    \b
+    Example:
+      carmetrics run --config config.toml --port 8477 --db /data/carmetrics.db
+    """
+    cfg = _load_config(
+        config_path, port=port, listen=listen, db=db, log_level=log_level, log_format=log_format
+    )
+    logsetup.setup(cfg.log_level, cfg.log_format)
+    from exporter.server import serve
+
+    click.echo(
+        f"carmetrics {__version__}: serving http://{cfg.listen}:{cfg.port}/metrics (config {cfg.source})",
+        err=True,
+    )
+    try:
+        serve(cfg)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--speed", type=float, default=None, help="Simulated seconds per real second (default 60)."
+)
+@click.option("--seed", type=int, default=None, help="Seed of the simulated fleet.")
+@click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="WARNING"
+)
+def simulate(
+    config_path: Path | None, speed: float | None, seed: int | None, log_level: str
+) -> None:
+    """Run the cloud simulators standalone and print ONE JSON line with their URLs and demo logins.
+
+    \b
+    Example:
+      carmetrics simulate --speed 120 > sim.json
+    """
+    cfg = _load_config(config_path)
+    sim = cfg.simulator
+    sim = replace(
+        sim, enabled=True, speed=speed or sim.speed, seed=sim.seed if seed is None else seed
+    )
+    logsetup.setup(log_level, "text")
+    from exporter.simulator.runner import start_simulator
+
+    async def main() -> None:
+        handle = await start_simulator(sim)
+        click.echo(json.dumps(handle.info()))
+        sys.stdout.flush()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await handle.close()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command("check-config")
+@config_option
+def check_config(config_path: Path | None) -> None:
+    """Validate the configuration and print what would run (secrets masked).
+
+    \b
+    Example:
+      CARMETRICS_ACCOUNTS__0__PASSWORD=... carmetrics check-config --config config.toml
+    """
+    cfg = _load_config(config_path)
+    click.echo(f"config {cfg.source}: ok")
+    click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
+    click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")
+    for a in cfg.accounts:
+        secrets = ", ".join(f"{k}=***" for k in a.secrets) or "none"
+        click.echo(
+            f"  account {a.name}: {a.provider}{' (simulator)' if a.simulator else ''}, secrets: {secrets}"
+        )
+
+
+# --- db -------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Maintain the SQLite history (migrate, backup, prune, info)."""
+
+
+@db.command("migrate")
+@config_option
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def db_migrate(config_path: Path | None, db_path: Path | None) -> None:
+    """Create or upgrade the history schema.
+
+    \b
+    Example:
+      carmetrics db migrate --db carmetrics.db
+    """
+    from exporter.history import connect, migrate
+
+    cfg = _load_config(config_path, db=db_path)
+    conn = connect(cfg.db)
+    try:
+        click.echo(f"{cfg.db}: schema version {migrate(conn)}")
+    finally:
+        conn.close()
+
+
+@db.command("backup")
+@config_option
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
+def db_backup(config_path: Path | None, db_path: Path | None, dest: Path) -> None:
+    """Write a consistent one-file copy of the history (safe while the exporter runs).
+
+    \b
+    Example:
+      carmetrics db backup /backups/carmetrics-$(date +%F).db
+    """
+    from exporter.history import backup
+
+    cfg = _load_config(config_path, db=db_path)
+    backup(cfg.db, dest)
+    click.echo(f"backup written to {dest}")
+
+
+@db.command("prune")
+@config_option
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option(
+    "--older-than-days", type=float, required=True, help="Delete raw samples older than this."
+)
+def db_prune(config_path: Path | None, db_path: Path | None, older_than_days: float) -> None:
+    """Delete raw samples older than N days (derived trips/charging sessions are kept).
+
+    \b
+    Example:
+      carmetrics db prune --older-than-days 730
+    """
+    from exporter.history import prune
+
+    cfg = _load_config(config_path, db=db_path)
+    click.echo(f"deleted {prune(cfg.db, older_than_days * 86400)} samples")
+
+
+@db.command("info")
+@config_option
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def db_info(config_path: Path | None, db_path: Path | None) -> None:
+    """Print schema version, row counts and the time span per vehicle.
+
+    \b
+    Example:
+      carmetrics db info --db carmetrics.db
+    """
+    from exporter.history import connect
+
+    cfg = _load_config(config_path, db=db_path)
+    if not cfg.db.exists():
+        raise click.ClickException(f"{cfg.db} does not exist")
+    conn = connect(cfg.db, readonly=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        click.echo(f"{cfg.db}: schema version {version}, {cfg.db.stat().st_size} bytes")
+        for vin, n, t0, t1 in conn.execute(
+            "SELECT vin, count(*), min(ts), max(ts) FROM samples GROUP BY vin"
+        ):
+            click.echo(f"  {vin}: {n} rows, {t0:.0f} .. {t1:.0f}")
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    cli()
+
+
+# --- commands contributed by other modules ---------------------------------------------------------
+def _contrib() -> None:
+    import importlib
+
+    for module, names in (
+        ("exporter.tokens_cli", ("tokens",)),
+        ("exporter.commands.cli", ("command", "vehicles")),
+        (
+            "analysis.cli",
+            ("trips", "charges", "drain", "efficiency", "battery", "summary", "report"),
+        ),
+        ("analysis.cli", ("derive",)),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module.startswith(exc.name):
+                continue
+            raise
+        for name in names:
+            cmd = getattr(mod, name, None)
+            if isinstance(cmd, click.Command):
+                (db if name == "derive" else cli).add_command(cmd)
+
+
+_contrib()

@@ -1,0 +1,158 @@
+"""The HTTP face of the exporter: ``/``, ``/metrics``, ``/healthz`` and the extension points.
+
+Providers and features add their own routes (OAuth callback, webhooks, command API) through a
+``setup(app, runtime)`` function in their own module; this file only knows the core pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RUNTIME = web.AppKey("runtime", Runtime)
+_RENDER = web.AppKey("render_executor", ThreadPoolExecutor)
+
+# Modules offering ``setup(app: web.Application, runtime: Runtime) -> None``; missing ones are skipped.
+EXTENSIONS: list[str] = [
+    "exporter.providers.smartcar.web",
+    "exporter.commands.web",
+]
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Render in a worker thread: a 10k-series scrape must not stall the poll loop."""
+    rt = request.app[RUNTIME]
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    loop = asyncio.get_running_loop()
+    body = await loop.run_in_executor(request.app[_RENDER], encoder, rt.registry)
+    resp = web.Response(body=body, headers={"Content-Type": content_type})
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        resp.enable_compression()
+    return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers and its loops run. Cloud trouble is reported by metrics, not here."""
+    rt = request.app[RUNTIME]
+    alive = all(not t.done() for t in rt._tasks if t.get_name() in {"scheduler", "history"})
+    body = {
+        "status": "ok" if alive else "degraded",
+        "vehicles": len(rt.hub.vehicles),
+        "version": __version__,
+    }
+    return web.json_response(body, status=200 if alive else 503)
+
+
+def _ago(seconds: float) -> str:
+    s = int(max(0, seconds))
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n:
+            return f"{s // n} {unit} ago"
+    return f"{s} s ago"
+
+
+async def landing(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    now = rt.clock.now()
+    rows = []
+    for vin, info in sorted(rt.hub.vehicles.items()):
+        snap = rt.hub.latest(vin)
+        soc = snap.values.get("battery_soc") if snap else None
+        h = rt.health.vehicles.get(vin)
+        rows.append(
+            "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+                html.escape(vin),
+                html.escape(info.provider),
+                html.escape(info.make),
+                html.escape(info.model),
+                f"{float(soc) * 100:.0f} %" if isinstance(soc, float) else "–",
+                html.escape(
+                    datetime.fromtimestamp(snap.car_time, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                    + f" ({_ago(now - snap.car_time)})"
+                )
+                if snap
+                else "no report yet",
+                html.escape(h.state if h else "unknown"),
+            )
+        )
+    links = "".join(
+        f'<li><a href="{html.escape(href, quote=True)}">{html.escape(label)}</a></li>'
+        for label, href in rt.landing_links
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>carmetrics</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
+<body><h1>carmetrics {html.escape(__version__)}</h1>
+<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p>
+<ul class="links">{links}</ul>
+<table><thead><tr><th>VIN</th><th>provider</th><th>model</th><th>state of charge</th>
+<th>last car report</th><th>polling</th></tr></thead>
+<tbody>{"".join(rows) or '<tr><td colspan="6">no vehicles yet</td></tr>'}</tbody></table>
+</body></html>"""
+    return web.Response(text=page, content_type="text/html")
+
+
+def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
+    """The aiohttp application. With ``manage_runtime`` the runtime is started and stopped with it."""
+    app = web.Application()
+    app[RUNTIME] = runtime
+    app[_RENDER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
+    app.router.add_get("/", landing)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue
+            raise
+        setup: Callable[[web.Application, Runtime], None] = module.setup
+        setup(app, runtime)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        yield
+        if manage_runtime:
+            await runtime.stop()
+        app[_RENDER].shutdown(wait=False)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def serve(config: Config) -> None:
+    """Run until SIGTERM/SIGINT (``carmetrics run``); aiohttp's run_app handles the signals and then
+    runs the cleanup context, which stops the runtime and flushes the history."""
+
+    async def build() -> web.Application:
+        return make_app(await Runtime.create(config))
+
+    log.info(
+        "listening", extra={"url": f"http://{config.listen}:{config.port}/", "db": str(config.db)}
+    )
+    web.run_app(
+        build(),
+        host=config.listen,
+        port=config.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+        handle_signals=True,
+    )
