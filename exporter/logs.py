@@ -52,8 +52,8 @@ _VIN_RE: Final = re.compile(r"\b([A-HJ-NPR-Z0-9]{6})([A-HJ-NPR-Z0-9]{7})([A-HJ-N
 def redact(text: str) -> str:
     """Mask secrets in free text. VINs keep their first 6 and last 4 characters (enough to tell cars
     apart in a log, not enough to identify one)."""
-    text = _KV_RE.sub(lambda m: m.group("k") + "***", text)
     text = _BEARER_RE.sub(lambda m: m.group(1) + " ***", text)
+    text = _KV_RE.sub(lambda m: m.group("k") + "***", text)
     text = _JWT_RE.sub("***jwt***", text)
     return _VIN_RE.sub(lambda m: m.group(1) + "*******" + m.group(3), text)
 

@@ -1,0 +1,23 @@
+"""The code base stays ruff- and mypy-clean (the same checks a reviewer runs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_is_clean() -> None:
+    res = run("ruff", "check", "exporter", "analysis", "tests", "bench")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+def test_mypy_strict_is_clean() -> None:
+    res = run("mypy", "--no-error-summary")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
