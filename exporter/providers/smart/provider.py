@@ -1,0 +1,323 @@
+"""The smart cloud as a :class:`~exporter.providers.base.Provider`.
+
+One instance is one account. The cloud binds an account's session to one "selected" vehicle at a
+time, so every VIN-scoped sequence (select, status, soc, state / a command) runs under a per-account
+lock, and each data call also carries the ``X-Vehicle-*`` binding headers. A call that fails for a
+reason with a known remedy gets that remedy once: a renewed token (1402), a re-selection
+(8006/4038/8160) or the other API host (8063/8060). Everything else surfaces as a typed error, and a
+snapshot is all-or-nothing: status and soc must both arrive, otherwise nothing is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Final
+from urllib.parse import quote
+
+import aiohttp
+
+from exporter.clock import Clock
+from exporter.config import AccountConfig
+from exporter.providers.base import (
+    BadReply,
+    Command,
+    CommandReceipt,
+    CommandRejected,
+    ProviderError,
+    RateLimited,
+    TokenStore,
+    UpstreamUnavailable,
+    VehicleNotLinked,
+)
+from exporter.providers.smart import commands
+from exporter.providers.smart.auth import ApiSession, Authenticator
+from exporter.providers.smart.breaker import BREAKERS, BreakerRegistry
+from exporter.providers.smart.errors import (
+    TokenExpired,
+    VehicleNotSelected,
+    VehicleUnbound,
+    WrongHost,
+)
+from exporter.providers.smart.hosts import SmartHosts
+from exporter.providers.smart.parse import parse_status, to_snapshot
+from exporter.providers.smart.settings import read_settings
+from exporter.providers.smart.transport import Reply, SignedApi, Transport, mask_path
+from exporter.providers.smart.vehicles import VehicleRecord, parse_vehicle_list
+from exporter.snapshot import Snapshot, VehicleInfo
+
+log = logging.getLogger("exporter.providers.smart")
+
+VEHICLE_LIST: Final = "/device-platform/user/vehicle/secure"
+SELECT: Final = "/device-platform/user/session/update"
+STATUS: Final = "/remote-control/vehicle/status/{vin}"
+SOC: Final = "/remote-control/vehicle/status/soc/{vin}"
+STATE: Final = "/remote-control/vehicle/status/state/{vin}"
+TELEMATICS: Final = "/remote-control/vehicle/telematics/{vin}"
+UNBOUND_LIMIT: Final = 3  # 8040 is a race right after a refresh until it repeats this often
+
+
+class SmartProvider:
+    """Provider for one smart account (EU or INTL)."""
+
+    name = "smart"
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        tokens: TokenStore,
+        hosts: SmartHosts | None = None,
+        *,
+        sim_urls: Mapping[str, str] | None = None,
+        breakers: BreakerRegistry | None = None,
+    ) -> None:
+        self.settings = read_settings(account, hosts, sim_urls)
+        self.account = account.name
+        self._clock = clock
+        region = self.settings.region
+        self.transport = Transport(
+            session, self.settings.hosts, clock, timeout=self.settings.request_timeout
+        )
+        self.api = SignedApi(self.transport, region, region.new_device_id())
+        self.auth = Authenticator(
+            api=self.api,
+            region=region,
+            username=self.settings.username,
+            password=self.settings.password,
+            store=tokens,
+            store_key=f"smart:{account.name}",
+            clock=clock,
+            breaker=(breakers or BREAKERS).for_user(region.name, self.settings.username),
+        )
+        self._vehicles: dict[str, VehicleRecord] = {}
+        self._lock = asyncio.Lock()  # one selected car per account
+        self._selected: tuple[str, str] | None = None  # (vin, access token it was selected with)
+        self._unbound: dict[str, int] = {}  # consecutive 8040 answers per VIN
+
+    # -- Provider protocol ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.auth.session()
+
+    async def vehicles(self) -> list[VehicleInfo]:
+        reply = await self._call(
+            "GET", self.transport.hosts.api_v1, VEHICLE_LIST, query=[("needSharedCar", "1")]
+        )
+        records = parse_vehicle_list(reply.data)
+        wanted = self.settings.vins
+        if wanted is not None:
+            missing = wanted - {r.vin for r in records}
+            if missing:
+                log.warning(
+                    "smart %s: %d configured VIN(s) not on the account", self.account, len(missing)
+                )
+            records = [r for r in records if r.vin in wanted]
+        self._vehicles = {r.vin: self._vehicles.get(r.vin, r) for r in records}
+        return [r.info(self.account) for r in self._vehicles.values()]
+
+    async def snapshot(self, vin: str) -> Snapshot:
+        rec = await self._record(vin)
+        async with self._lock:
+            status = await self._vin_call(
+                rec, "GET", STATUS, query=[("latest", "True"), ("target", "basic,more")], user=True
+            )
+            soc = await self._vin_call(rec, "GET", SOC, query=[("setting", "charging")])
+            state: Reply | None = None
+            try:
+                state = await self._vin_call(rec, "GET", STATE)
+            except ProviderError as exc:  # best effort: it only sharpens power_state
+                log.debug("smart %s: status/state skipped (code %s)", self.account, exc.code)
+        try:
+            parsed = parse_status(
+                status.data, soc.data, state.data if state else None, series=rec.series
+            )
+            return to_snapshot(vin, parsed, self._clock.now())
+        except ValueError as exc:  # a value the signal table refuses: a parser bug, keep old data
+            raise BadReply(f"status reply could not be converted: {exc}") from None
+
+    def supported_commands(self, vin: str) -> frozenset[str]:
+        return commands.SUPPORTED
+
+    async def command(self, vin: str, command: Command) -> CommandReceipt:
+        call = commands.build(command)
+        rec = await self._record(vin)
+        async with self._lock:
+            body = call.body(str(int(self._clock.now() * 1000)))
+            try:
+                reply = await self._vin_call(rec, "PUT", TELEMATICS, body=body)
+            except ProviderError as exc:
+                if _is_refusal(exc):
+                    raise CommandRejected(
+                        f"the smart cloud refused {command.name}", code=exc.code
+                    ) from None
+                raise
+        data = reply.data if isinstance(reply.data, dict) else {}
+        result = data.get("serviceResult")
+        error = result.get("error") if isinstance(result, dict) else None
+        if error:
+            code = str(error.get("code", "")) if isinstance(error, dict) else ""
+            raise CommandRejected(f"the car refused {command.name}", code=code)
+        cloud_id = data.get("sessionId") or data.get("taskId") or ""
+        return CommandReceipt(
+            accepted=True,
+            reply=f"{call.service_id} accepted (code {reply.code or '-'})",
+            cloud_id=str(cloud_id),
+        )
+
+    async def close(self) -> None:
+        """Nothing to release: the HTTP session belongs to the caller, tokens are already saved."""
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def _record(self, vin: str) -> VehicleRecord:
+        if vin not in self._vehicles:
+            await self.vehicles()
+        rec = self._vehicles.get(vin)
+        if rec is None:
+            raise VehicleNotLinked("this VIN is not (or no longer) on the smart account")
+        return rec
+
+    def _base(self, rec: VehicleRecord) -> str:
+        hosts = self.transport.hosts
+        return hosts.api_v2 if rec.v2 else hosts.api_v1
+
+    async def _once(
+        self,
+        method: str,
+        base: str,
+        path: str,
+        session: ApiSession,
+        *,
+        query: Iterable[tuple[str, str]] = (),
+        body: object | None = None,
+        user: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        q = list(query) + ([("userId", session.user_id)] if user else [])
+        sent = dict(headers or {})
+        if self.settings.region.name == "INTL" and session.client_id:
+            sent["x-client-id"] = session.client_id
+        return await self.api.call(
+            method, base, path, query=q, body=body, token=session.access_token, headers=sent
+        )
+
+    async def _call(
+        self,
+        method: str,
+        base: str,
+        path: str,
+        *,
+        query: Iterable[tuple[str, str]] = (),
+        user: bool = True,
+    ) -> Reply:
+        """An account-level call (no VIN): one token renewal on 1402."""
+        session = await self.auth.session()
+        try:
+            return await self._once(method, base, path, session, query=query, user=user)
+        except TokenExpired:
+            session = await self.auth.renew(session.access_token)
+            return await self._once(method, base, path, session, query=query, user=user)
+
+    async def _vin_call(
+        self,
+        rec: VehicleRecord,
+        method: str,
+        path_template: str,
+        *,
+        query: Iterable[tuple[str, str]] = (),
+        body: object | None = None,
+        user: bool = False,
+    ) -> Reply:
+        """A VIN-scoped call under the account lock, with each known remedy applied at most once."""
+        path = path_template.format(vin=rec.vin)
+        renewed = reselected = switched = False
+        while True:
+            session = await self.auth.session()
+            try:
+                await self._select(rec, session)
+                reply = await self._once(
+                    method,
+                    self._base(rec),
+                    path,
+                    session,
+                    query=query,
+                    body=body,
+                    user=user,
+                    headers=self._binding(rec),
+                )
+            except TokenExpired:
+                if renewed:
+                    raise
+                renewed = True
+                await self.auth.renew(session.access_token)
+                continue
+            except VehicleNotSelected as exc:
+                if reselected:
+                    raise
+                reselected = True
+                log.info("smart %s: %s: code %s, re-selecting", self.account, path, exc.code)
+                self._selected = None
+                continue
+            except WrongHost as exc:
+                if switched:
+                    raise
+                switched = True
+                rec = dataclasses.replace(rec, v2=not rec.v2)
+                self._vehicles[rec.vin] = rec
+                self._selected = None
+                log.warning(
+                    "smart %s: %s: code %s, switching to the %s host",
+                    self.account,
+                    mask_path(path),
+                    exc.code,
+                    "v2" if rec.v2 else "v1",
+                )
+                continue
+            except VehicleUnbound as exc:
+                count = self._unbound[rec.vin] = self._unbound.get(rec.vin, 0) + 1
+                if count >= UNBOUND_LIMIT:
+                    raise VehicleNotLinked(
+                        f"no vehicle bound to this VIN ({count} times in a row)", code=exc.code
+                    ) from None
+                raise UpstreamUnavailable(
+                    "vehicle binding not ready yet; retry next poll", code=exc.code
+                ) from None
+            self._unbound.pop(rec.vin, None)
+            return reply
+
+    async def _select(self, rec: VehicleRecord, session: ApiSession) -> None:
+        """``session/update``: make ``rec`` the account's current car for this session token."""
+        if self._selected == (rec.vin, session.access_token):
+            return
+        body = {"vin": rec.vin, "sessionToken": session.access_token, "language": ""}
+        await self._once("POST", self._base(rec), SELECT, session, body=body)
+        self._selected = (rec.vin, session.access_token)
+
+    def _binding(self, rec: VehicleRecord) -> dict[str, str]:
+        """Per-request VIN binding, so another client switching the account's car cannot break us.
+        INTL's own ``x-vehicle-series`` is the model code (same header name, case-insensitive)."""
+        headers = {"X-Vehicle-IDENTIFIER": rec.vin}
+        encoded = quote(rec.mat_code, safe="")
+        if self.settings.region.name == "INTL":
+            if rec.model_code:
+                headers["X-VEHICLE-SERIES"] = rec.model_code
+        elif encoded:
+            headers["X-VEHICLE-SERIES"] = encoded
+        if encoded:
+            headers["X-VEHICLE-MODEL"] = encoded
+        return headers
+
+
+def _is_refusal(exc: ProviderError) -> bool:
+    """A cloud code saying 'no' to a command, as opposed to auth, limits, transport or garbage."""
+    if isinstance(exc, RateLimited | VehicleNotLinked) or exc.reason in {"auth", "timeout"}:
+        return False
+    if isinstance(exc, BadReply):
+        return bool(exc.code)  # 1400/1405; a garbled reply may hide an accepted command
+    if isinstance(exc, UpstreamUnavailable):
+        return exc.code not in {"", "8153"} and not (len(exc.code) == 3 and exc.code[0] in "45")
+    return False
