@@ -1,0 +1,214 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+The compose file is validated against the Compose Specification's JSON schema (vendored in
+tests/data/compose-spec.schema.json, from check-jsonschema 0.39.0, Apache-2.0), then against what
+the stack needs to actually work: pinned images, loopback-only ports, files that exist, one shared
+data *directory* for the WAL-mode history, and names that agree across compose, prometheus.yml, the
+Grafana provisioning and the Dockerfile.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "tests" / "data" / "compose-spec.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    validator_cls = jsonschema.validators.validator_for(SCHEMA)
+    validator_cls.check_schema(SCHEMA)
+    validator = validator_cls(SCHEMA, format_checker=validator_cls.FORMAT_CHECKER)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment", {})
+    if isinstance(raw, list):
+        return dict(item.split("=", 1) for item in raw)
+    return {k: str(v) for k, v in raw.items()}
+
+
+def mounts(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(source, target, mode) of the short volume syntax."""
+    out = []
+    for spec in service.get("volumes", []):
+        parts = spec.split(":")
+        out.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+    return out
+
+
+def test_compose_file_matches_the_compose_spec(compose: dict[str, Any]) -> None:
+    assert schema_errors(compose) == []
+
+
+def test_the_schema_check_rejects_a_broken_file(compose: dict[str, Any]) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["grafana"]["ports"] = {"3000": 3000}
+    broken["services"]["prometheus"]["restart_policy"] = "always"
+    errors = schema_errors(broken)
+    assert any("ports" in e for e in errors), errors
+    assert any("restart_policy" in e for e in errors), errors
+
+
+def test_three_services_with_pinned_images(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"carmetrics", "prometheus", "grafana"}
+    assert services["carmetrics"]["build"] == "."
+    for name in ("prometheus", "grafana"):
+        image = services[name]["image"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), (
+            f"{name}: pin an exact tag: {image}"
+        )
+
+
+def test_ports_are_bound_to_loopback(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_mounted_files_exist_and_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes", {}))
+    used = set()
+    for name, svc in compose["services"].items():
+        for source, _, _ in mounts(svc):
+            if source.startswith("."):
+                assert (ROOT / source).exists(), (name, source)
+            else:
+                assert source in declared, (name, source)
+                used.add(source)
+    assert used == declared
+
+
+def test_history_directory_is_shared_with_grafana(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    db = Path(env(services["carmetrics"])["CARMETRICS_EXPORTER__DB"])
+    exporter_mount = {t: s for s, t, _ in mounts(services["carmetrics"])}
+    volume = exporter_mount[str(db.parent)]
+    assert not volume.startswith("."), "the data directory must be a named volume"
+    grafana_mounts = {s: (t, mode) for s, t, mode in mounts(services["grafana"])}
+    target, mode = grafana_mounts[volume]
+    # WAL: a reader must be able to create/update carmetrics.db-shm in the same directory
+    assert mode == "rw", "mount the data directory read-write (WAL -shm); the datasource is mode=ro"
+    datasources = yaml.safe_load(
+        (ROOT / "grafana/provisioning/datasources/carmetrics.yml").read_text()
+    )["datasources"]
+    sqlite = next(d for d in datasources if d["type"] == "frser-sqlite-datasource")
+    assert sqlite["jsonData"]["path"] == f"{target}/{db.name}"
+    assert "mode=ro" in sqlite["jsonData"].get("pathOptions", "")
+    # the same uid owns the files and reads them (Dockerfile USER == grafana user)
+    assert services["grafana"]["user"] == dockerfile_user()
+
+
+def test_grafana_plugin_and_provisioning_paths(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    assert re.fullmatch(
+        r"frser-sqlite-datasource@\d+\.\d+\.\d+", env(grafana)["GF_PLUGINS_PREINSTALL_SYNC"]
+    )
+    targets = {s: t for s, t, _ in mounts(grafana)}
+    assert targets["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load(
+        (ROOT / "grafana/provisioning/dashboards/carmetrics.yml").read_text()
+    )["providers"][0]
+    assert provider["options"]["path"] == targets["./grafana/dashboards"]
+    home = env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(targets["./grafana/dashboards"] + "/")
+    assert (ROOT / "grafana/dashboards" / Path(home).name).exists()
+
+
+def test_names_agree_between_compose_prometheus_and_grafana(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    port = env(services["carmetrics"])["CARMETRICS_EXPORTER__PORT"]
+    assert f"127.0.0.1:{port}:{port}" in services["carmetrics"]["ports"]
+    prom = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "carmetrics")
+    assert job["static_configs"][0]["targets"] == [f"carmetrics:{port}"]
+    prom_mounts = {s: t for s, t, _ in mounts(services["prometheus"])}
+    assert (
+        "--config.file=" + prom_mounts["./prometheus"] + "/prometheus.yml"
+        in (services["prometheus"]["command"])
+    )
+    datasources = yaml.safe_load(
+        (ROOT / "grafana/provisioning/datasources/carmetrics.yml").read_text()
+    )["datasources"]
+    assert next(d for d in datasources if d["type"] == "prometheus")["url"] == (
+        "http://prometheus:9090"
+    )
+    # the exporter flushes its history within its 10 s shutdown; docker must wait longer
+    grace = services["carmetrics"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > 10
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instr, _, args = line.partition(" ")
+            out.append((instr.upper(), args.strip()))
+    return out
+
+
+def dockerfile_user() -> str:
+    users = [a for i, a in dockerfile() if i == "USER"]
+    return users[-1]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    lines = dockerfile()
+    start = max(i for i, (instr, _) in enumerate(lines) if instr == "FROM")
+    return lines[start:]
+
+
+def test_dockerfile_is_small_non_root_and_healthchecked(compose: dict[str, Any]) -> None:
+    stage = final_stage()
+    assert stage[0] == ("FROM", "python:3.11-slim")
+    user = dockerfile_user()
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) >= 1000, "run as a numeric, non-root uid"
+    health = next(a for i, a in stage if i == "HEALTHCHECK")
+    assert "/healthz" in health and "--interval=" in health
+    exposed = next(a for i, a in stage if i == "EXPOSE")
+    port = env(compose["services"]["carmetrics"])["CARMETRICS_EXPORTER__PORT"]
+    assert exposed == port
+    cmd = json.loads(next(a for i, a in stage if i == "CMD"))
+    assert json.loads(next(a for i, a in stage if i == "ENTRYPOINT")) == ["carmetrics"]
+    assert cmd[0] == "run"
+
+
+def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copies = [shlex.split(a) for i, a in dockerfile() if i == "COPY" and "--from" not in a]
+    assert copies
+    for args in copies:
+        for source in args[:-1]:
+            assert (ROOT / source).exists(), source
+            assert source not in ignored, f"{source} is excluded by .dockerignore"
+    for secret_like in ("secrets", "*.db", ".git", "tests"):
+        assert secret_like in ignored
