@@ -145,7 +145,7 @@ class Authenticator:
         self._key = store_key
         self._clock = clock
         self._breaker = breaker
-        self._lock = asyncio.Lock()
+        self._inflight: asyncio.Future[ApiSession] | None = None
         self.stats = AuthStats()
         self.state = self._load() or TokenState(username, region.name, api.device_id)
         api.device_id = self.state.device_id
@@ -175,14 +175,19 @@ class Authenticator:
         return await self.renew(cur.access_token if cur else None)
 
     async def renew(self, failed: str | None) -> ApiSession:
-        """Renew after ``failed`` was refused. Callers holding an older token than the current one
-        get the current one without any network call (single flight)."""
-        async with self._lock:
-            cur = self.state.api
-            if cur is not None and cur.access_token != failed:
-                return cur
+        """Renew after ``failed`` was refused (single flight).
+
+        A caller holding an older token than the current one gets the current one without any
+        network call; callers arriving while a renewal runs share its outcome - its new session or
+        its error - so a failing ladder is not re-run once per waiting caller.
+        """
+        cur = self.state.api
+        if cur is not None and cur.access_token != failed:
+            return cur
+        if self._inflight is None or self._inflight.done():
             self.stats.renewals += 1
-            return await self._ladder()
+            self._inflight = asyncio.ensure_future(self._ladder())
+        return await asyncio.shield(self._inflight)
 
     # -- the ladder ----------------------------------------------------------------------------
 

@@ -319,5 +319,5 @@ def _is_refusal(exc: ProviderError) -> bool:
     if isinstance(exc, BadReply):
         return bool(exc.code)  # 1400/1405; a garbled reply may hide an accepted command
     if isinstance(exc, UpstreamUnavailable):
-        return exc.code not in {"", "8153"} and not (len(exc.code) == 3 and exc.code[0] in "45")
+        return exc.code not in {"", "8153"} and not (len(exc.code) == 3 and exc.code.isdigit())
     return False

@@ -119,7 +119,7 @@ class Transport:
                 raw = await resp.read()
                 reply = RawReply(
                     resp.status,
-                    {k: v for k, v in resp.headers.items()},
+                    resp.headers.copy(),  # stays case-insensitive
                     raw.decode("utf-8", errors="replace"),
                     str(resp.url),
                 )
