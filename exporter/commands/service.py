@@ -161,7 +161,9 @@ class CommandService:
         return out
 
     async def get(self, command_id: str) -> CommandRecord | None:
+        """The record; once a caller has seen a state, the audit row shows it too."""
         rec = self._records.get(command_id)
+        await self.audit.flush()
         if rec is not None:
             return rec
         return await self.audit.get(command_id)
@@ -179,6 +181,7 @@ class CommandService:
         finally:
             waiter.cancel()
             sleeper.cancel()
+        await self.audit.flush()
         return rec
 
     async def history(self, vin: str, limit: int) -> list[CommandRecord]:
