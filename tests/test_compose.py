@@ -66,10 +66,17 @@ def test_the_schema_check_rejects_a_broken_file(compose: dict[str, Any]) -> None
     assert any("restart_policy" in e for e in errors), errors
 
 
-def test_three_services_with_pinned_images(compose: dict[str, Any]) -> None:
+def test_services_with_pinned_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"carmetrics", "prometheus", "grafana"}
+    assert set(services) == {"carmetrics", "derive", "prometheus", "grafana"}
     assert services["carmetrics"]["build"] == "."
+    # the derive loop runs the image the carmetrics service builds, on the same history file
+    assert services["derive"]["image"] == services["carmetrics"]["image"]
+    assert "carmetrics db derive" in " ".join(services["derive"]["command"])
+    assert (
+        env(services["derive"])["CARMETRICS_EXPORTER__DB"]
+        == (env(services["carmetrics"])["CARMETRICS_EXPORTER__DB"])
+    )
     for name in ("prometheus", "grafana"):
         image = services[name]["image"]
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), (

@@ -44,6 +44,7 @@ KNOWN_UNITS = {
     "velocitykmh",
     "velocityms",
     "watt",
+    "kwatt",
     "kwatth",
     "joule",
     "volt",
@@ -74,6 +75,7 @@ SELF_METRICS = {
     "carmetrics_db_write_errors_total",
     "carmetrics_db_last_write_timestamp_seconds",
     "carmetrics_reauth_required",
+    "carmetrics_commands_total",
 }
 KNOWN_METRICS = SELF_METRICS | {s.full_metric for s in SIGNALS}
 METRIC_NAME = re.compile(r"\bcarmetrics_[a-z0-9_]+")
@@ -227,7 +229,9 @@ def test_every_promql_expression_parses(
     for d in dashboards.values():
         for q in queries(d):
             if q.datasource_type == "prometheus":
-                expr = expand_prom(q.text, "VIN1", rate_interval="4m", range_="1d", interval="1m")
+                expr = expand_prom(
+                    q.text, ["VIN1", "VIN2"], rate_interval="4m", range_="1d", interval="1m"
+                )
                 rules.append({"record": f"dashboard:query:{len(rules)}", "expr": expr})
     assert len(rules) > 40
     path = tmp_path / "dashboard-queries.yml"
@@ -245,4 +249,4 @@ def test_sql_expansion_matches_grafana() -> None:
     with pytest.raises(ValueError, match="unknown Grafana variable"):
         expand_sql("SELECT $other", ["A"], from_s=0, to_s=1)
     with pytest.raises(ValueError, match="unknown Grafana variable"):
-        expand_prom('x{a="$job"}', "V", rate_interval="1m", range_="1h", interval="1m")
+        expand_prom('x{a="$job"}', ["V"], rate_interval="1m", range_="1h", interval="1m")

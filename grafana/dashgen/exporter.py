@@ -200,6 +200,28 @@ def exporter_health() -> Dashboard:
                 description="Share of one CPU core.",
                 min=0,
             ),
+            Panel(
+                "bargauge",
+                "Commands by outcome (selected range)",
+                "short",
+                [
+                    prom(
+                        f"sum by (command, outcome) (increase(carmetrics_commands_total{{{VIN}}}"
+                        "[$__range]))",
+                        "{{command}}: {{outcome}}",
+                        instant=True,
+                    )
+                ],
+                description=(
+                    "Commands sent through the command API (POST /api/v1/vehicles/{vin}/commands). "
+                    "verified = a later car report shows the requested state; not_verified, "
+                    "rejected, failed and timeout need a look at the audit log."
+                ),
+                decimals=0,
+                thresholds=thresholds(BLUE),
+                w=24,
+                h=6,
+            ),
         ],
         tags=("exporter",),
     )

@@ -21,6 +21,12 @@ VIN: Final = 'vin=~"$vin"'  # the label filter every Prometheus query carries
 SQL_VIN: Final = "vin IN (${vin:singlequote})"
 SQL_RANGE: Final = "ts >= $__from / 1000 AND ts < $__to / 1000"
 
+
+def sql_where(time_column: str = "ts") -> str:
+    """The filter every SQL panel carries: the selected vehicles and the dashboard's time range."""
+    return f"WHERE {SQL_VIN} AND {time_column} >= $__from / 1000 AND {time_column} < $__to / 1000"
+
+
 GREEN, RED, YELLOW, BLUE, GREY = "green", "red", "#EAB839", "blue", "text"
 
 # --- targets --------------------------------------------------------------------------------------

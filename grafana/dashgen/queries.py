@@ -29,6 +29,7 @@ class Query:
     ref_id: str
     datasource_type: str
     text: str
+    instant: bool = False  # Prometheus: an instant query (stat, gauge, table) or a range (graph)
 
     @property
     def where(self) -> str:
@@ -41,13 +42,30 @@ def queries(dashboard: JSON) -> Iterator[Query]:
         for target in panel.get("targets", []):
             ds = target.get("datasource") or panel["datasource"]
             text = target.get("expr") if ds["type"] == "prometheus" else target.get("rawQueryText")
-            yield Query(dashboard["title"], panel["title"], target["refId"], ds["type"], str(text))
+            yield Query(
+                dashboard["title"],
+                panel["title"],
+                target["refId"],
+                ds["type"],
+                str(text),
+                bool(target.get("instant", False)),
+            )
 
 
-def expand_prom(expr: str, vin: str, *, rate_interval: str, range_: str, interval: str) -> str:
-    """Grafana's expansion for a single selected vehicle (regex-escaped, as Grafana does)."""
+def vin_regex(vins: Sequence[str]) -> str:
+    """What Grafana puts in ``=~"$vin"``: the escaped value, ``(a|b)`` for several."""
+    if not vins:
+        raise ValueError("no vehicle selected")
+    escaped = [re.escape(v) for v in vins]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def expand_prom(
+    expr: str, vins: Sequence[str], *, rate_interval: str, range_: str, interval: str
+) -> str:
+    """Grafana's expansion of a Prometheus query for the selected vehicles."""
     values = {
-        "vin": re.escape(vin),
+        "vin": vin_regex(vins),
         "__rate_interval": rate_interval,
         "__range": range_,
         "__interval": interval,

@@ -1,26 +1,75 @@
-"""Trips & charges, from the SQLite history."""
+"""Trips & charges, from the SQLite history.
+
+The session panels read the ``trips`` and ``charging_sessions`` tables that ``carmetrics db derive``
+materialises (columns: analysis/trips.py TRIP_COLUMNS, analysis/charges.py CHARGE_COLUMNS), so a
+panel reads a few rows per day instead of scanning raw samples. Days and months are the car's local
+calendar (``start_local`` is ISO 8601 in the car's timezone).
+"""
 
 from __future__ import annotations
 
 from dashgen.kit import (
+    BLUE,
+    GREEN,
     LINE,
-    SQL_RANGE,
-    SQL_VIN,
     Dashboard,
     Panel,
     sql,
+    sql_where,
+    stat,
     unit_override,
 )
 
+TRIPS = sql_where("start_ts")
+SAMPLES = sql_where("ts")
+
 
 def sessions() -> Dashboard:
-    where = f"WHERE {SQL_VIN} AND {SQL_RANGE}"
     return Dashboard(
         "carmetrics-sessions",
         "carmetrics / Trips & charges",
-        "From the SQLite history (frser-sqlite-datasource): distance per day, state of charge, "
-        "monthly statistics, and the trips and charging sessions of `carmetrics db derive`.",
+        "From the SQLite history (frser-sqlite-datasource): trips and charging sessions derived by "
+        "`carmetrics db derive`, daily and monthly statistics, and the recorded state of charge.",
         [
+            stat(
+                "Distance",
+                "lengthkm",
+                sql(f"SELECT ROUND(SUM(distance_km), 1) AS distance FROM trips {TRIPS}"),
+                decimals=0,
+                color={"mode": "fixed", "fixedColor": BLUE},
+                h=4,
+            ),
+            stat(
+                "Trips",
+                "short",
+                sql(f"SELECT NULLIF(COUNT(*), 0) AS trips FROM trips {TRIPS}"),
+                decimals=0,
+                color={"mode": "fixed", "fixedColor": BLUE},
+                h=4,
+            ),
+            stat(
+                "Energy charged",
+                "kwatth",
+                sql(
+                    "SELECT ROUND(SUM(energy_added_kwh), 1) AS energy "
+                    f"FROM charging_sessions {TRIPS}"
+                ),
+                decimals=1,
+                color={"mode": "fixed", "fixedColor": GREEN},
+                h=4,
+            ),
+            stat(
+                "Average consumption",
+                "suffix: kWh/100 km",
+                sql(
+                    "SELECT ROUND(100.0 * SUM(energy_kwh) / SUM(distance_km), 1) AS consumption "
+                    f"FROM trips {TRIPS} AND distance_km > 0"
+                ),
+                description="Energy used (state of charge x usable capacity) per distance.",
+                decimals=1,
+                color={"mode": "fixed", "fixedColor": GREEN},
+                h=4,
+            ),
             Panel(
                 "barchart",
                 "Distance per day",
@@ -28,21 +77,146 @@ def sessions() -> Dashboard:
                 [
                     sql(
                         f"""
-                        SELECT date(ts, 'unixepoch') AS day,
-                               ROUND((MAX(odometer) - MIN(odometer)) / 1000.0, 1) AS distance_km
-                        FROM samples {where} AND odometer IS NOT NULL
+                        SELECT substr(start_local, 1, 10) AS day,
+                               ROUND(SUM(distance_km), 1) AS distance
+                        FROM trips {TRIPS}
+                        GROUP BY day ORDER BY day
+                        """
+                    )
+                ],
+                description="Trips by the day they started (the car's local date).",
+                decimals=1,
+                w=12,
+                h=8,
+                options={"xField": "day"},
+            ),
+            Panel(
+                "barchart",
+                "Energy charged per day, AC and DC",
+                "kwatth",
+                [
+                    sql(
+                        f"""
+                        SELECT substr(start_local, 1, 10) AS day,
+                               ROUND(SUM(CASE WHEN kind = 'ac' THEN energy_added_kwh END), 1) AS AC,
+                               ROUND(SUM(CASE WHEN kind = 'dc' THEN energy_added_kwh END), 1) AS DC,
+                               ROUND(SUM(CASE WHEN kind NOT IN ('ac', 'dc')
+                                              THEN energy_added_kwh END), 1) AS unseen
+                        FROM charging_sessions {TRIPS}
                         GROUP BY day ORDER BY day
                         """
                     )
                 ],
                 description=(
-                    "Odometer difference between the first and last report of each UTC day, all "
-                    "selected vehicles together."
+                    "unseen: charging that happened between two polls (the state of charge "
+                    "jumped while no sample showed the car charging)."
                 ),
                 decimals=1,
                 w=12,
                 h=8,
                 options={"xField": "day"},
+            ),
+            Panel(
+                "table",
+                "Trips",
+                "none",
+                [
+                    sql(
+                        f"""
+                        SELECT start_ts AS time, vin,
+                               ROUND(distance_km, 1) AS "Distance",
+                               ROUND(duration_min * 60) AS "Duration",
+                               CAST(ROUND(start_soc_pct) AS INTEGER) || ' → '
+                                 || CAST(ROUND(end_soc_pct) AS INTEGER) || ' %' AS "SoC",
+                               ROUND(energy_kwh, 2) AS "Energy",
+                               ROUND(consumption_kwh_100km, 1) AS "kWh/100 km",
+                               ROUND(avg_speed_kmh) AS "Avg speed",
+                               ROUND(outside_temp_c, 1) AS "Outside"
+                        FROM trips {TRIPS}
+                        ORDER BY start_ts DESC LIMIT 500
+                        """
+                    )
+                ],
+                description="The latest 500 trips in the time range.",
+                w=24,
+                h=9,
+                overrides=[
+                    unit_override("Distance", "lengthkm"),
+                    unit_override("Duration", "dtdurations"),
+                    unit_override("Energy", "kwatth"),
+                    unit_override("Avg speed", "velocitykmh"),
+                    unit_override("Outside", "celsius"),
+                ],
+            ),
+            Panel(
+                "table",
+                "Charging sessions",
+                "none",
+                [
+                    sql(
+                        f"""
+                        SELECT start_ts AS time, vin, upper(kind) AS "Type",
+                               CAST(ROUND(start_soc_pct) AS INTEGER) || ' → '
+                                 || CAST(ROUND(end_soc_pct) AS INTEGER) || ' %' AS "SoC",
+                               ROUND(energy_added_kwh, 2) AS "Energy added",
+                               ROUND(avg_power_kw, 1) AS "Avg power",
+                               ROUND(peak_power_kw, 1) AS "Peak power",
+                               ROUND(duration_min * 60) AS "Duration",
+                               CASE WHEN unseen = 1 THEN 'unseen' ELSE '' END AS "Note"
+                        FROM charging_sessions {TRIPS}
+                        ORDER BY start_ts DESC LIMIT 500
+                        """
+                    )
+                ],
+                description="The latest 500 charging sessions in the time range.",
+                w=24,
+                h=9,
+                overrides=[
+                    unit_override("Energy added", "kwatth"),
+                    unit_override("Avg power", "kwatt"),
+                    unit_override("Peak power", "kwatt"),
+                    unit_override("Duration", "dtdurations"),
+                ],
+            ),
+            Panel(
+                "table",
+                "Monthly statistics",
+                "none",
+                [
+                    sql(
+                        f"""
+                        SELECT month, vin,
+                               SUM(trips) AS "Trips",
+                               ROUND(SUM(km), 1) AS "Distance",
+                               ROUND(SUM(used), 1) AS "Energy used",
+                               ROUND(100.0 * SUM(used) / NULLIF(SUM(km), 0), 1) AS "kWh/100 km",
+                               SUM(charges) AS "Charges",
+                               ROUND(SUM(charged), 1) AS "Energy charged",
+                               ROUND(100.0 * SUM(dc) / NULLIF(SUM(charged), 0)) AS "DC share"
+                        FROM (
+                          SELECT substr(start_local, 1, 7) AS month, vin, COUNT(*) AS trips,
+                                 SUM(distance_km) AS km, SUM(energy_kwh) AS used,
+                                 0 AS charges, 0 AS charged, 0 AS dc
+                          FROM trips {TRIPS} GROUP BY month, vin
+                          UNION ALL
+                          SELECT substr(start_local, 1, 7) AS month, vin, 0, 0, 0, COUNT(*),
+                                 SUM(energy_added_kwh),
+                                 SUM(CASE WHEN kind = 'dc' THEN energy_added_kwh ELSE 0 END)
+                          FROM charging_sessions {TRIPS} GROUP BY month, vin
+                        )
+                        GROUP BY month, vin ORDER BY month DESC, vin
+                        """
+                    )
+                ],
+                description="Per calendar month (the car's local time) and vehicle.",
+                w=24,
+                h=8,
+                overrides=[
+                    unit_override("Distance", "lengthkm"),
+                    unit_override("Energy used", "kwatth"),
+                    unit_override("Energy charged", "kwatth"),
+                    unit_override("DC share", "percent"),
+                ],
             ),
             Panel(
                 "timeseries",
@@ -52,7 +226,7 @@ def sessions() -> Dashboard:
                     sql(
                         f"""
                         SELECT ts AS time, vin, battery_soc
-                        FROM samples {where} AND battery_soc IS NOT NULL
+                        FROM samples {SAMPLES} AND battery_soc IS NOT NULL
                         ORDER BY ts
                         """,
                         series=True,
@@ -62,34 +236,8 @@ def sessions() -> Dashboard:
                 min=0,
                 max=1,
                 custom=LINE,
-                w=12,
-                h=8,
-            ),
-            Panel(
-                "table",
-                "Monthly statistics",
-                "none",
-                [
-                    sql(
-                        f"""
-                        SELECT strftime('%Y-%m', ts, 'unixepoch') AS month, vin,
-                               ROUND((MAX(odometer) - MIN(odometer)) / 1000.0, 1) AS distance_km,
-                               ROUND(MIN(battery_soc) * 100) AS min_soc_pct,
-                               ROUND(AVG(outside_temperature), 1) AS avg_outside_c,
-                               COUNT(*) AS reports
-                        FROM samples {where}
-                        GROUP BY month, vin ORDER BY month DESC, vin
-                        """
-                    )
-                ],
-                description="Per calendar month (UTC) and vehicle, from the raw history.",
                 w=24,
                 h=8,
-                overrides=[
-                    unit_override("distance_km", "lengthkm"),
-                    unit_override("min_soc_pct", "percent"),
-                    unit_override("avg_outside_c", "celsius"),
-                ],
             ),
         ],
         sqlite=True,
