@@ -1,0 +1,72 @@
+"""Serve a ``SmartcarCloud`` on loopback: one port per Smartcar host, plus the webhook emitter.
+
+Separate ports for Connect, the token endpoint and the API mean a client that mixes up its base URLs
+fails here as it would against the real hosts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from exporter.simulator.smartcar import api, connect, token
+from exporter.simulator.smartcar.connect import CLOUD
+from exporter.simulator.smartcar.state import SmartcarCloud
+from exporter.simulator.smartcar.webhooks import WebhookEmitter
+
+
+def make_apps(cloud: SmartcarCloud) -> dict[str, web.Application]:
+    """The three aiohttp apps (connect, auth, api) over one shared cloud."""
+    apps: dict[str, web.Application] = {}
+    for name, add_routes in (
+        ("connect", connect.routes),
+        ("auth", token.routes),
+        ("api", api.routes),
+    ):
+        app = web.Application()
+        app[CLOUD] = cloud
+        add_routes(app)
+        apps[name] = app
+    return apps
+
+
+class SmartcarSimulator:
+    """Start/stop the simulated Smartcar. ``urls`` maps host role to base URL once started:
+    ``connect`` (``/oauth/authorize``), ``auth`` (``/oauth/token``), ``api`` (``/v2.0/...``)."""
+
+    def __init__(
+        self, cloud: SmartcarCloud, *, host: str = "127.0.0.1", **emitter_options: Any
+    ) -> None:
+        self.cloud = cloud
+        self.host = host
+        self.emitter = WebhookEmitter(cloud, **emitter_options)
+        self.apps = make_apps(cloud)
+        self._runners: list[web.AppRunner] = []
+        self.urls: dict[str, str] = {}
+
+    async def start(self) -> dict[str, str]:
+        for name, app in self.apps.items():
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.host, 0)
+            await site.start()
+            self._runners.append(runner)
+            port = runner.addresses[0][1]
+            self.urls[name] = f"http://{self.host}:{port}"
+        self.apps["api"][api.CONNECT_ORIGIN] = self.urls["connect"]
+        await self.emitter.start()
+        return dict(self.urls)
+
+    async def stop(self) -> None:
+        await self.emitter.close()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def __aenter__(self) -> SmartcarSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
