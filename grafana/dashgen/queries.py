@@ -29,7 +29,6 @@ class Query:
     ref_id: str
     datasource_type: str
     text: str
-    instant: bool = False  # Prometheus: an instant query (stat, gauge, table) or a range (graph)
 
     @property
     def where(self) -> str:
@@ -48,7 +47,6 @@ def queries(dashboard: JSON) -> Iterator[Query]:
                 target["refId"],
                 ds["type"],
                 str(text),
-                bool(target.get("instant", False)),
             )
 
 
