@@ -271,6 +271,13 @@ def document(settings: CommandSettings) -> dict[str, Any]:
                                 },
                             },
                             "content": {"application/json": {"schema": _ref("CommandRecord")}},
+                            "links": {
+                                "GetCommand": {
+                                    "operationId": "getCommand",
+                                    "parameters": {"id": "$response.body#/id"},
+                                    "description": "The command's outcome.",
+                                }
+                            },
                         },
                         "400": _error("The body is not a JSON object, or a bad header."),
                         **_AUTH_ERRORS,
