@@ -1,0 +1,93 @@
+"""Battery health: usable capacity estimated from charging sessions, per month, with its spread.
+
+Each session that added at least ``min_soc_pct`` points gives one estimate: energy measured by
+integrating charging power, divided by the SoC gained. The energy must come from power, never from
+SoC times the configured capacity, or the estimate would only echo the configuration. One session is
+noisy (SoC is reported in whole percent; power is sampled), so each month reports the median with
+the interquartile range and the number of sessions behind it; a real fade shows as a drift of the
+median over months, well beyond the spread. Where the car reports power on the grid side, estimates
+include charging losses and sit a few percent above the true capacity; compare months, not
+absolutes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from .prep import local_times
+from .settings import Settings
+
+BATTERY_COLUMNS: Final = (
+    "vin",
+    "month",
+    "sessions",
+    "capacity_kwh",
+    "capacity_p25_kwh",
+    "capacity_p75_kwh",
+    "capacity_std_kwh",
+    "nominal_kwh",
+    "health_pct",
+)
+ESTIMATE_COLUMNS: Final = (
+    "vin",
+    "start_ts",
+    "start_local",
+    "kind",
+    "soc_added_pct",
+    "energy_power_kwh",
+    "capacity_kwh",
+)
+
+
+def capacity_estimates(charges_df: pd.DataFrame, min_soc_pct: float = 10.0) -> pd.DataFrame:
+    """One capacity estimate per qualifying session (see the module docstring)."""
+    c = charges_df
+    ok = (
+        ~c["unseen"].astype(bool)
+        & ~c["ongoing"].astype(bool)
+        & (c["soc_added_pct"] >= min_soc_pct)
+        & c["energy_power_kwh"].notna()
+        & (c["energy_power_kwh"] > 0)
+    )
+    e = c.loc[ok].copy()
+    e["capacity_kwh"] = e["energy_power_kwh"] / (e["soc_added_pct"] / 100.0)
+    return e[list(ESTIMATE_COLUMNS)].reset_index(drop=True)
+
+
+def battery(
+    charges_df: pd.DataFrame,
+    settings: Settings | None = None,
+    *,
+    nominal_kwh: dict[str, float] | None = None,
+    min_soc_pct: float = 10.0,
+) -> pd.DataFrame:
+    """Per vehicle and local month: median capacity estimate, quartiles, std, health vs nominal."""
+    s = settings or Settings()
+    est = capacity_estimates(charges_df, min_soc_pct)
+    if est.empty:
+        return empty()
+    local = local_times(est["start_ts"].to_numpy(), est["vin"].to_numpy(), s)
+    est["month"] = local.dt.strftime("%Y-%m").to_numpy()
+    g = est.groupby(["vin", "month"], sort=True)["capacity_kwh"]
+    out = pd.DataFrame(
+        {
+            "sessions": g.size(),
+            "capacity_kwh": g.median(),
+            "capacity_p25_kwh": g.quantile(0.25),
+            "capacity_p75_kwh": g.quantile(0.75),
+            "capacity_std_kwh": g.std(ddof=1),
+        }
+    ).reset_index()
+    nominal = nominal_kwh or {}
+    out["nominal_kwh"] = out["vin"].map(lambda v: nominal.get(v, np.nan)).astype("float64")
+    out["health_pct"] = out["capacity_kwh"] / out["nominal_kwh"] * 100.0
+    return out[list(BATTERY_COLUMNS)]
+
+
+def empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64") for c in BATTERY_COLUMNS}).astype(
+        {"vin": "object", "month": "object", "sessions": "int64"}
+    )

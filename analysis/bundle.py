@@ -1,0 +1,70 @@
+"""All analyses of one sample frame, computed on demand and sharing one preparation.
+
+The CLI, the report and notebooks usually want several results from the same samples; preparing the
+arrays once and detecting trips and charges once keeps a vehicle-year at a few seconds in total.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import pandas as pd
+
+from .battery import battery as _battery
+from .battery import capacity_estimates as _capacity_estimates
+from .charges import charges as _charges
+from .drain import drain as _drain
+from .efficiency import efficiency as _efficiency
+from .prep import Prepared, prepare
+from .settings import Settings
+from .summary import summary as _summary
+from .trips import trips as _trips
+
+
+class Analysis:
+    """``Analysis(df).trips``, ``.charges``, ``.drain``, ... each computed once, when first used."""
+
+    def __init__(self, df: pd.DataFrame, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._df = df
+
+    @cached_property
+    def prepared(self) -> Prepared:
+        return prepare(self._df, self.settings)
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        """The cleaned samples."""
+        return self.prepared.df
+
+    @cached_property
+    def trips(self) -> pd.DataFrame:
+        return _trips(self._df, self.settings, prepared=self.prepared)
+
+    @cached_property
+    def charges(self) -> pd.DataFrame:
+        return _charges(self._df, self.settings, prepared=self.prepared)
+
+    @cached_property
+    def drain(self) -> pd.DataFrame:
+        return _drain(
+            self._df,
+            self.settings,
+            prepared=self.prepared,
+            trips_df=self.trips,
+            charges_df=self.charges,
+        )
+
+    def efficiency(self, by: str | None = None) -> pd.DataFrame:
+        return _efficiency(self.trips, self.settings, by=by)
+
+    @cached_property
+    def capacity_estimates(self) -> pd.DataFrame:
+        return _capacity_estimates(self.charges)
+
+    @cached_property
+    def battery(self) -> pd.DataFrame:
+        return _battery(self.charges, self.settings, nominal_kwh=self.prepared.capacity_by_vin)
+
+    def summary(self, period: str = "month") -> pd.DataFrame:
+        return _summary(self.trips, self.charges, self.settings, period=period)

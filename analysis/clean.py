@@ -1,0 +1,105 @@
+"""Making a history safe to analyse: one row per report, impossible values turned into "unknown".
+
+Clouds send garbage now and then (a 0 odometer after a reset of the telematics unit, SoC 255, a
+position of 0/0, a row twice). A single bad odometer would invent a 1000 km trip, and one SoC of
+2.55 would add a phantom charge, so every physically impossible value becomes NaN here and the
+detectors treat it as a missing reading. Rows are never invented and valid values are never altered.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from exporter.signals import CHARGING_STATES, POWER_STATES
+
+# Physically possible ranges in SI units; anything outside is a sensor or parser error.
+LIMITS: Final = {
+    "battery_soc": (0.0, 1.0),
+    "electric_range": (0.0, 2_000_000.0),
+    "odometer": (1e-9, 5e9),  # 0 is the classic "unknown" sentinel
+    "speed": (0.0, 100.0),  # 360 km/h
+    "latitude": (-90.0, 90.0),
+    "longitude": (-180.0, 180.0),
+    "charging_power": (0.0, 500_000.0),
+    "charging_voltage_dc": (0.0, 1500.0),
+    "charging_current_dc": (-1000.0, 1000.0),
+    "outside_temperature": (-60.0, 65.0),
+}
+ODO_SPEED_LIMIT: Final = 70.0  # m/s; an odometer rising faster than ~250 km/h is a bad reading
+ODO_SLACK_M: Final = 2000.0
+
+
+def clean(df: pd.DataFrame) -> pd.DataFrame:
+    """Sorted by (vin, ts), one row per (vin, ts), impossible values as NaN. Returns a new frame."""
+    out = df.copy()
+    out["ts"] = pd.to_numeric(out["ts"], errors="coerce")
+    ok = np.isfinite(out["ts"].to_numpy(dtype="float64")) & out["vin"].notna().to_numpy()
+    out = out.loc[ok]
+    out = out.sort_values(["vin", "ts"], kind="mergesort")
+    # Two rows for one report (replayed webhook, merged files): keep the last, the most complete.
+    out = out.drop_duplicates(["vin", "ts"], keep="last").reset_index(drop=True)
+    for col, (lo, hi) in LIMITS.items():
+        if col in out.columns:
+            v = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype="float64", copy=True)
+            with np.errstate(invalid="ignore"):
+                v[(v < lo) | (v > hi)] = np.nan
+            out[col] = v
+    if "latitude" in out.columns and "longitude" in out.columns:
+        lat = out["latitude"].to_numpy(dtype="float64", copy=True)
+        lon = out["longitude"].to_numpy(dtype="float64", copy=True)
+        null_island = (lat == 0) & (lon == 0)
+        bad = null_island | np.isnan(lat) | np.isnan(lon)
+        lat[bad] = np.nan
+        lon[bad] = np.nan
+        out["latitude"], out["longitude"] = lat, lon
+    for col, states in (("charging_state", CHARGING_STATES), ("power_state", POWER_STATES)):
+        if col in out.columns:
+            s = out[col].astype("object")
+            out[col] = s.where(s.isin(states), None)
+    if "charger_connected" in out.columns:
+        c = pd.to_numeric(out["charger_connected"], errors="coerce").to_numpy(dtype="float64")
+        out["charger_connected"] = np.where((c == 0) | (c == 1), c, np.nan)
+    if "odometer" in out.columns:
+        out["odometer"] = _clean_odometer(
+            out["vin"].to_numpy(), out["ts"].to_numpy(dtype="float64"), out["odometer"].to_numpy()
+        )
+    return pd.DataFrame(out)
+
+
+def _clean_odometer(vin: np.ndarray, ts: np.ndarray, odo: np.ndarray) -> np.ndarray:
+    """Drop odometer readings that jump out of line or go backwards.
+
+    A reading is compared with the median of the five good readings around it (robust to two bad
+    ones in a row, also at the start of a history): further from it than a car could drive in the
+    time between them means a spike. Then a reading below the highest good reading so far went
+    backwards (odometers never do) and is dropped too. Both passes are vectorised.
+    """
+    odo = np.asarray(odo, dtype="float64").copy()
+    n = len(odo)
+    if n == 0:
+        return odo
+    idx = np.flatnonzero(~np.isnan(odo))
+    if len(idx) >= 3:
+        g = pd.Series(vin[idx])
+        frame = pd.DataFrame({"o": odo[idx], "t": ts[idx]})
+        roll = frame.groupby(g.to_numpy(), sort=False).rolling(5, center=True, min_periods=1)
+        med = roll.median().reset_index(level=0, drop=True).sort_index()
+        with np.errstate(invalid="ignore"):
+            far = np.abs(frame["o"].to_numpy() - med["o"].to_numpy()) > (
+                ODO_SPEED_LIMIT * np.abs(frame["t"].to_numpy() - med["t"].to_numpy()) + ODO_SLACK_M
+            )
+        odo[idx[far]] = np.nan
+    new_vin = np.ones(n, dtype=bool)
+    new_vin[1:] = vin[1:] != vin[:-1]
+    group = np.cumsum(new_vin) - 1
+    best = pd.Series(odo).groupby(group).cummax().to_numpy()
+    best = pd.Series(best).groupby(group).ffill().to_numpy()
+    best_before = np.r_[np.nan, best[:-1]]
+    best_before[new_vin] = np.nan
+    with np.errstate(invalid="ignore"):
+        back = odo < best_before - 1.0
+    odo[back] = np.nan
+    return odo

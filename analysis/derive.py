@@ -1,0 +1,300 @@
+"""``carmetrics db derive``: materialise trips and charging sessions as tables in the history file.
+
+Grafana's SQL panels and ad-hoc SQL then read a few thousand session rows instead of scanning years
+of samples (TeslaMate's slow dashboards came from scanning ``positions``, logger-anchors §4).
+
+Incremental and idempotent. Per vehicle, rows of earlier runs are final except the last trip and the
+last charging session (either may still grow). Each run deletes those, re-reads samples from the
+first sample they were built on (``first_sample_ts``: the start anchor, so back-filled starts come
+out the same) and detects again on that window, so running it twice changes nothing and running it
+after every poll or once a month gives the same tables. Samples that arrive late (``ts`` older than
+what was already derived) widen the window back to the session they fall into. A change of detector
+version or of the settings that shape results (capacity, timezone, thresholds) rebuilds that
+vehicle. Raw samples removed by retention are never needed again: rows older than the oldest sample
+are kept as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from .charges import CHARGE_COLUMNS
+from .charges import detect as detect_charges
+from .load import ANALYSIS_SIGNALS, frame_from_rows
+from .prep import prepare
+from .settings import Settings
+from .trips import TRIP_COLUMNS
+from .trips import detect as detect_trips
+
+VERSION: Final = 1  # bump when detection changes, so derived tables are rebuilt
+
+_TEXT: Final = {"vin", "start_local", "end_local", "kind"}
+_INT: Final = {"samples", "inferred", "ongoing", "unseen"}
+TABLES: Final = {
+    "trips": TRIP_COLUMNS,
+    "charging_sessions": CHARGE_COLUMNS,
+}
+EXTRA: Final = ("first_sample_ts", "last_sample_ts")
+
+
+def _ddl(table: str, columns: Iterable[str]) -> str:
+    cols = []
+    for c in (*columns, *EXTRA):
+        sql_type = "TEXT" if c in _TEXT else "INTEGER" if c in _INT else "REAL"
+        null = " NOT NULL" if c in {"vin", "start_ts", "end_ts"} else ""
+        cols.append(f'  "{c}" {sql_type}{null}')
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (\n"
+        + ",\n".join(cols)
+        + ",\n  PRIMARY KEY (vin, start_ts)\n) STRICT"
+    )
+
+
+SCHEMA: Final = (
+    _ddl("trips", TRIP_COLUMNS),
+    "CREATE INDEX IF NOT EXISTS trips_vin_end ON trips (vin, end_ts)",
+    _ddl("charging_sessions", CHARGE_COLUMNS),
+    "CREATE INDEX IF NOT EXISTS charging_sessions_vin_end ON charging_sessions (vin, end_ts)",
+    """CREATE TABLE IF NOT EXISTS derive_state (
+  vin TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  fingerprint TEXT NOT NULL,
+  max_rowid INTEGER NOT NULL,
+  max_ts REAL NOT NULL,
+  derived_at REAL NOT NULL
+) STRICT""",
+)
+
+
+@dataclass(frozen=True)
+class DeriveResult:
+    vin: str
+    samples_read: int
+    trips_written: int
+    sessions_written: int
+    rebuilt: bool
+
+
+def fingerprint(settings: Settings, vin: str, capacity: float) -> str:
+    """A short hash of everything that shapes this vehicle's derived rows."""
+    d = asdict(settings)
+    d["timezone"] = str(settings.tz(vin))
+    d["timezones"] = {}
+    d["capacity_kwh"] = capacity
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob + str(VERSION).encode()).hexdigest()[:16]
+
+
+def _connect(db_path: Path | str) -> sqlite3.Connection:
+    path = Path(db_path)
+    if not path.exists():
+        raise FileNotFoundError(f"history database {path} does not exist")
+    conn = sqlite3.connect(str(path), timeout=10.0)
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    with conn:
+        for stmt in SCHEMA:
+            conn.execute(stmt)
+
+
+def derive(
+    db_path: Path | str,
+    settings: Settings | None = None,
+    *,
+    vin: str | None = None,
+    rebuild: bool = False,
+    progress: Callable[[Iterable[str]], Iterable[str]] | None = None,
+) -> list[DeriveResult]:
+    """Bring the ``trips`` and ``charging_sessions`` tables up to date; returns what was done."""
+    s = settings or Settings()
+    conn = _connect(db_path)
+    try:
+        ensure_schema(conn)
+        all_vins = [r[0] for r in conn.execute("SELECT DISTINCT vin FROM samples ORDER BY vin")]
+        chosen = [v for v in all_vins if vin is None or v == vin]
+        iterator = progress(chosen) if progress is not None else chosen
+        return [_derive_vin(conn, v, s, rebuild) for v in iterator]
+    finally:
+        conn.close()
+
+
+def _vehicle_info(conn: sqlite3.Connection, vin: str) -> tuple[str | None, str | None]:
+    try:
+        row = conn.execute("SELECT model, series FROM vehicles WHERE vin = ?", (vin,)).fetchone()
+    except sqlite3.OperationalError:
+        return None, None
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _derive_vin(conn: sqlite3.Connection, vin: str, s: Settings, rebuild: bool) -> DeriveResult:
+    model, series = _vehicle_info(conn, vin)
+    capacity = s.capacity_for(vin, model, series)
+    fp = fingerprint(s, vin, capacity)
+    max_rowid, max_ts = conn.execute(
+        "SELECT max(rowid), max(ts) FROM samples WHERE vin = ?", (vin,)
+    ).fetchone()
+    state = conn.execute(
+        "SELECT version, fingerprint, max_rowid, max_ts FROM derive_state WHERE vin = ?", (vin,)
+    ).fetchone()
+    full = rebuild or state is None or state[0] != VERSION or state[1] != fp
+    if full:
+        (oldest,) = conn.execute("SELECT min(ts) FROM samples WHERE vin = ?", (vin,)).fetchone()
+        cut, window = float(oldest), float("-inf")
+    else:
+        cut, window = _window(conn, vin, s, last_rowid=int(state[2]), last_ts=float(state[3]))
+    df = _read(conn, vin, window, model, series)
+    p = prepare(df, s)
+    new = {
+        "trips": detect_trips(p, s),
+        "charging_sessions": detect_charges(p, s),
+    }
+    window_is_start = (
+        full
+        or not len(df)
+        or p.t[0]
+        <= float(conn.execute("SELECT min(ts) FROM samples WHERE vin = ?", (vin,)).fetchone()[0])
+    )
+    written = {}
+    with conn:
+        for table, cols in TABLES.items():
+            conn.execute(f"DELETE FROM {table} WHERE vin = ? AND start_ts >= ?", (vin, cut))
+            rows = new[table]
+            # A session cut in half by the window's first sample is a fragment of a final row.
+            if not window_is_start and len(rows):
+                rows = rows.loc[~((rows["_lo"] == 0) & ~rows["_anchored"].astype(bool))]
+            if len(rows):
+                rows = rows.assign(
+                    first_sample_ts=p.t[rows["_lo"].to_numpy(dtype=np.int64)],
+                    last_sample_ts=p.t[rows["_hi"].to_numpy(dtype=np.int64)],
+                )
+                (kept_end,) = conn.execute(
+                    f"SELECT max(end_ts) FROM {table} WHERE vin = ?", (vin,)
+                ).fetchone()
+                if kept_end is not None:
+                    rows = rows.loc[rows["start_ts"] >= kept_end - 1e-6]
+            written[table] = _insert(conn, table, [*cols, *EXTRA], rows)
+        conn.execute(
+            "INSERT INTO derive_state VALUES (?,?,?,?,?,?) ON CONFLICT(vin) DO UPDATE SET "
+            "version=excluded.version, fingerprint=excluded.fingerprint, "
+            "max_rowid=excluded.max_rowid, max_ts=excluded.max_ts, derived_at=excluded.derived_at",
+            (vin, VERSION, fp, int(max_rowid or 0), float(max_ts or 0.0), time.time()),
+        )
+    return DeriveResult(vin, len(df), written["trips"], written["charging_sessions"], full)
+
+
+def _window(
+    conn: sqlite3.Connection, vin: str, s: Settings, *, last_rowid: int, last_ts: float
+) -> tuple[float, float]:
+    """(cut, window): rows starting at/after ``cut`` are replaced; samples from ``window`` re-read.
+
+    The last row of a table is still open while it is ongoing or so recent that what comes next
+    could join it (a trip within ``stop_merge_s``, a charge within ``merge_pause_s``); open rows are
+    redone from their first sample. With nothing open, reading starts one sample before the end of
+    the last rows, so only new samples (plus that anchor) are read.
+    """
+    horizon = {"trips": s.stop_merge_s + 60.0, "charging_sessions": s.merge_pause_s}
+    starts: list[float] = []
+    firsts: list[float] = []
+    ends: list[float] = []
+    for table in TABLES:
+        row = conn.execute(
+            f"SELECT start_ts, end_ts, first_sample_ts, last_sample_ts, ongoing FROM {table} "
+            "WHERE vin = ? ORDER BY start_ts DESC LIMIT 1",
+            (vin,),
+        ).fetchone()
+        if row is None:
+            continue
+        start, end, first, last, ongoing = row
+        if ongoing or last_ts - end <= horizon[table]:
+            starts.append(start)
+            firsts.append(first)
+        else:
+            ends.append(last)
+    (late,) = conn.execute(
+        "SELECT min(ts) FROM samples WHERE vin = ? AND rowid > ? AND ts <= ?",
+        (vin, last_rowid, last_ts),
+    ).fetchone()
+    if late is not None:
+        # Rows the late sample may belong to, or that follow it, are redone from their anchors.
+        for table in TABLES:
+            row = conn.execute(
+                f"SELECT min(start_ts), min(first_sample_ts) FROM {table} "
+                "WHERE vin = ? AND end_ts >= ?",
+                (vin, late),
+            ).fetchone()
+            if row[0] is not None:
+                starts.append(row[0])
+                firsts.append(row[1])
+        (before,) = conn.execute(
+            "SELECT max(ts) FROM samples WHERE vin = ? AND ts < ?", (vin, late)
+        ).fetchone()
+        starts.append(late)
+        firsts.append(before if before is not None else late)
+    if starts:
+        return float(min(starts)), float(min(firsts))
+    if ends:
+        (before,) = conn.execute(
+            "SELECT max(ts) FROM samples WHERE vin = ? AND ts < ?", (vin, min(ends))
+        ).fetchone()
+        return float("inf"), float(before if before is not None else min(ends))
+    # Nothing derived yet for this vehicle (it never moved or charged): read everything.
+    return float("-inf"), float("-inf")
+
+
+def _read(
+    conn: sqlite3.Connection, vin: str, since: float, model: str | None, series: str | None
+) -> pd.DataFrame:
+    have = {r[1] for r in conn.execute('PRAGMA table_info("samples")')}
+    cols = [c for c in ANALYSIS_SIGNALS if c in have]
+    sql = (
+        "SELECT vin, ts"
+        + "".join(f', "{c}"' for c in cols)
+        + " FROM samples WHERE vin = ? AND ts >= ? ORDER BY ts"
+    )
+    df = frame_from_rows(conn.execute(sql, (vin, since)).fetchall(), ["vin", "ts", *cols])
+    for c in ANALYSIS_SIGNALS:
+        if c not in df.columns:
+            df[c] = np.nan
+    df["model"] = model
+    df["series"] = series
+    return df
+
+
+def _insert(conn: sqlite3.Connection, table: str, cols: list[str], rows: pd.DataFrame) -> int:
+    if rows.empty:
+        return 0
+    out = rows[cols].copy()
+    for c in cols:
+        if c in _INT:
+            out[c] = out[c].astype("int64")
+    records = [
+        tuple(None if (isinstance(v, float) and np.isnan(v)) else _py(v) for v in rec)
+        for rec in out.itertuples(index=False, name=None)
+    ]
+    placeholders = ", ".join("?" for _ in cols)
+    names = ", ".join(f'"{c}"' for c in cols)
+    conn.executemany(f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({placeholders})", records)
+    return len(records)
+
+
+def _py(v: object) -> object:
+    if isinstance(v, np.integer | np.bool_):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v

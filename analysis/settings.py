@@ -1,0 +1,194 @@
+"""What the analysis needs to know that the samples do not say: battery size, timezone, thresholds.
+
+Usable capacity turns a SoC change into kWh, and the timezone decides which day a trip belongs to.
+Both come from the ``[analysis]`` config section, per VIN or per model, falling back to a built-in
+table of usable capacities and to the machine's own timezone. Timezone choice: a per-VIN setting (as
+VWsFriend does) rather than a lookup from GPS position, because positions are private and optional,
+and a built-in border table would be wrong near borders; a car that moves between zones gets the
+zone its owner names.
+
+Example::
+
+    [analysis]
+    timezone = "Europe/Berlin"      # default for every vehicle (default: the machine's zone)
+    idle_hours = 6                  # parked periods at least this long count as idle drain
+
+    [analysis.capacity_kwh]         # usable kWh, per VIN or per model name
+    "#1" = 62.0
+    "HX1ABC0123456789" = 60.5
+
+    [analysis.timezones]            # per-VIN override
+    "HX1ABC0123456789" = "Europe/London"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Usable (net) capacity by model, kWh. Smart #1/#3 Pro+/Premium/Brabus: 66 kWh gross, 62 usable;
+# Smart #5: 100 kWh gross, 94 usable. Series codes (seriesCodeVs) map to the same models.
+BUILTIN_CAPACITY_KWH: Final = MappingProxyType(
+    {
+        "#1": 62.0,
+        "#3": 62.0,
+        "#5": 94.0,
+        "HX1": 62.0,
+        "HC1": 62.0,
+        "HY1": 94.0,
+    }
+)
+# When nothing is known about a vehicle the analysis still runs; its energy figures use this guess.
+FALLBACK_CAPACITY_KWH: Final = 60.0
+
+
+class SettingsError(ValueError):
+    """One user-facing line naming the ``[analysis]`` key that is wrong."""
+
+
+def machine_timezone() -> str:
+    """The IANA name of this machine's zone (TZ, /etc/localtime, /etc/timezone), else UTC."""
+    candidates: list[str] = []
+    env = os.environ.get("TZ", "").lstrip(":")
+    if env:
+        candidates.append(env)
+    target = os.path.realpath("/etc/localtime")
+    if "zoneinfo/" in target:
+        candidates.append(target.split("zoneinfo/", 1)[1])
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    for name in candidates:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        return name
+    return "UTC"
+
+
+def _zone(name: object, key: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise SettingsError(f"{key} = {name!r}: expected an IANA zone name such as 'Europe/Berlin'")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"{key} = {name!r}: unknown timezone; expected an IANA name such as 'Europe/Berlin'"
+        ) from None
+    return name
+
+
+def _positive(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise SettingsError(f"{key} = {value!r}: expected a positive number")
+    return float(value)
+
+
+def _norm_model(model: str) -> str:
+    return model.strip().lower().replace("smart", "").strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Analysis knobs. The defaults are what the accuracy run (docs/ACCURACY.md) measured."""
+
+    timezone: str = field(default_factory=machine_timezone)
+    timezones: Mapping[str, str] = field(default_factory=dict)  # per VIN
+    capacity_kwh: Mapping[str, float] = field(default_factory=dict)  # per VIN or model
+    idle_hours: float = 6.0
+    # trips
+    min_trip_m: float = 100.0  # shorter trips are noise (TeslaMate drops < 10 m; 100 m per issue)
+    moving_speed_mps: float = 0.5  # above this a sample counts as moving
+    stop_merge_s: float = 300.0  # a standstill shorter than this, ignition not off, is not a stop
+    gap_split_s: float = 1800.0  # a silence this long while moving splits a trip
+    jitter_m: float = 200.0  # position changes below this while parked are GPS jitter
+    default_speed_mps: float = (
+        11.0  # ~40 km/h: duration guess for trips seen only as odometer jumps
+    )
+    # charging
+    merge_pause_s: float = 24 * 3600.0  # pauses while still plugged merge (VWsFriend: 24 h)
+    unseen_min_soc: float = 0.02  # an SoC rise of 2 points without samples is an unseen charge
+    unseen_min_gap_s: float = 300.0
+    dc_power_w: float = 22_500.0  # above any AC charger (22 kW) means DC when the state is unknown
+
+    def tz(self, vin: str) -> ZoneInfo:
+        return ZoneInfo(self.timezones.get(vin, self.timezone))
+
+    def capacity_for(self, vin: str, model: str | None = None, series: str | None = None) -> float:
+        """Usable kWh: config by VIN, by model, built-in by model or series, else the fallback."""
+        if vin in self.capacity_kwh:
+            return float(self.capacity_kwh[vin])
+        if model:
+            for key, value in self.capacity_kwh.items():
+                if _norm_model(key) == _norm_model(model):
+                    return float(value)
+        found = builtin_capacity(model, series)
+        return FALLBACK_CAPACITY_KWH if found is None else found
+
+    def capacity_known(self, vin: str, model: str | None, series: str | None) -> bool:
+        if vin in self.capacity_kwh:
+            return True
+        if model and any(_norm_model(k) == _norm_model(model) for k in self.capacity_kwh):
+            return True
+        return builtin_capacity(model, series) is not None
+
+    @staticmethod
+    def from_config(section: Mapping[str, Any] | None) -> Settings:
+        """Build from the ``[analysis]`` table of config.toml; errors name the offending key."""
+        section = dict(section or {})
+        known = {
+            "timezone",
+            "timezones",
+            "capacity_kwh",
+            "idle_hours",
+            "min_trip_m",
+            "merge_pause_h",
+        }
+        for key in section:
+            if key not in known:
+                raise SettingsError(
+                    f"analysis.{key}: unknown key; expected one of: {', '.join(sorted(known))}"
+                )
+        kwargs: dict[str, Any] = {}
+        if "timezone" in section:
+            kwargs["timezone"] = _zone(section["timezone"], "analysis.timezone")
+        tzs = section.get("timezones", {})
+        if not isinstance(tzs, Mapping):
+            raise SettingsError("analysis.timezones: expected a table of VIN = zone name")
+        kwargs["timezones"] = {str(k): _zone(v, f"analysis.timezones.{k}") for k, v in tzs.items()}
+        caps = section.get("capacity_kwh", {})
+        if not isinstance(caps, Mapping):
+            raise SettingsError("analysis.capacity_kwh: expected a table of VIN or model = kWh")
+        kwargs["capacity_kwh"] = {
+            str(k): _positive(v, f"analysis.capacity_kwh.{k}") for k, v in caps.items()
+        }
+        if "idle_hours" in section:
+            kwargs["idle_hours"] = _positive(section["idle_hours"], "analysis.idle_hours")
+        if "min_trip_m" in section:
+            kwargs["min_trip_m"] = _positive(section["min_trip_m"], "analysis.min_trip_m")
+        if "merge_pause_h" in section:
+            kwargs["merge_pause_s"] = (
+                _positive(section["merge_pause_h"], "analysis.merge_pause_h") * 3600.0
+            )
+        return Settings(**kwargs)
+
+
+def builtin_capacity(model: str | None, series: str | None = None) -> float | None:
+    """Usable kWh from the built-in table, matching '#1', 'smart #1', 'HX11' and the like."""
+    if model:
+        m = _norm_model(model)
+        for key, value in BUILTIN_CAPACITY_KWH.items():
+            if key.startswith("#") and (m == key or m.startswith(key + " ") or m.endswith(key)):
+                return value
+    if series:
+        s = series.strip().upper()
+        for key, value in BUILTIN_CAPACITY_KWH.items():
+            if not key.startswith("#") and s.startswith(key):
+                return value
+    return None

@@ -1,0 +1,344 @@
+"""Trips from coarse, car-stamped samples.
+
+A cloud-polled car is seen every minute or so while it drives and rarely while it stands, so a trip
+is reconstructed from clues (logger-anchors §2.3, §2.6, §5.3):
+
+* a sample is *moving* when the car says it drives (power state ``driving``), reports speed, or sits
+  in the middle of a steady odometer rise; everything else is a *stop*;
+* a trip is a run of moving samples framed by the last stop before it (the *start anchor*: where and
+  with how much charge the car left) and the first stop after it (the *end anchor*). Distance and
+  energy run from anchor to anchor, so the part of the drive before the first moving sample counts;
+* the start time is back-filled from the start anchor: the car left ``(odometer at first moving
+  sample
+  - odometer at anchor) / trip speed`` before it was first seen moving, never before the anchor. The
+    end
+  time is the end anchor (cars report when they park) unless that report came implausibly late;
+* two stops with an odometer rise between them and no sample in between are a trip nobody saw
+  (``inferred``): it ends at the second stop, and its start is guessed from a typical speed;
+* a standstill with the ignition on and no cable (traffic, a level crossing) shorter than
+  ``stop_merge_s`` does not end a trip; a trip shorter than ``min_trip_m`` is dropped as noise.
+
+Everything is vectorised over the whole fleet frame; the only per-row Python is formatting the
+output.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from .prep import Prepared, local_iso, mean2, prepare
+from .settings import Settings
+
+TRIP_COLUMNS: Final = (
+    "vin",
+    "start_ts",
+    "end_ts",
+    "start_local",
+    "end_local",
+    "duration_min",
+    "distance_km",
+    "start_odometer_km",
+    "end_odometer_km",
+    "start_latitude",
+    "start_longitude",
+    "end_latitude",
+    "end_longitude",
+    "avg_speed_kmh",
+    "max_speed_kmh",
+    "start_soc_pct",
+    "end_soc_pct",
+    "soc_used_pct",
+    "range_used_km",
+    "energy_kwh",
+    "consumption_kwh_100km",
+    "outside_temp_c",
+    "samples",
+    "inferred",
+    "ongoing",
+)
+
+_CONTINUOUS_STEP_M: Final = 50.0  # odometer rise per sample that counts as steady motion
+_CONTINUOUS_MAX_DT: Final = 900.0
+
+
+def trips(
+    df: pd.DataFrame, settings: Settings | None = None, *, prepared: Prepared | None = None
+) -> pd.DataFrame:
+    """One row per trip (columns in ``TRIP_COLUMNS``), sorted by vin and start."""
+    s = settings or Settings()
+    p = prepared if prepared is not None else prepare(df, s)
+    return detect(p, s)[list(TRIP_COLUMNS)]
+
+
+def _shift_prev(a: np.ndarray, new_vin: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    out: np.ndarray = np.r_[fill, a[:-1]].astype("float64")
+    out[new_vin] = fill
+    return out
+
+
+def _shift_next(a: np.ndarray, last_of_vin: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    out: np.ndarray = np.r_[a[1:], fill].astype("float64")
+    out[last_of_vin] = fill
+    return out
+
+
+def moving_mask(p: Prepared, s: Settings) -> np.ndarray:
+    """Samples that show the car in motion (see the module docstring)."""
+    off = p.power_state == "off"
+    with np.errstate(invalid="ignore"):
+        moving = (p.power_state == "driving") | ((p.speed > s.moving_speed_mps) & ~off)
+        dx_prev = p.x - _shift_prev(p.x, p.new_vin)
+        dx_next = _shift_next(p.x, p.last_of_vin) - p.x
+        dt_next = _shift_next(p.t, p.last_of_vin) - p.t
+        steady = (
+            (dx_prev >= _CONTINUOUS_STEP_M)
+            & (dx_next >= _CONTINUOUS_STEP_M)
+            & (p.dt_prev <= _CONTINUOUS_MAX_DT)
+            & (dt_next <= _CONTINUOUS_MAX_DT)
+        )
+    return np.asarray((moving | (steady & ~off)) & ~p.charging, dtype=bool)
+
+
+def _span_sum(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` over the inclusive index ranges [lo, hi] (0 for empty ranges)."""
+    c = np.r_[0.0, np.cumsum(values, dtype="float64")]
+    out = c[hi + 1] - c[lo]
+    return np.where(hi >= lo, out, 0.0)
+
+
+def detect(p: Prepared, s: Settings) -> pd.DataFrame:
+    """The detector proper, on prepared arrays.
+
+    Besides ``TRIP_COLUMNS`` the result has ``_lo``/``_hi`` (first and last sample index, anchors
+    included) and ``_anchored`` (a start anchor was seen), which ``analysis.derive`` needs.
+    """
+    n = p.n
+    if n == 0:
+        return empty()
+    x = p.x
+    moving = moving_mask(p, s)
+    stop = ~moving
+    hard = (p.power_state == "off") | p.plugged | p.charging
+
+    # A silence longer than gap_split_s between two moving samples, at less than walking pace, means
+    # the car stopped unseen: split there (no anchor on either side of the gap).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pace = (x - _shift_prev(x, p.new_vin)) / p.dt_prev
+        slow = ~(pace >= 2.0)  # unknown pace counts as slow
+    prev_moving = np.r_[False, moving[:-1]] & ~p.new_vin
+    split = moving & prev_moving & (p.dt_prev > s.gap_split_s) & slow
+    split_next = np.r_[split[1:], False]
+
+    prev_stop = np.r_[True, stop[:-1]] | p.new_vin
+    next_stop = np.r_[stop[1:], True] | p.last_of_vin
+    first = np.flatnonzero(moving & (prev_stop | split))
+    last = np.flatnonzero(moving & (next_stop | split_next))
+    has_a = ~p.new_vin[first] & ~split[first]
+    has_b = ~p.last_of_vin[last] & ~split_next[last]
+    a = np.where(has_a, first - 1, first)
+    b = np.where(has_b, last + 1, last)
+
+    # Odometer jumps between two consecutive stops: trips that happened between samples.
+    jump = np.flatnonzero(
+        stop & prev_stop & ~p.new_vin & ((x - _shift_prev(x, p.new_vin)) >= s.min_trip_m)
+    )
+    k_seen, k_inf = len(first), len(jump)
+    lo = np.r_[a, jump - 1].astype(np.int64)
+    hi = np.r_[b, jump].astype(np.int64)
+    in_lo = np.r_[first, jump].astype(np.int64)  # empty inner range for inferred: in_lo > in_hi
+    in_hi = np.r_[last, jump - 1].astype(np.int64)
+    has_a = np.r_[has_a, np.ones(k_inf, dtype=bool)]
+    has_b = np.r_[has_b, np.ones(k_inf, dtype=bool)]
+    inferred = np.r_[np.zeros(k_seen, dtype=bool), np.ones(k_inf, dtype=bool)]
+    order = np.argsort(lo * 2 + inferred, kind="stable")  # inferred jump sorts before a seen run
+    lo, hi, in_lo, in_hi = lo[order], hi[order], in_lo[order], in_hi[order]
+    has_a, has_b, inferred = has_a[order], has_b[order], inferred[order]
+
+    start, end = _times(p, s, moving, lo, hi, in_lo, in_hi, has_a, has_b, inferred)
+
+    # Merge pieces split by a short standstill without ignition-off or cable (see docstring).
+    if len(lo) > 1:
+        hard_c = np.r_[0, np.cumsum(hard)]
+        nxt_lo, cur_hi = lo[1:], hi[:-1]
+        hard_between = hard_c[np.maximum(nxt_lo, cur_hi) + 1] - hard_c[np.minimum(nxt_lo, cur_hi)]
+        joined = (
+            (p.group[nxt_lo] == p.group[cur_hi])
+            & has_b[:-1]
+            & has_a[1:]
+            & (hard_between == 0)
+            & (start[1:] - end[:-1] <= s.stop_merge_s)
+        )
+        gid = np.r_[0, np.cumsum(~joined)]
+    else:
+        gid = np.zeros(len(lo), dtype=np.int64)
+    if len(lo) and gid[-1] != len(lo) - 1:
+        firsts = np.r_[0, np.flatnonzero(np.diff(gid)) + 1]
+        lasts = np.r_[firsts[1:] - 1, len(lo) - 1]
+        lo, hi = lo[firsts], hi[lasts]
+        in_lo = np.where(has_a[firsts], lo + 1, lo)
+        in_hi = np.where(has_b[lasts], hi - 1, hi)
+        inferred = np.minimum.reduceat(inferred.astype(np.int8), firsts).astype(bool)
+        start, end = start[firsts], end[lasts]
+        has_a, has_b = has_a[firsts], has_b[lasts]
+        in_lo = np.where(inferred, lo + 1, in_lo)
+        in_hi = np.where(inferred, lo, in_hi)
+
+    return _rows(p, s, moving, lo, hi, in_lo, in_hi, has_a, has_b, inferred, start, end)
+
+
+def _times(
+    p: Prepared,
+    s: Settings,
+    moving: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    in_lo: np.ndarray,
+    in_hi: np.ndarray,
+    has_a: np.ndarray,
+    has_b: np.ndarray,
+    inferred: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Back-filled start and estimated end of each trip piece."""
+    t, x = p.t, p.x
+    k = len(lo)
+    if k == 0:
+        return np.zeros(0), np.zeros(0)
+    f = np.where(inferred, hi, in_lo)
+    last = np.where(inferred, hi, in_hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        span = t[last] - t[f]
+        dx_in = x[last] - x[f]
+        v = np.where((span >= 120) & (dx_in > 0), dx_in / span, np.nan)
+        spd = np.where(moving & (p.speed > s.moving_speed_mps), p.speed, 0.0)
+        spd = np.nan_to_num(spd)
+        cnt = _span_sum((moving & (p.speed > s.moving_speed_mps)).astype(float), in_lo, in_hi)
+        mean_spd = np.where(cnt > 0, _span_sum(spd, in_lo, in_hi) / np.maximum(cnt, 1), np.nan)
+        v = np.where(np.isnan(v), mean_spd, v)
+        v = np.clip(np.where(np.isnan(v), s.default_speed_mps, v), 2.0, 40.0)
+
+        head = np.nan_to_num(np.maximum(x[f] - x[lo], 0.0)) / v
+        start = np.where(has_a, np.maximum(t[lo], t[f] - head), t[f])
+        tail = np.nan_to_num(np.maximum(x[hi] - x[last], 0.0)) / v
+        end = np.where(has_b, np.minimum(t[hi], t[last] + 1.5 * tail + 60.0), t[last])
+        dist = np.nan_to_num(x[hi] - x[lo])
+        inf_start = np.maximum(t[lo], t[hi] - dist / s.default_speed_mps)
+    start = np.where(inferred, inf_start, start)
+    end = np.where(inferred, t[hi], end)
+    return start, end
+
+
+def _rows(
+    p: Prepared,
+    s: Settings,
+    moving: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    in_lo: np.ndarray,
+    in_hi: np.ndarray,
+    has_a: np.ndarray,
+    has_b: np.ndarray,
+    inferred: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> pd.DataFrame:
+    k = len(lo)
+    if k == 0:
+        return empty()
+    x, soc = p.x, p.soc_ff
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dist = x[hi] - x[lo]
+        soc_a = np.where(np.isnan(soc[lo]), soc[np.maximum(in_lo, lo)], soc[lo])
+        soc_b = soc[hi].copy()
+        # A trip that ends at a charger may be seen first when charging has already added charge:
+        # extrapolate the end SoC from the trip's own consumption instead.
+        ends_charging = has_b & p.charging[hi] & ~inferred
+        last_in = np.where(inferred, hi, in_hi)
+        d_in = x[last_in] - x[lo]
+        rate = np.where(d_in > 0, (soc_a - soc[last_in]) / d_in, np.nan)
+        extrap = soc[last_in] - np.clip(rate, 0, None) * np.maximum(x[hi] - x[last_in], 0)
+        soc_b = np.where(ends_charging & ~np.isnan(extrap), np.minimum(extrap, soc_b), soc_b)
+        soc_b = np.where(np.isnan(soc_b), soc[last_in], soc_b)
+        cap = p.capacity_kwh[lo]
+        energy = (soc_a - soc_b) * cap
+        duration = end - start
+        rng_used = p.rng_ff[lo] - p.rng_ff[hi]
+
+    # Per-trip aggregates over the inner samples: one groupby on an owner array.
+    lengths = np.maximum(in_hi - in_lo + 1, 0)
+    owner = np.repeat(np.arange(k), lengths)
+    pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    idx = np.repeat(in_lo, lengths) + pos
+    agg = pd.DataFrame(
+        {"o": owner, "speed": p.speed[idx], "temp": p.temp[idx], "m": moving[idx]}
+    ).groupby("o")
+    max_speed = agg["speed"].max().reindex(range(k)).to_numpy()
+    temp = agg["temp"].mean().reindex(range(k)).to_numpy()
+    n_moving = agg["m"].sum().reindex(range(k)).fillna(0).to_numpy()
+    anchor_temp = mean2(p.temp[lo], p.temp[hi])
+    temp = np.where(np.isnan(temp), anchor_temp, temp)
+
+    vins = p.vin[lo]
+    ongoing = ~has_b & p.last_of_vin[hi]
+    keep = (dist >= s.min_trip_m) | (np.isnan(dist) & (n_moving >= 2))
+    out = pd.DataFrame(
+        {
+            "vin": vins,
+            "start_ts": start,
+            "end_ts": end,
+            "duration_min": duration / 60.0,
+            "distance_km": dist / 1000.0,
+            "start_odometer_km": x[lo] / 1000.0,
+            "end_odometer_km": x[hi] / 1000.0,
+            "start_latitude": p.lat_ff[lo],
+            "start_longitude": p.lon_ff[lo],
+            "end_latitude": p.lat_ff[hi],
+            "end_longitude": p.lon_ff[hi],
+            "avg_speed_kmh": np.where(
+                duration > 0, dist / np.where(duration > 0, duration, 1), np.nan
+            )
+            * 3.6,
+            "max_speed_kmh": max_speed * 3.6,
+            "start_soc_pct": soc_a * 100.0,
+            "end_soc_pct": soc_b * 100.0,
+            "soc_used_pct": (soc_a - soc_b) * 100.0,
+            "range_used_km": rng_used / 1000.0,
+            "energy_kwh": energy,
+            "consumption_kwh_100km": np.where(
+                dist > 0, energy / np.where(dist > 0, dist, 1), np.nan
+            )
+            * 100_000.0,
+            "outside_temp_c": temp,
+            "samples": hi - lo + 1,
+            "inferred": inferred,
+            "ongoing": ongoing,
+            "_lo": lo,
+            "_hi": hi,
+            "_anchored": has_a,
+        }
+    )
+    out = out.loc[keep].sort_values(["vin", "start_ts"], kind="mergesort")
+    out = pd.DataFrame(out.reset_index(drop=True))
+    out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), out["vin"].to_numpy(), s))
+    out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), out["vin"].to_numpy(), s))
+    return out
+
+
+def empty() -> pd.DataFrame:
+    """A trips frame with no rows and the right columns."""
+    cols = (*TRIP_COLUMNS, "_lo", "_hi", "_anchored")
+    return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols}).astype(
+        {
+            "vin": "object",
+            "start_local": "object",
+            "end_local": "object",
+            "inferred": bool,
+            "ongoing": bool,
+            "samples": "int64",
+            "_lo": "int64",
+            "_hi": "int64",
+            "_anchored": bool,
+        }
+    )
