@@ -157,14 +157,15 @@ def _data_headers(ctx: Ctx, r: CarReading) -> dict[str, str]:
 
 
 def _reauth_url(ctx: Ctx, request: web.Request) -> str:
-    connect = request.app.get(CONNECT_ORIGIN, "https://connect.smartcar.com")
+    connect = request.app[SIM_URLS].get("connect", "https://connect.smartcar.com")
     return (
         f"{connect}/oauth/reauthenticate?response_type=vehicle_id"
         f"&client_id={ctx.token.client_id}&vehicle_id={ctx.vehicle_id}"
     )
 
 
-CONNECT_ORIGIN: Final = web.AppKey("smartcar_connect_origin", str)
+# The simulator's own base URLs (filled in once its ports are bound), for links it hands out.
+SIM_URLS: Final = web.AppKey("smartcar_sim_urls", dict[str, str])
 
 
 def _fault_with_url(fault: ApiFault, ctx: Ctx, request: web.Request) -> ApiFault:

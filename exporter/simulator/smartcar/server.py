@@ -16,9 +16,13 @@ from exporter.simulator.smartcar.state import SmartcarCloud
 from exporter.simulator.smartcar.webhooks import WebhookEmitter
 
 
-def make_apps(cloud: SmartcarCloud) -> dict[str, web.Application]:
-    """The three aiohttp apps (connect, auth, api) over one shared cloud."""
+def make_apps(
+    cloud: SmartcarCloud, urls: dict[str, str] | None = None
+) -> dict[str, web.Application]:
+    """The three aiohttp apps (connect, auth, api) over one shared cloud; ``urls`` is the shared
+    (later filled) map of base URLs the apps use in links they hand out."""
     apps: dict[str, web.Application] = {}
+    urls = {} if urls is None else urls
     for name, add_routes in (
         ("connect", connect.routes),
         ("auth", token.routes),
@@ -26,6 +30,7 @@ def make_apps(cloud: SmartcarCloud) -> dict[str, web.Application]:
     ):
         app = web.Application()
         app[CLOUD] = cloud
+        app[api.SIM_URLS] = urls
         add_routes(app)
         apps[name] = app
     return apps
@@ -41,9 +46,9 @@ class SmartcarSimulator:
         self.cloud = cloud
         self.host = host
         self.emitter = WebhookEmitter(cloud, **emitter_options)
-        self.apps = make_apps(cloud)
-        self._runners: list[web.AppRunner] = []
         self.urls: dict[str, str] = {}
+        self.apps = make_apps(cloud, self.urls)
+        self._runners: list[web.AppRunner] = []
 
     async def start(self) -> dict[str, str]:
         for name, app in self.apps.items():
@@ -54,7 +59,6 @@ class SmartcarSimulator:
             self._runners.append(runner)
             port = runner.addresses[0][1]
             self.urls[name] = f"http://{self.host}:{port}"
-        self.apps["api"][api.CONNECT_ORIGIN] = self.urls["connect"]
         await self.emitter.start()
         return dict(self.urls)
 
