@@ -217,7 +217,7 @@ def command(
             raise SystemExit(EXIT_WAIT_ENDED)
         step = min(left, chunk)
         status, got = client.call(
-            "GET", f"/api/v1/commands/{rec['id']}?wait={step:.0f}", timeout=step + 30
+            "GET", f"/api/v1/commands/{rec['id']}?wait={max(step, 0.1):.1f}", timeout=step + 30
         )
         if status == 400 and chunk > 0:  # the exporter allows shorter waits: poll instead
             chunk = 0.0
