@@ -208,7 +208,7 @@ def command(
     while rec.get("status") != "done":
         left = deadline - time.monotonic()
         if left <= 0:
-            click.echo(json.dumps(rec) if as_json else _describe(rec))
+            click.echo(json.dumps(rec) if as_json else _describe(rec), err=not as_json)
             click.echo(
                 f"no outcome after {timeout:g} s; check later: GET {url.rstrip('/')}"
                 f"/api/v1/commands/{rec['id']}",
@@ -227,8 +227,9 @@ def command(
         rec = got
         if chunk == 0 and rec.get("status") != "done":
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    click.echo(json.dumps(rec) if as_json else _describe(rec))
     code = _OUTCOME_EXIT.get(str(rec.get("outcome")), EXIT_REJECTED)
+    # a failure goes to stderr, so `>/dev/null` in a crontab leaves exactly the failures to mail
+    click.echo(json.dumps(rec) if as_json else _describe(rec), err=bool(code) and not as_json)
     if code:
         raise SystemExit(code)
 
