@@ -305,3 +305,7 @@ def _contrib() -> None:
 
 
 _contrib()
+
+
+if __name__ == "__main__":
+    main()
