@@ -1,0 +1,188 @@
+"""Start every simulated cloud on loopback, sharing one fleet, one clock and one fault plan.
+
+    handle = await start_simulator(cfg)            # ScaledClock(speed=cfg.speed), demo fleet
+    handle.urls["smart"]["api_v1"]                 # base URL per cloud and host
+    handle.logins["smart_eu"]                      # {"username", "password", "region"}
+    print(json.dumps(handle.info()))               # the one line `carmetrics simulate` prints
+    await handle.close()
+
+Registering another cloud (the Smartcar simulator does this): add ONE line to ``CLOUDS`` below,
+``"smartcar": "exporter.simulator.smartcar:start_cloud"``. The target is an ``async def
+start_cloud(ctx: SimContext) -> CloudHandle | None`` that starts its servers on ``ctx.host`` and
+returns its base URLs, demo logins and VINs (or None when it has nothing to serve). It finds its
+cars with ``ctx.groups["smartcar"]`` (the VINs made from ``cfg.smartcar_vehicles``) or
+``ctx.fleet.vins_for(...)``, reads them with ``ctx.fleet.state(vin)``, commands them with
+``ctx.fleet.apply_command(...)``, hears new reports with ``ctx.fleet.on_change(callback)``, and
+asks ``ctx.faults.pick("smartcar", endpoint, vin)`` for injected faults. Factories are imported
+lazily, so a cloud whose module is missing or broken does not stop the others from starting (it is
+logged and skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.clock import Clock, ScaledClock
+from exporter.config import SimulatorConfig
+from exporter.simulator.faults import Faults
+from exporter.simulator.fleet import Fleet
+
+log = logging.getLogger(__name__)
+
+CLOUDS: dict[str, str] = {
+    "smart": "exporter.simulator.smart:start_cloud",
+}
+
+INTL_MODEL = "#3"
+
+
+@dataclass
+class SimContext:
+    """What a cloud factory gets: the shared fleet, clock and faults, and its own options."""
+
+    cfg: SimulatorConfig
+    clock: Clock
+    fleet: Fleet
+    faults: Faults
+    host: str
+    groups: dict[str, list[str]]  # "smart_eu", "smart_intl", "smartcar" -> VINs
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CloudHandle:
+    """A running simulated cloud."""
+
+    name: str
+    urls: dict[str, str]
+    logins: dict[str, dict[str, str]]
+    vins: dict[str, list[str]]  # login name -> VINs of that account
+    close: Callable[[], Awaitable[None]]
+    service: Any = None  # the cloud object itself, for in-process control in tests
+
+
+CloudFactory = Callable[[SimContext], Awaitable[CloudHandle | None]]
+
+
+@dataclass
+class SimulatorHandle:
+    clock: Clock
+    fleet: Fleet
+    faults: Faults
+    clouds: dict[str, CloudHandle]
+    _ticker: asyncio.Task[None] | None = None
+
+    @property
+    def urls(self) -> dict[str, dict[str, str]]:
+        return {name: dict(c.urls) for name, c in self.clouds.items()}
+
+    @property
+    def logins(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for c in self.clouds.values():
+            out.update({k: dict(v) for k, v in c.logins.items()})
+        return out
+
+    def service(self, name: str) -> Any:
+        """The in-process cloud object (e.g. ``SmartCloud``) for tests that steer it directly."""
+        return self.clouds[name].service
+
+    @property
+    def smart(self) -> Any:
+        return self.service("smart")
+
+    def info(self) -> dict[str, Any]:
+        """The one JSON-able line: every host's base URL, the demo logins and the VINs."""
+        vins: dict[str, list[str]] = {}
+        for c in self.clouds.values():
+            vins.update({k: list(v) for k, v in c.vins.items()})
+        return {"urls": self.urls, "logins": self.logins, "vins": vins}
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for c in reversed(list(self.clouds.values())):
+            await c.close()
+
+
+def build_fleet(
+    cfg: SimulatorConfig, clock: Clock, *, demo: bool
+) -> tuple[Fleet, dict[str, list[str]]]:
+    """The fleet of a config: the EU account's smart cars, one INTL car, the Smartcar cars."""
+    fleet = Fleet(seed=cfg.seed, clock=clock, demo=demo)
+    groups: dict[str, list[str]] = {"smart_eu": [], "smart_intl": [], "smartcar": []}
+    for model in cfg.smart_vehicles:
+        groups["smart_eu"].append(fleet.add(model, cloud="smart"))
+    if cfg.smart_vehicles:
+        groups["smart_intl"].append(fleet.add(INTL_MODEL, cloud="smart"))
+    for model in cfg.smartcar_vehicles:
+        groups["smartcar"].append(fleet.add(model, cloud="smartcar"))
+    return fleet, groups
+
+
+def _load(target: str) -> CloudFactory:
+    module, _, attr = target.partition(":")
+    factory: CloudFactory = getattr(importlib.import_module(module), attr)
+    return factory
+
+
+async def start_simulator(
+    cfg: SimulatorConfig,
+    clock: Clock | None = None,
+    host: str = "127.0.0.1",
+    *,
+    demo: bool | None = None,
+    tick_every: float | None = 1.0,
+    options: dict[str, Any] | None = None,
+) -> SimulatorHandle:
+    """Start every registered cloud on its own free loopback ports.
+
+    ``clock`` defaults to ``ScaledClock(speed=cfg.speed)``; tests pass a ``ManualClock``.
+    ``demo`` (default: when no clock is given) makes the first minutes lively. Every
+    ``tick_every`` real seconds the fleet is advanced in the background so ``on_change`` listeners
+    (webhooks) hear reports even when nobody polls; None disables it. ``options`` carries
+    per-cloud settings, e.g. ``{"smart": SmartCloudConfig(...)}``.
+    """
+    if demo is None:
+        demo = clock is None
+    if clock is None:
+        clock = ScaledClock(speed=cfg.speed)
+    fleet, groups = build_fleet(cfg, clock, demo=demo)
+    faults = Faults(clock=clock, seed=cfg.seed)
+    if cfg.fault_rate > 0:
+        faults.set_global_rate(cfg.fault_rate)
+    ctx = SimContext(cfg, clock, fleet, faults, host, groups, dict(options or {}))
+    handle = SimulatorHandle(clock, fleet, faults, {})
+    try:
+        for name, target in CLOUDS.items():
+            try:
+                factory = _load(target)
+            except (ImportError, AttributeError):
+                log.exception("simulated cloud %s could not be loaded; skipped", name)
+                continue
+            started = await factory(ctx)
+            if started is not None:
+                handle.clouds[name] = started
+    except BaseException:
+        await handle.close()
+        raise
+    if tick_every is not None and tick_every > 0:
+        handle._ticker = asyncio.create_task(fleet.run(tick_every), name="sim-fleet-ticker")
+    return handle
+
+
+async def serve_forever(handle: SimulatorHandle) -> None:
+    """Keep the simulator running until cancelled (Ctrl-C), then close it."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await handle.close()
