@@ -36,6 +36,8 @@ def _simulated(account: AccountConfig, runtime: Any) -> tuple[AccountConfig, dic
     settings = dict(account.settings)
     secrets = dict(account.secrets)
     settings.setdefault("client_id", login.get("client_id"))
+    if login.get("webhook_id"):
+        settings.setdefault("webhook_id", login["webhook_id"])
     for key in ("client_secret", "management_token"):
         if key not in secrets and login.get(key):
             secrets[key] = Secret(str(login[key]))
@@ -54,10 +56,9 @@ def build_from_runtime(account: AccountConfig, runtime: Any) -> SmartcarProvider
     )
     if account.simulator:
         # the simulator's "Dashboard": register our redirect URI and webhook callback
-        register = getattr(runtime.simulator, "register_smartcar_client", None)
-        if callable(register):
-            hook = _local_base(runtime) + WEBHOOK_PATH if settings.webhooks else None
-            register(settings.client_id, settings.redirect_uri, hook)
+        service = runtime.simulator.service("smartcar")
+        hook = _local_base(runtime) + WEBHOOK_PATH if settings.webhooks else None
+        service.register_client(settings.client_id, settings.redirect_uri, hook)
     provider = SmartcarProvider(settings, runtime.session, runtime.clock, runtime.tokens)
     provider.listeners.append(lambda _vin: sync_links(runtime))
     return provider

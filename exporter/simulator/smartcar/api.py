@@ -8,6 +8,7 @@ the scripted or simulated-error-VIN fault, the permission and capability of each
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ class Ctx:
     vehicle_id: str
     units: str  # metric | imperial
     request_id: str
+    token_value: str = ""
 
 
 class Refused(Exception):
@@ -245,7 +247,62 @@ class VehicleGate:
                 ),
                 rid,
             )
-        return Ctx(cloud, token, vin, cloud.cars[vin], vehicle_id, units, rid)
+        return Ctx(cloud, token, vin, cloud.cars[vin], vehicle_id, units, rid, value.strip())
+
+
+@dataclass
+class Shared:
+    """A fault from the runner's shared plan, translated to Smartcar's wire."""
+
+    fault: ApiFault | None = None
+    hang: float = 0.0
+    malformed: bool = False
+    garble: Any = None  # the runner's Fault, for Faults.garble
+
+
+def _shared(ctx: Ctx, endpoint: str) -> Shared:
+    faults = ctx.cloud.shared_faults
+    if faults is None:
+        return Shared()
+    f = faults.pick("smartcar", endpoint, ctx.vin)
+    if f is None:
+        return Shared()
+    kind = str(f.kind)
+    if kind in ("token_expired", "main_token_expired"):
+        ctx.cloud.access.pop(ctx.token_value, None)  # the token really dies
+        return Shared(ApiFault("AUTHENTICATION"))
+    if kind == "data_unavailable":
+        return Shared(ApiFault("VEHICLE_STATE", "UNREACHABLE"))
+    if kind == "rate_limited":
+        return Shared(ApiFault("RATE_LIMIT", "VEHICLE", retry_after=f.retry_after))
+    if kind == "forbidden":
+        return Shared(ApiFault("RATE_LIMIT", "SMARTCAR_API"))
+    if kind == "server_error":
+        return Shared(ApiFault("SERVER", "INTERNAL"))
+    if kind == "timeout":
+        return Shared(hang=faults.hang_for(f))
+    if kind == "malformed_json":
+        return Shared(malformed=True)
+    if kind == "garbage_fields":
+        return Shared(garble=f)
+    return Shared()
+
+
+async def _apply_shared(ctx: Ctx, shared: Shared, status: int, body: Any) -> web.Response | None:
+    """A response replacing the normal one, or None (``body`` may have been garbled in place)."""
+    if shared.hang:
+        await asyncio.sleep(shared.hang)  # real seconds: the client's own timeout must fire
+    if shared.malformed:
+        text = json.dumps(body)
+        return web.Response(
+            status=status,
+            text=text[: max(1, len(text) // 2)],
+            content_type="application/json",
+            headers={"SC-Request-Id": ctx.request_id},
+        )
+    if shared.garble is not None and ctx.cloud.shared_faults is not None:
+        ctx.cloud.shared_faults.garble(body, shared.garble)
+    return None
 
 
 def _request_fault(ctx: Ctx, request: web.Request) -> ApiFault | None:
@@ -260,11 +317,12 @@ async def read(request: web.Request) -> web.StreamResponse:
         return ctx
     path = "/" + request.match_info.get("path", "")
     path = path.rstrip("/") or "/"
-    fault = _request_fault(ctx, request)
+    shared = _shared(ctx, path.strip("/").replace("/", "_") or "attributes")
+    fault = _request_fault(ctx, request) or shared.fault
     if fault is not None and fault.type in REQUEST_LEVEL:
         return error_response(fault, ctx.request_id)
     status, body, headers = read_item(ctx, request, path, fault)
-    return _json(status, body, ctx, headers)
+    return await _apply_shared(ctx, shared, status, body) or _json(status, body, ctx, headers)
 
 
 async def batch(request: web.Request) -> web.StreamResponse:
@@ -288,7 +346,8 @@ async def batch(request: web.Request) -> web.StreamResponse:
     ctx = VehicleGate.open(request, len(reqs))
     if isinstance(ctx, web.Response):
         return ctx
-    fault = _request_fault(ctx, request)
+    shared = _shared(ctx, "batch")
+    fault = _request_fault(ctx, request) or shared.fault
     if fault is not None and fault.type in REQUEST_LEVEL:
         return error_response(fault, ctx.request_id)
     responses = []
@@ -299,7 +358,13 @@ async def batch(request: web.Request) -> web.StreamResponse:
         if headers:
             entry["headers"] = headers
         responses.append(entry)
-    return _json(200, {"responses": responses}, ctx)
+    out = {"responses": responses}
+    if shared.garble is not None:
+        for entry in responses:  # garbage in the data, never in the envelope
+            if entry["code"] == 200:
+                await _apply_shared(ctx, shared, 200, entry["body"])
+        shared.garble = None
+    return await _apply_shared(ctx, shared, 200, out) or _json(200, out, ctx)
 
 
 async def _action_body(request: web.Request) -> dict[str, Any] | None:

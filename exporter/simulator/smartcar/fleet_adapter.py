@@ -7,16 +7,19 @@ units (%, km, kPa) to the SI ``CarReading``.
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from exporter.clock import Clock
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.smartcar.car import DOORS, WHEELS, CarReading, CarRefused
 from exporter.simulator.smartcar.server import SmartcarSimulator
 from exporter.simulator.smartcar.state import SimApp, SmartcarCloud
+
+if TYPE_CHECKING:
+    from exporter.simulator.runner import CloudHandle, SimContext
 
 # The model's refusal reasons -> Smartcar VEHICLE_STATE codes.
 REFUSALS: Final = (
@@ -85,31 +88,52 @@ class FleetCar:
 
 @dataclass(frozen=True)
 class DemoApp:
-    """Credentials of the simulator's demo application (simulator-only, fresh each start)."""
+    """Credentials of the simulator's demo application. Deterministic per seed so scripts can
+    reuse them; they open nothing but the loopback simulator."""
 
     client_id: str
     client_secret: str
     management_token: str
+    webhook_id: str
+
+    def login(self, email: str) -> dict[str, str]:
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "management_token": self.management_token,
+            "webhook_id": self.webhook_id,
+            "email": email,
+        }
+
+
+def _demo_secret(seed: int, what: str) -> str:
+    return "sim-" + hashlib.sha256(f"smartcar/{seed}/{what}".encode()).hexdigest()[:24]
+
+
+DEFAULT_REDIRECTS: Final = (
+    "http://127.0.0.1:8477/connect/smartcar/callback",
+    "http://localhost:8477/connect/smartcar/callback",
+)
 
 
 def demo_cloud(
     fleet: Fleet,
     clock: Clock,
     *,
-    redirect_uris: tuple[str, ...] = (
-        "http://127.0.0.1:8477/connect/smartcar/callback",
-        "http://localhost:8477/connect/smartcar/callback",
-    ),
+    vins: list[str] | None = None,
+    seed: int = 42,
+    redirect_uris: tuple[str, ...] = DEFAULT_REDIRECTS,
     webhook_url: str | None = None,
 ) -> tuple[SmartcarCloud, DemoApp]:
     """A cloud holding the fleet's Smartcar cars as the demo owner's vehicles, plus a demo app."""
     cloud = SmartcarCloud(clock)
-    for vin in fleet.vins_for("smartcar"):
+    for vin in fleet.vins_for("smartcar") if vins is None else vins:
         cloud.add_car(FleetCar(fleet, vin))
     creds = DemoApp(
         client_id="carmetrics-demo",
-        client_secret=secrets.token_urlsafe(24),
-        management_token=secrets.token_urlsafe(24),
+        client_secret=_demo_secret(seed, "client_secret"),
+        management_token=_demo_secret(seed, "management_token"),
+        webhook_id="5a8e0c1e-5a4b-4d0e-9a6b-0c2d1f3e4a5b",
     )
     cloud.add_app(
         SimApp(
@@ -118,16 +142,28 @@ def demo_cloud(
             management_token=creds.management_token,
             redirect_uris=redirect_uris,
             webhook_url=webhook_url,
+            webhook_id=creds.webhook_id,
         )
     )
     return cloud, creds
 
 
-async def start_for_fleet(
-    fleet: Fleet, clock: Clock, host: str = "127.0.0.1"
-) -> tuple[SmartcarSimulator, DemoApp]:
-    """Start the Smartcar simulator for ``fleet`` (the runner's one-line registration target)."""
-    cloud, creds = demo_cloud(fleet, clock)
-    sim = SmartcarSimulator(cloud, host=host)
-    await sim.start()
-    return sim, creds
+async def start_cloud(ctx: SimContext) -> CloudHandle | None:
+    """The runner's factory: serve the fleet's Smartcar cars (``ctx.groups["smartcar"]``)."""
+    from exporter.simulator.runner import CloudHandle
+
+    vins = list(ctx.groups.get("smartcar", []))
+    if not vins:
+        return None
+    cloud, creds = demo_cloud(ctx.fleet, ctx.clock, vins=vins, seed=ctx.cfg.seed)
+    cloud.shared_faults = ctx.faults
+    sim = SmartcarSimulator(cloud, host=ctx.host, **ctx.options.get("smartcar", {}))
+    urls = await sim.start()
+    return CloudHandle(
+        name="smartcar",
+        urls=urls,
+        logins={"smartcar": creds.login(cloud.owner_email)},
+        vins={"smartcar": vins},
+        close=sim.stop,
+        service=sim,
+    )

@@ -50,6 +50,18 @@ class SmartcarSimulator:
         self.apps = make_apps(cloud, self.urls)
         self._runners: list[web.AppRunner] = []
 
+    def register_client(
+        self, client_id: str, redirect_uri: str, webhook_url: str | None = None
+    ) -> None:
+        """What a developer does in the Dashboard: add a redirect URI, set the webhook callback
+        (a changed callback URL must be verified again before events flow)."""
+        app = self.cloud.apps[client_id]
+        if redirect_uri not in app.redirect_uris:
+            app.redirect_uris = (*app.redirect_uris, redirect_uri)
+        if webhook_url and webhook_url != app.webhook_url:
+            app.webhook_url = webhook_url
+            app.verified = False
+
     async def start(self) -> dict[str, str]:
         for name, app in self.apps.items():
             runner = web.AppRunner(app, access_log=None)

@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from exporter.clock import Clock
 from exporter.simulator.smartcar import catalog
@@ -142,6 +142,7 @@ class SmartcarCloud:
         self._faults: dict[str, list[_Fault]] = {}  # vin ("*" = every vehicle) -> scripted faults
         self.token_faults: list[TokenError] = []
         self.listeners: list[Callable[[str], None]] = []  # called with a VIN when a car changes
+        self.shared_faults: Any = None  # the runner's Faults (rates/scripts shared by all clouds)
 
     # --- setup ------------------------------------------------------------------------------------
     def add_app(self, app: SimApp) -> SimApp:

@@ -1,0 +1,234 @@
+"""The Smartcar pages in the running exporter: Connect, callback (CSRF, errors), reconnect links,
+webhooks from the simulator's emitter into the hub, and the Smartcar metrics on /metrics.
+
+Everything runs in one process: the real runtime with its embedded simulator, served on loopback,
+with a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.clock import ManualClock
+from exporter.config import load
+from exporter.runtime import Runtime
+from exporter.server import make_app
+from exporter.simulator.smartcar.errors import ApiFault
+from exporter.simulator.smartcar.headless import consent
+from exporter.simulator.smartcar.server import SmartcarSimulator
+
+CONFIG = """
+[exporter]
+port = {port}
+db = "{db}"
+[simulator]
+enabled = true
+smart_vehicles = []
+smartcar_vehicles = ["Tesla Model 3", "Ford Mustang Mach-E"]
+[[accounts]]
+name = "sc"
+provider = "smartcar"
+simulator = true
+webhooks = true
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    rt: Runtime
+    base: str
+    http: aiohttp.ClientSession
+    clock: ManualClock
+
+    @property
+    def sim(self) -> SmartcarSimulator:
+        service: SmartcarSimulator = self.rt.simulator.service("smartcar")
+        return service
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.http.get(self.base + path, allow_redirects=False) as r:
+            return r.status, await r.text()
+
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        _, text = await self.get("/metrics")
+        out = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    async def connect(self, email: str | None = None) -> tuple[int, str, str]:
+        """Landing link -> Connect -> consent -> callback; (status, page, callback URL)."""
+        async with self.http.get(self.base + "/connect/smartcar", allow_redirects=False) as r:
+            assert r.status == 302
+            url = r.headers["Location"]
+        loc = await consent(self.http, url, email=email)
+        async with self.http.get(loc, allow_redirects=False) as r:
+            return r.status, await r.text(), loc
+
+
+async def until(cond: Callable[[], object], what: str, tries: int = 200) -> None:
+    """Wait for loopback I/O (polls, webhook deliveries) to land; never moves simulated time."""
+    for _ in range(tries):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    port = free_port()
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(CONFIG.format(port=port, db=tmp_path / "h.db"))
+    clock = ManualClock()
+    rt = await Runtime.create(load(cfg_path, env={}), clock)
+    server = TestServer(make_app(rt), host="127.0.0.1", port=port)
+    await server.start_server()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        s = Served(rt, f"http://127.0.0.1:{port}", http, clock)
+        await until(lambda: "sc" in rt.providers, "the Smartcar provider")
+        yield s
+    await server.close()
+
+
+async def test_landing_connect_callback_then_metrics(served: Served) -> None:
+    status, page = await served.get("/")
+    assert 'href="/connect/smartcar"' in page and "Connect a car" in page
+    status, page, loc = await served.connect()
+    assert status == 200 and "id='connected'" in page
+    vins = served.rt.simulator.fleet.vins_for("smartcar")
+    await until(lambda: all(served.rt.hub.latest(v) for v in vins), "the first polls")
+    m = await served.metrics()
+    for vin in vins:
+        truth = served.rt.simulator.fleet.state(vin)
+        assert m[("carmetrics_battery_soc_ratio", (("vin", vin),))] == pytest.approx(
+            truth.soc / 100, abs=1e-3
+        )
+        assert m[("carmetrics_reauth_required", (("vin", vin),))] == 0
+        left = m[
+            ("carmetrics_api_budget_remaining_calls", (("provider", "smartcar"), ("vin", vin)))
+        ]
+        used = m[("carmetrics_api_budget_used_calls", (("provider", "smartcar"), ("vin", vin)))]
+        assert left + used == 500 and used > 0
+    # the same callback URL again: the state was single use
+    async with served.http.get(loc, allow_redirects=False) as r:
+        assert r.status == 400
+
+
+async def test_callback_refuses_a_state_it_did_not_issue(served: Served) -> None:
+    async with served.http.get(served.base + "/connect/smartcar", allow_redirects=False) as r:
+        url = r.headers["Location"]
+    loc = await consent(served.http, url)
+    # a second browser (no cookie) presenting the code: login CSRF is refused
+    async with aiohttp.ClientSession() as stranger, stranger.get(loc) as r:
+        assert r.status == 400
+    forged = loc.replace(parse_qs(urlsplit(loc).query)["state"][0], "forged")
+    async with served.http.get(forged) as r:
+        assert r.status == 400
+
+
+@pytest.mark.parametrize(
+    ("email", "approve", "needle"),
+    [
+        ("0-vehicles@smartcar.com", True, "no vehicles; add one in the maker's app"),
+        ("smartcar@invalid-subscription.com", True, "subscription is inactive"),
+        ("smartcar@vehicle-incompatible.com", True, "cannot share the data"),
+        ("smartcar@server-error.com", True, "temporary problem"),
+        (None, False, "You declined access"),
+    ],
+)
+async def test_connect_errors_become_clear_pages(
+    served: Served, caplog: pytest.LogCaptureFixture, email: str | None, approve: bool, needle: str
+) -> None:
+    async with served.http.get(served.base + "/connect/smartcar", allow_redirects=False) as r:
+        url = r.headers["Location"]
+    loc = await consent(served.http, url, email=email, approve=approve)
+    with caplog.at_level("WARNING"):
+        async with served.http.get(loc) as r:
+            page = await r.text()
+    assert needle in page.replace("&#x27;", "'")
+    assert "smartcar connect failed" in caplog.text
+
+
+async def test_webhooks_verify_then_state_flows_into_the_hub(served: Served) -> None:
+    await served.connect()
+    app = served.sim.cloud.apps["carmetrics-demo"]
+    emitter = served.sim.emitter
+    await until(lambda: emitter.deliveries, "the first webhook delivery")
+    await emitter.idle()
+    assert emitter.verify_results and emitter.verify_results[0][1] is True and app.verified
+    assert {d.status for d in emitter.deliveries} == {200}
+    provider = served.rt.providers["sc"]
+    vin = served.rt.simulator.fleet.vins_for("smartcar")[0]
+    await until(lambda: provider.webhook_seen.get(vin), "a webhook for the car")  # type: ignore[attr-defined]
+    assert provider.webhooks_live(vin)  # type: ignore[attr-defined]
+    assert provider.min_poll_interval(vin) >= 12 * 3600  # type: ignore[attr-defined]
+    m = await served.metrics()
+    accepted = m[
+        (
+            "carmetrics_webhook_events_total",
+            (("event", "VEHICLE_STATE"), ("outcome", "accepted"), ("provider", "smartcar")),
+        )
+    ]
+    assert accepted >= 1
+
+
+async def test_vehicle_error_metric_and_resolution(served: Served) -> None:
+    await served.connect()
+    emitter = served.sim.emitter
+    await until(lambda: emitter.deliveries, "the first webhook delivery")
+    await emitter.idle()
+    vin = served.rt.simulator.fleet.vins_for("smartcar")[0]
+    emitter.vehicle_error(vin, "VEHICLE_STATE", "REMOTE_ACCESS_DISABLED")
+    await emitter.idle()
+    key = (("error", "VEHICLE_STATE:REMOTE_ACCESS_DISABLED"), ("vin", vin))
+    assert (await served.metrics())[("carmetrics_vehicle_error", key)] == 1
+    emitter.vehicle_error(vin, "VEHICLE_STATE", "REMOTE_ACCESS_DISABLED", state="RESOLVED")
+    await emitter.idle()
+    assert (await served.metrics())[("carmetrics_vehicle_error", key)] == 0
+
+
+async def test_reauth_shows_a_reconnect_link_and_the_owner_fixes_it(served: Served) -> None:
+    await served.connect()
+    vin = served.rt.simulator.fleet.vins_for("smartcar")[0]
+    await until(lambda: served.rt.hub.latest(vin), "the first poll")
+    cloud = served.sim.cloud
+    cloud.inject(vin, ApiFault("CONNECTED_SERVICES_ACCOUNT", "AUTHENTICATION_FAILED"), times=-1)
+    served.rt.scheduler.request_poll(vin)
+    provider = served.rt.providers["sc"]
+    await until(lambda: vin in provider.reauth, "the re-auth flag")  # type: ignore[attr-defined]
+    m = await served.metrics()
+    assert m[("carmetrics_reauth_required", (("vin", vin),))] == 1
+    _, landing = await served.get("/")
+    assert "/connect/smartcar/reconnect?" in landing and "Reconnect" in landing
+    link = landing.split('href="/connect/smartcar/reconnect?')[1].split('"')[0]
+    async with served.http.get(
+        served.base + "/connect/smartcar/reconnect?" + link.replace("&amp;", "&"),
+        allow_redirects=False,
+    ) as r:
+        url = r.headers["Location"]
+    assert "/oauth/reauthenticate?" in url  # Smartcar's repair flow for AUTHENTICATION_FAILED
+    loc = await consent(served.http, url)
+    assert "vehicle_id=" in loc
+    async with served.http.get(loc) as r:
+        assert r.status == 200 and "connected again" in await r.text()
+    assert vin not in provider.reauth  # type: ignore[attr-defined]
+    _, landing = await served.get("/")
+    assert "/connect/smartcar/reconnect?" not in landing
+    await until(lambda: served.rt.health.vehicle(vin).consecutive_failures == 0, "a good poll")
