@@ -20,8 +20,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_shipped_config_loads_and_points_at_the_simulator() -> None:
     cfg = load(ROOT / "config.toml", env={})
     assert cfg.simulator.enabled
-    assert [a.provider for a in cfg.accounts] == ["smart"]
-    assert cfg.accounts[0].simulator
+    assert {a.settings.get("region") for a in cfg.accounts} == {"EU", "INTL"}
+    assert all(a.provider == "smart" and a.simulator and not a.secrets for a in cfg.accounts)
 
 
 def test_environment_overrides_any_key(tmp_path: Path) -> None:
