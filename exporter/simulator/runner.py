@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CLOUDS: dict[str, str] = {
     "smart": "exporter.simulator.smart:start_cloud",
+    "smartcar": "exporter.simulator.smartcar:start_cloud",
 }
 
 INTL_MODEL = "#3"
