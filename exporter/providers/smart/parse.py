@@ -24,9 +24,13 @@ NO_ESTIMATE: Final = 2047  # timeToFullyCharged / timeToTargetDisCharged: nothin
 NOT_FITTED: Final = 101  # sunroof / curtain position: hardware not fitted
 MAS_PER_DEGREE: Final = 3_600_000.0  # positions are integer milli-arc-seconds
 THREE_PHASE_MIN_VOLTS: Final = 260.0  # AC readings above this are line-to-line (three phase)
+QRVS_CURRENT_OFFSET: Final = (
+    16380.0  # #5 DC charge info: A = (chargeI - offset) / 10, V = chargeU / 4
+)
 
 # Pack voltage of the #1/#3 66 kWh NMC battery against SoC, for the DC power estimate (the car sends
-# the DC current but no DC voltage). Our own piecewise-linear fit of the open-circuit curve.
+# the DC current but no DC voltage). Our own piecewise-linear fit of the open-circuit curve. The #5
+# is an 800 V car: for it only the measured values of its DC charge info are used.
 _PACK_VOLTS: Final = ((0, 370.0), (10, 407.0), (30, 416.0), (55, 418.0), (70, 435.0), (100, 465.0))
 
 # chargerState codes (reference §3.3). Codes that say "a cable is in but nothing flows" become
@@ -201,7 +205,20 @@ def _power_state(basic: dict[str, Any], state: dict[str, Any], speed: float | No
     return "on" if running else "off"
 
 
-def _charging(ev: dict[str, Any], series: str) -> dict[str, Value]:
+def measured_dc(dc_info: object) -> tuple[float, float] | None:
+    """(current A, voltage V) from the #5's DC charge info (``qrvs``), when it holds numbers."""
+    if not isinstance(dc_info, dict):
+        return None
+    raw_i, raw_u = num(dc_info.get("chargeI")), num(dc_info.get("chargeU"))
+    if raw_i is None or raw_u is None:
+        return None
+    amps, volts = abs((raw_i - QRVS_CURRENT_OFFSET) / 10), raw_u / 4
+    if not (0 <= amps <= 1000 and 0 < volts <= 1500):
+        return None
+    return amps, volts
+
+
+def _charging(ev: dict[str, Any], series: str, dc_info: object = None) -> dict[str, Value]:
     soc = _scaled(ev.get("chargeLevel"), 1.0, 0, 100)
     connected = (
         _CONNECTED.get(c)
@@ -217,11 +234,16 @@ def _charging(ev: dict[str, Any], series: str) -> dict[str, Value]:
     ac_v = _scaled(ev.get("chargeUAct"), 1.0, 0, 1000)
     ac_i = num(ev.get("chargeIAct"))
     ac_i = abs(ac_i) if ac_i is not None and abs(ac_i) <= 1000 else None
+    is_5 = series.upper().startswith("HY")
     dc_i = num(ev.get("dcChargeIAct"))
-    if dc_i is not None and series.upper().startswith("HY"):
+    if dc_i is not None and is_5:
         dc_i /= 10  # the #5 (v2 API) reports deci-amperes
     dc_i = abs(dc_i) if dc_i is not None and abs(dc_i) <= 1000 else None
-    dc_v = pack_voltage(soc) if state == "dc_charging" and soc is not None else None
+    estimable = state == "dc_charging" and soc is not None and not is_5
+    dc_v = pack_voltage(soc) if estimable and soc is not None else None
+    measured = measured_dc(dc_info) if state == "dc_charging" else None
+    if measured is not None:  # the #5 tells us; better than the SoC-based estimate
+        dc_i, dc_v = measured
     power: float | None
     if state == "dc_charging":
         power = dc_i * dc_v if dc_i is not None and dc_v is not None else None
@@ -270,9 +292,15 @@ def update_time(status: object) -> float:
 
 
 def parse_status(
-    status: object, soc: object = None, state: object = None, *, series: str = ""
+    status: object,
+    soc: object = None,
+    state: object = None,
+    *,
+    series: str = "",
+    dc_info: object = None,
 ) -> Parsed:
-    """``data`` of status (required), status/soc and status/state (optional) -> canonical values."""
+    """``data`` of status (required), status/soc, status/state and the #5's DC charge info
+    (optional) -> canonical values."""
     car_time = update_time(status)
     vs = node(status, "vehicleStatus")
     basic = node(vs, "basicVehicleStatus")
@@ -283,7 +311,7 @@ def parse_status(
     safety = node(avs, "drivingSafetyStatus")
     state_d = state if isinstance(state, dict) else {}
 
-    values: dict[str, Value] = _charging(ev, series)
+    values: dict[str, Value] = _charging(ev, series, dc_info)
     limit = _scaled(soc.get("soc") if isinstance(soc, dict) else None, 1 / 1000, 0, 1000)
     values["charge_limit"] = limit
 

@@ -55,6 +55,7 @@ SELECT: Final = "/device-platform/user/session/update"
 STATUS: Final = "/remote-control/vehicle/status/{vin}"
 SOC: Final = "/remote-control/vehicle/status/soc/{vin}"
 STATE: Final = "/remote-control/vehicle/status/state/{vin}"
+DC_INFO: Final = "/geelyTCAccess/tcservices/vehicle/status/qrvs/{vin}"  # the #5's DC charge info
 TELEMATICS: Final = "/remote-control/vehicle/telematics/{vin}"
 UNBOUND_LIMIT: Final = 3  # 8040 is a race right after a refresh until it repeats this often
 
@@ -63,6 +64,9 @@ class SmartProvider:
     """Provider for one smart account (EU or INTL)."""
 
     name = "smart"
+    # Send the X-Vehicle-* headers that bind each data call to its VIN. Without them every call
+    # depends on the account-wide selection, which another app can change at any moment.
+    bind_vin_headers = True
 
     def __init__(
         self,
@@ -126,18 +130,28 @@ class SmartProvider:
                 rec, "GET", STATUS, query=[("latest", "True"), ("target", "basic,more")], user=True
             )
             soc = await self._vin_call(rec, "GET", SOC, query=[("setting", "charging")])
-            state: Reply | None = None
-            try:
-                state = await self._vin_call(rec, "GET", STATE)
-            except ProviderError as exc:  # best effort: it only sharpens power_state
-                log.debug("smart %s: status/state skipped (code %s)", self.account, exc.code)
+            state = await self._best_effort(rec, STATE)  # only sharpens power_state
+            dc_info = None
+            if rec.v2 and _dc_connected(status.data):
+                dc_info = await self._best_effort(rec, DC_INFO)  # measured DC volts and amps
         try:
             parsed = parse_status(
-                status.data, soc.data, state.data if state else None, series=rec.series
+                status.data,
+                soc.data,
+                state.data if state else None,
+                series=rec.series,
+                dc_info=dc_info.data if dc_info else None,
             )
             return to_snapshot(vin, parsed, self._clock.now())
         except ValueError as exc:  # a value the signal table refuses: a parser bug, keep old data
             raise BadReply(f"status reply could not be converted: {exc}") from None
+
+    async def _best_effort(self, rec: VehicleRecord, path: str) -> Reply | None:
+        try:
+            return await self._vin_call(rec, "GET", path)
+        except ProviderError as exc:
+            log.debug("smart %s: optional %s skipped (code %s)", self.account, path, exc.code)
+            return None
 
     def supported_commands(self, vin: str) -> frozenset[str]:
         return commands.SUPPORTED
@@ -247,7 +261,7 @@ class SmartProvider:
                     query=query,
                     body=body,
                     user=user,
-                    headers=self._binding(rec),
+                    headers=self._binding(rec) if self.bind_vin_headers else None,
                 )
             except TokenExpired:
                 if renewed:
@@ -310,6 +324,13 @@ class SmartProvider:
         if encoded:
             headers["X-VEHICLE-MODEL"] = encoded
         return headers
+
+
+def _dc_connected(status: object) -> bool:
+    vs = status.get("vehicleStatus") if isinstance(status, dict) else None
+    avs = vs.get("additionalVehicleStatus") if isinstance(vs, dict) else None
+    ev = avs.get("electricVehicleStatus") if isinstance(avs, dict) else None
+    return isinstance(ev, dict) and str(ev.get("dcDcConnectStatus")) == "3"
 
 
 def _is_refusal(exc: ProviderError) -> bool:
