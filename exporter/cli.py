@@ -7,6 +7,7 @@ Each command states an example in its help. Features in other modules add their 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from dataclasses import replace
@@ -157,10 +158,8 @@ def simulate(
         finally:
             await handle.close()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
 
 
 @cli.command("check-config")

@@ -10,6 +10,7 @@ adds it), old rows read NULL for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -149,10 +150,8 @@ class History:
         """Flush periodically until cancelled; the final flush happens in ``close``."""
         self._wake = asyncio.Event()
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.flush()
 

@@ -94,7 +94,10 @@ class Runtime:
         if self.config.simulator.enabled:
             from exporter.simulator.runner import start_simulator
 
-            self.simulator = await start_simulator(self.config.simulator, self.clock)
+            # the demo (a ScaledClock) starts with cars already on the move; tests keep their own script
+            self.simulator = await start_simulator(
+                self.config.simulator, self.clock, demo=isinstance(self.clock, ScaledClock)
+            )
             log.info(
                 "embedded simulator started", extra={"vehicles": len(self.simulator.fleet.vins)}
             )

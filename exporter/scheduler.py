@@ -105,6 +105,11 @@ class Scheduler:
     def vins(self) -> list[str]:
         return list(self._entries)
 
+    @property
+    def busy(self) -> bool:
+        """True while any poll is in flight (tests wait for quiet before moving the clock)."""
+        return bool(self._inflight)
+
     def provider_of(self, vin: str) -> Provider | None:
         e = self._entries.get(vin)
         return e.provider if e else None

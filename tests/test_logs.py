@@ -17,7 +17,9 @@ def capture(fmt: str, emit: object) -> str:
 
 
 def test_json_lines_carry_the_extra_fields() -> None:
-    out = capture("json", lambda log: log.warning("poll failed", extra={"reason": "upstream", "code": "8153"}))
+    out = capture(
+        "json", lambda log: log.warning("poll failed", extra={"reason": "upstream", "code": "8153"})
+    )
     rec = json.loads(out.strip().splitlines()[-1])
     assert rec["msg"] == "poll failed"
     assert rec["reason"] == "upstream"
@@ -31,12 +33,21 @@ def test_tokens_passwords_and_signatures_are_masked() -> None:
         "text",
         lambda log: (
             log.info("reply %s", secret_reply),
-            log.info("url /MobileData?access_token=st2.s.AtLtoken&id_token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig"),
+            log.info(
+                "url /MobileData?access_token=st2.s.AtLtoken&id_token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig"
+            ),
             log.info("header Authorization: Bearer sk_live_123456789"),
             log.info("login", extra={"password": "hunter2"}),
         ),
     )
-    for secret in ("abcDEF123456", "zzz999", "st2.s.AtLtoken", "eyJhbGciOiJIUzI1NiJ9", "sk_live_123456789", "hunter2"):
+    for secret in (
+        "abcDEF123456",
+        "zzz999",
+        "st2.s.AtLtoken",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "sk_live_123456789",
+        "hunter2",
+    ):
         assert secret not in out
     assert "112233" in out  # a user id is not a secret; logs stay useful
 

@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=5) as r:
         return str(r.read().decode())
 
 
@@ -52,13 +52,19 @@ def test_run_serves_metrics_and_history_then_stops_cleanly(tmp_path: Path) -> No
                 body = fetch(f"http://127.0.0.1:{port}/metrics")
             except OSError:
                 continue
-            vins = {line.split('vin="')[1].split('"')[0] for line in body.splitlines() if line.startswith("carmetrics_battery_soc_ratio{")}
+            vins = {
+                line.split('vin="')[1].split('"')[0]
+                for line in body.splitlines()
+                if line.startswith("carmetrics_battery_soc_ratio{")
+            }
         assert len(vins) >= 3, body[-2000:]
         landing = fetch(f"http://127.0.0.1:{port}/")
         assert all(v in landing for v in vins)
         assert '"status": "ok"' in fetch(f"http://127.0.0.1:{port}/healthz")
         promtool = require_tool("promtool")
-        lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False)
+        lint = subprocess.run(
+            [promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False
+        )
         assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
