@@ -276,6 +276,11 @@ def _running(s: VehicleState) -> dict[str, str]:
         engineCoolantLevelStatus="3",
         avgSpeed=_i(s.avg_speed_kmh),
         flash="1" if s.lights_flashing else "0",
+        indFuelConsumption="0",
+        fuelEnLevel="0",
+        fuelLevelPct="0",
+        fuelEnCns="0",
+        fuelEnCnsFild="0",
     )
     return out
 
@@ -315,7 +320,11 @@ def vehicle_status(vin: str, spec: VehicleSpec, s: VehicleState) -> dict[str, An
                 "maintenanceStatus": _maintenance(s),
                 "electricVehicleStatus": _ev(s, spec),
                 "chargeHvSts": "1",
-                "drivingBehaviourStatus": {"gearAutoStatus": "4" if s.driving else "0"},
+                "drivingBehaviourStatus": {
+                    "gearAutoStatus": "4" if s.driving else "0",
+                    "gearManualStatus": "0",
+                    "engineSpeed": "0.000",
+                },
                 "runningStatus": _running(s),
                 "trailerStatus": {
                     "trailerTurningLampSts": "0",
@@ -352,6 +361,7 @@ def vehicle_status(vin: str, spec: VehicleSpec, s: VehicleState) -> dict[str, An
                 "imei": None,
                 "state": None,
                 "connectivityStatus": None,
+                "rvsEnable": "true",
             },
         },
     }
