@@ -1,0 +1,361 @@
+"""Benchmark 1: vehicle-polls per second, carmetrics vs the raw aiohttp ceiling vs pysmarthashtag.
+
+All three poll the same simulated smart accounts served by one simulator child process
+(``bench.simproc``), one after the other in the same run, with the same concurrency (one worker per
+account: the cloud serves one selected car per account, so an account is polled serially):
+
+* **carmetrics**: the real pipeline. Scheduler with every interval 0 (always due), the smart
+  provider (signing, select, status + soc + state, typed errors), parsing to a Snapshot, the hub,
+  the batched SQLite history and the health bookkeeping the /metrics collector reads.
+* **ceiling**: a bare aiohttp client sending the same three signed GETs per car (status, soc,
+  state) to the same server and reading the bytes: no parsing, no storage. The physical limit of
+  this server + loopback for one vehicle-poll.
+* **peer**: ``pysmarthashtag`` 0.15 polling each account the way it does (``get_vehicles()``:
+  select, status, soc, OTA, trip journal and state per car, an httpx client per call).
+
+Each figure is the number of completed vehicle-polls in a fixed window after a warm-up; "per
+client core" divides by the CPU seconds the client process spent in that window.
+
+    python -m bench.poll_throughput --sizes 10,100,1000,5000 --window 10 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import simproc
+from bench.common import cpu_seconds, median, table
+from exporter.clock import RealClock
+from exporter.config import AccountConfig, PollConfig, Secret
+from exporter.health import Health
+from exporter.history import History
+from exporter.hub import Hub
+from exporter.providers.base import MemoryTokenStore, ProviderError
+from exporter.providers.smart import build
+from exporter.providers.smart.provider import SOC, STATE, STATUS, SmartProvider
+from exporter.providers.smart.signing import canonical_query, signed_headers
+from exporter.scheduler import Scheduler
+
+
+@dataclass
+class Result:
+    polls: int
+    errors: int
+    seconds: float
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.polls / self.seconds if self.seconds else 0.0
+
+    @property
+    def per_core(self) -> float:
+        return self.polls / self.cpu if self.cpu else float("nan")
+
+
+Counter = list[int]  # [completed, errors]
+
+
+async def _window(
+    run: Callable[[Counter], Coroutine[Any, Any, None]], warmup: float, window: float
+) -> Result:
+    """Start ``run`` (which bumps the counter per completed vehicle-poll), count over the window."""
+    counter: Counter = [0, 0]
+    task = asyncio.create_task(run(counter))
+    try:
+        await asyncio.sleep(warmup)
+        n0, e0, c0, t0 = counter[0], counter[1], cpu_seconds(), time.perf_counter()
+        await asyncio.sleep(window)
+        n1, e1, c1, t1 = counter[0], counter[1], cpu_seconds(), time.perf_counter()
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    return Result(n1 - n0, e1 - e0, t1 - t0, c1 - c0)
+
+
+def _account(i: int, acc: dict[str, Any]) -> AccountConfig:
+    return AccountConfig(
+        name=f"bench{i}",
+        provider="smart",
+        index=i,
+        simulator=True,
+        settings={"region": "EU", "username": acc["username"]},
+        secrets={"password": Secret(acc["password"])},
+    )
+
+
+async def _providers(
+    info: dict[str, Any], session: aiohttp.ClientSession
+) -> list[tuple[SmartProvider, list[str]]]:
+    clock = RealClock()
+    store = MemoryTokenStore()
+    out = []
+    for i, acc in enumerate(info["accounts"]):
+        p = build(_account(i, acc), session, clock, store, info["urls"]["smart"])
+        await p.start()
+        vins = [v.vin for v in await p.vehicles()]
+        out.append((p, vins))
+    return out
+
+
+def _session(concurrency: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max(100, concurrency * 2)),
+        timeout=aiohttp.ClientTimeout(total=30),
+    )
+
+
+# --- carmetrics ---------------------------------------------------------------------------------
+
+
+async def run_carmetrics(
+    info: dict[str, Any], warmup: float, window: float, db: Path, concurrency: int | None = None
+) -> Result:
+    async with _session(len(info["accounts"])) as session:
+        providers = await _providers(info, session)
+        hub, health, history = Hub(), Health(), History(db)
+        history.open()
+        hub.subscribe(history.add)
+        zero = PollConfig(
+            driving=0,
+            charging=0,
+            parked=0,
+            asleep=0,
+            jitter=0,
+            concurrency=concurrency or len(providers),
+        )
+
+        async def run(counter: Counter) -> None:
+            def on_poll(_vin: str, result: object) -> None:
+                counter[1 if isinstance(result, ProviderError) else 0] += 1
+
+            sched = Scheduler(hub, health, RealClock(), zero, on_poll=on_poll)
+            for p, vins in providers:
+                for vin in vins:
+                    sched.add(vin, p)
+            hist = asyncio.create_task(history.run())
+            try:
+                await sched.run()
+            finally:
+                hist.cancel()
+
+        try:
+            return await _window(run, warmup, window)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, history.close)
+
+
+# --- ceiling ------------------------------------------------------------------------------------
+
+
+async def run_ceiling(info: dict[str, Any], warmup: float, window: float) -> Result:
+    async with _session(len(info["accounts"])) as session:
+        providers = await _providers(info, session)
+
+        async def worker(p: SmartProvider, vins: list[str], counter: Counter) -> None:
+            s = await p.auth.session()
+            base = p.transport.hosts
+            calls = [
+                (STATUS, [("latest", "True"), ("target", "basic,more"), ("userId", s.user_id)]),
+                (SOC, [("setting", "charging")]),
+                (STATE, []),
+            ]
+            prepared = []
+            for vin in vins:
+                rec = await p._record(vin)
+                host = base.api_v2 if rec.v2 else base.api_v1
+                binding = p._binding(rec)
+                prepared.append(
+                    [(host, path.format(vin=vin), canonical_query(q), binding) for path, q in calls]
+                )
+            region = p.settings.region
+            while True:
+                for reqs in prepared:
+                    for host, path, qs, binding in reqs:
+                        headers = signed_headers(
+                            region,
+                            method="GET",
+                            path=path,
+                            query=qs,
+                            body=None,
+                            timestamp_ms=str(int(time.time() * 1000)),
+                            nonce=region.new_nonce(),
+                            device_id=p.api.device_id,
+                            token=s.access_token,
+                        )
+                        headers.update(binding)
+                        async with session.get(f"{host}{path}?{qs}", headers=headers) as r:
+                            await r.read()
+                    counter[0] += 1
+
+        async def run(counter: Counter) -> None:
+            await asyncio.gather(*(worker(p, v, counter) for p, v in providers))
+
+        return await _window(run, warmup, window)
+
+
+# --- peer: pysmarthashtag ----------------------------------------------------------------------
+
+
+def _peer_urls(urls: dict[str, str]) -> Any:
+    """pysmarthashtag's EndpointUrls for the simulator. Its vehicles take their API host from
+    module constants (not from EndpointUrls), so those are pointed at the simulator too."""
+    import pysmarthashtag.vehicle.vehicle as psh_vehicle
+    from pysmarthashtag.const import API_KEY, EndpointUrls
+
+    psh_vehicle.API_BASE_URL = urls["api_v1"]
+    psh_vehicle.API_BASE_URL_V2 = urls["api_v2"]
+
+    return EndpointUrls(
+        server_url=f"{urls['awsapi']}/login-app/api/v1/authorize?uiLocales=de-DE",
+        auth_url=f"{urls['auth']}/oidc/op/v1.0/{API_KEY}/authorize/continue",
+        login_url=f"{urls['auth']}/accounts.login",
+        api_base_url=urls["api_v1"],
+        api_base_url_v2=urls["api_v2"],
+        ota_server_url=urls["ota"] + "/",
+        gigya_socialize_url=urls["socialize"],
+    )
+
+
+async def run_peer(info: dict[str, Any], warmup: float, window: float) -> Result:
+    from pysmarthashtag.account import SmartAccount
+
+    accounts = []
+    for acc in info["accounts"]:
+        a = SmartAccount(
+            acc["username"], acc["password"], endpoint_urls=_peer_urls(info["urls"]["smart"])
+        )
+        await a.login()
+        accounts.append(a)
+
+    async def worker(a: Any, counter: Counter) -> None:
+        original = a.get_vehicle_state
+
+        async def counted(vin: str) -> Any:  # the last call of each car in get_vehicles()
+            try:
+                return await original(vin)
+            finally:
+                counter[0] += 1
+
+        a.get_vehicle_state = counted
+        while True:
+            try:
+                await a.get_vehicles()
+            except Exception:  # the peer's failures are counted, they do not stop the run
+                counter[1] += 1
+
+    async def run(counter: Counter) -> None:
+        await asyncio.gather(*(worker(a, counter) for a in accounts))
+
+    return await _window(run, warmup, window)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+async def measure(
+    size: int,
+    accounts: int,
+    warmup: float,
+    window: float,
+    runs: int,
+    peer: bool,
+    concurrency: int | None = None,
+) -> dict[str, list[Result]]:
+    out: dict[str, list[Result]] = {"carmetrics": [], "ceiling": [], "peer": []}
+    with simproc.start(smart=size, accounts=accounts, speed=60) as sim:
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                out["carmetrics"].append(
+                    await run_carmetrics(sim.info, warmup, window, Path(tmp) / "h.db", concurrency)
+                )
+            out["ceiling"].append(await run_ceiling(sim.info, warmup, window))
+            if peer:
+                out["peer"].append(await run_peer(sim.info, warmup, window))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="10,100,1000,5000")
+    ap.add_argument("--accounts", type=int, default=8, help="accounts = concurrent workers")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--window", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="carmetrics' poll.concurrency (default: = accounts, the same as the others)",
+    )
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL)
+    rows: list[list[object]] = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        res = asyncio.run(
+            measure(
+                size,
+                args.accounts,
+                args.warmup,
+                args.window,
+                args.runs,
+                not args.no_peer,
+                args.concurrency,
+            )
+        )
+        cm = median([r.rate for r in res["carmetrics"]])
+        ce = median([r.rate for r in res["ceiling"]])
+        pe = median([r.rate for r in res["peer"]]) if res["peer"] else float("nan")
+        ratios_ce = [
+            a.rate / b.rate for a, b in zip(res["carmetrics"], res["ceiling"], strict=True)
+        ]
+        ratios_pe = [a.rate / b.rate for a, b in zip(res["carmetrics"], res["peer"], strict=False)]
+        rows.append(
+            [
+                size,
+                cm,
+                median([r.per_core for r in res["carmetrics"]]),
+                sum(r.errors for r in res["carmetrics"]),
+                ce,
+                pe,
+                f"{median(ratios_ce) * 100:.0f} %",
+                f"{median(ratios_pe):.1f}x" if ratios_pe else "–",
+            ]
+        )
+        print(f"size {size}: done", flush=True)
+    print(
+        table(
+            [
+                "vehicles",
+                "carmetrics polls/s",
+                "polls per client CPU-s",
+                "errors",
+                "ceiling polls/s",
+                "pysmarthashtag polls/s",
+                "carmetrics ÷ ceiling",
+                "carmetrics ÷ peer",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"\n{args.accounts} accounts = {args.accounts} concurrent workers; median of {args.runs} "
+        f"runs of {args.window:g} s after {args.warmup:g} s warm-up; simulator in its own process."
+    )
+
+
+if __name__ == "__main__":
+    main()
