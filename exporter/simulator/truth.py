@@ -58,12 +58,21 @@ class Charge:
         return asdict(self)
 
 
+MAX_RECORDS = 20_000  # per list and car: years of driving, yet bounded for 10,000-car fleets
+
+
 @dataclass(slots=True)
 class GroundTruth:
     vin: str
     trips: list[Trip] = field(default_factory=list)
     charges: list[Charge] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
+
+    def trim(self) -> None:
+        """Forget the oldest records beyond ``MAX_RECORDS`` (called as records are added)."""
+        for records in (self.trips, self.charges, self.commands):
+            if len(records) > MAX_RECORDS:
+                del records[: len(records) - MAX_RECORDS]
 
     def to_dict(self, *, include_open: bool = False) -> dict[str, Any]:
         """JSON-serialisable view; unfinished trips/charges only when ``include_open``."""

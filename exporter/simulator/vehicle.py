@@ -533,6 +533,7 @@ class SimVehicle:
             cruise = rng.uniform(45.0, 60.0)
         trip = Trip(t, s.lat, s.lon, s.soc, s.odometer_km, intent.kind)
         self.truth.trips.append(trip)
+        self.truth.trim()
         self._drive = _Drive(
             route=route,
             trip=trip,
@@ -735,6 +736,7 @@ class SimVehicle:
         s = self._s
         s.plugged = True
         s.dc = kind == "DC"
+        force = kind.endswith("-now")  # the demo wants a car charging from the first minute
         self._user_stopped = False
         if s.dc:
             self._target_soc = min(DC_TARGET_SOC, s.charge_limit)
@@ -744,7 +746,7 @@ class SimVehicle:
             self._station_kw = self.traits.home_station_kw
             self._ac_phases = self.traits.home_phases
         start_now = True
-        if not s.dc and self.traits.scheduled_charging:
+        if not s.dc and self.traits.scheduled_charging and not force:
             hour = ((t + utc_offset(t, self.city.tz)) % DAY) / HOUR
             if 6.0 <= hour < 22.0:
                 start_now = False
@@ -843,7 +845,7 @@ class SimVehicle:
             self._arrived_at = t - HOUR
         elif index % 3 == 1:
             self._s.soc = min(self._s.soc, 35.0)
-            self._push(t + STEP, "plug", "AC")
+            self._push(t + STEP, "plug", "AC-now")
 
     # ------------------------------------------------------------------ commands
 

@@ -158,7 +158,7 @@ def _ev(s: VehicleState, spec: VehicleSpec) -> dict[str, str]:
     }
 
 
-def _maintenance(s: VehicleState) -> dict[str, Any]:
+def _maintenance(s: VehicleState, spec: VehicleSpec) -> dict[str, Any]:
     names = ("Driver", "Passenger", "DriverRear", "PassengerRear")
     out: dict[str, Any] = {
         "daysToService": _i(max(s.service_days, 0)),
@@ -175,7 +175,8 @@ def _maintenance(s: VehicleState) -> dict[str, Any]:
         },
         "distanceToService": _i(max(s.service_km, 0)),
         "serviceWarningStatus": "1" if s.service_km < 1000 or s.service_days < 30 else "0",
-        "washerFluidLevelStatus": "1",
+        # the #5 does not report its washer fluid: the "unknown" sentinel 7 clients must expect
+        "washerFluidLevelStatus": "7" if spec.proprietary_platform else "1",
     }
     for name, kpa, temp in zip(names, s.tyre_kpa, s.tyre_temp_c, strict=True):
         out[f"tyreStatus{name}"] = _s(kpa, 3)
@@ -317,7 +318,7 @@ def vehicle_status(vin: str, spec: VehicleSpec, s: VehicleState) -> dict[str, An
             "configuration": {"propulsionType": "4", "fuelType": "4", "vin": vin},
             "updateTime": str(ms),
             "additionalVehicleStatus": {
-                "maintenanceStatus": _maintenance(s),
+                "maintenanceStatus": _maintenance(s, spec),
                 "electricVehicleStatus": _ev(s, spec),
                 "chargeHvSts": "1",
                 "drivingBehaviourStatus": {
