@@ -95,6 +95,18 @@ async def test_intl_login_uses_its_own_key() -> None:
         items = listing.json()["data"]["list"]
         assert [i["vin"] for i in items] == handle.info()["vins"]["smart_intl"]
         assert items[0]["seriesCodeVs"].endswith("_IL")
+        login = handle.logins["smart_intl"]
+        sg = handle.urls["smart"]["sg_app_api"] + "/iam/service/api/v1/login"
+        creds = {"email": login["username"], "password": login["password"]}
+        async with session.post(sg, json=creds, headers={"X-Ca-Key": "123"}) as r:
+            assert (await r.json())["code"] == "401"
+        async with session.post(sg, json=creds, headers={"Xs-Client-Id": "2232193363e44527"}) as r:
+            ok = await r.json()
+        assert ok["code"] == "200" and ok["result"]["userId"] == client.user_id
+        async with session.post(
+            sg, json={**creds, "password": "x"}, headers={"X-Ca-Key": "204587190"}
+        ) as r:
+            assert (await r.json())["code"] not in {"200", 200}
         # the same request signed with the EU key is refused
         path = "/device-platform/user/vehicle/secure"
         query = f"needSharedCar=1&userId={client.user_id}"

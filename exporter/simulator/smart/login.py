@@ -299,7 +299,9 @@ def intl_app(cloud: SmartCloud) -> web.Application:
         blocked = await _gateway(cloud, "login")
         if blocked is not None:
             return blocked
-        if request.headers.get("X-Ca-Key") != INTL_CA_KEY:
+        # hello_smart sends the gateway app key; pysmarthashtag's INTL branch its Xs-* headers
+        ca_key = request.headers.get("X-Ca-Key")
+        if ca_key != INTL_CA_KEY and (ca_key is not None or "Xs-Client-Id" not in request.headers):
             return _intl("401", None, "Invalid AppKey")
         wait = cloud.throttle.check()
         if wait is not None:
