@@ -156,6 +156,11 @@ class SmartProvider:
     def supported_commands(self, vin: str) -> frozenset[str]:
         return commands.SUPPORTED
 
+    def validate_command(self, vin: str, command: Command) -> None:
+        """Raise CommandRejected for parameters this cloud cannot encode (a charge limit off the
+        5 % grid), before anything is sent; the command API answers such a request with 422."""
+        commands.build(command)
+
     async def command(self, vin: str, command: Command) -> CommandReceipt:
         call = commands.build(command)
         rec = await self._record(vin)
