@@ -162,3 +162,15 @@ def test_many_cars_are_cheap_to_read() -> None:
             fleet.state(vin)
     elapsed = time.perf_counter() - started
     assert elapsed < 20.0, f"{elapsed:.1f}s for 144,000 reads"
+
+
+def test_plug_in_control_starts_charging_at_once() -> None:
+    fleet, clock = _parked_fleet(seed=12)
+    vin = fleet.vins[0]
+    _until(fleet, clock, vin, lambda s: not s.plugged and not s.driving and s.soc < 85)
+    assert fleet.plug_in(vin, "DC")
+    clock.advance(20)
+    s = fleet.state(vin)
+    assert s.plugged and s.charging and s.dc and s.charge_power_kw > 0
+    assert s.time_to_full_min is not None and s.time_to_full_min > 0
+    assert not fleet.plug_in(vin, "AC")  # already plugged

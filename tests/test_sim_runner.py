@@ -113,6 +113,17 @@ async def test_admin_advance_truth_state_reports_select() -> None:
         assert handle.smart.identity.account(body["username"]).selected == other
         async with session.post(admin + "/advance", json={"seconds": -1}) as r:
             assert r.status == 400
+        async with session.post(admin + "/plug", json={"vin": "NOPE"}) as r:
+            assert r.status == 404
+        parked = next(
+            v
+            for v in handle.fleet.vins
+            if not handle.fleet.live_state(v).plugged and not handle.fleet.live_state(v).driving
+        )
+        async with session.post(admin + "/plug", json={"vin": parked, "kind": "AC"}) as r:
+            assert (await r.json())["ok"] is True
+        clock.advance(20)
+        assert handle.fleet.state(parked).plugged
 
 
 async def test_background_ticker_feeds_listeners() -> None:

@@ -167,6 +167,11 @@ class Fleet:
             self._notify(vin)
         return result
 
+    def plug_in(self, vin: str, kind: str = "AC") -> bool:
+        """Test/demo control: plug a cable into a parked car now (AC: its home wallbox; DC: a
+        150 kW charger); it charges from its next report on. False when driving or plugged."""
+        return self.vehicle(vin).plug_in(self.clock.now(), kind)
+
     def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
         """Call ``callback(vin)`` whenever a car uploaded at least one new report; returns an
         unsubscribe function. Reports appear when cars are advanced (any read, ``tick`` or the

@@ -250,6 +250,17 @@ class SimVehicle:
     def driving(self) -> bool:
         return self._drive is not None
 
+    def plug_in(self, now: float, kind: str = "AC") -> bool:
+        """Test/demo control, not a remote command: somebody plugs a cable in right now (charging
+        starts at once, whatever the driver's habits). False while driving or already plugged."""
+        live = self.live_state(now)
+        if live.driving or live.plugged or kind not in {"AC", "DC"}:
+            return False
+        if kind == "DC":
+            self._station_kw = 150.0
+        self._push(max(grid_ceil(now), self._t + STEP), "plug", f"{kind}-now")
+        return True
+
     def apply_command(
         self, name: str, params: Mapping[str, Any] | None, now: float
     ) -> tuple[bool, str]:
@@ -735,7 +746,7 @@ class SimVehicle:
         self._eval_parked(t)
         s = self._s
         s.plugged = True
-        s.dc = kind == "DC"
+        s.dc = kind.startswith("DC")
         force = kind.endswith("-now")  # the demo wants a car charging from the first minute
         self._user_stopped = False
         if s.dc:

@@ -14,6 +14,7 @@ real paths.
     GET  /_sim/state/{vin}               the car's last report and live state
     GET  /_sim/reports/{vin}             distinct reports served to clients
     POST /_sim/select {"username", "vin"}   another client selects a car on that account
+    POST /_sim/plug {"vin", "kind": "AC"|"DC"}  plug a parked car in now (it starts charging)
 """
 
 from __future__ import annotations
@@ -113,7 +114,15 @@ def install(app: web.Application, cloud: SmartCloud) -> None:
             raise web.HTTPNotFound(text=f"unknown account {exc}") from None
         return web.json_response({"ok": True})
 
+    async def plug(request: web.Request) -> web.Response:
+        spec = await body(request)
+        vin = str(spec.get("vin", ""))
+        if vin not in fleet:
+            raise web.HTTPNotFound(text=f"no simulated vehicle {vin}")
+        return web.json_response({"ok": fleet.plug_in(vin, str(spec.get("kind", "AC")))})
+
     r = app.router
+    r.add_post("/_sim/plug", plug)
     r.add_get("/_sim/info", info)
     r.add_post("/_sim/advance", advance)
     r.add_get("/_sim/faults", faults_get)
