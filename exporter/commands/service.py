@@ -423,11 +423,13 @@ class CommandService:
             if now >= deadline:
                 break
             await self._sleep_until(min(now + s.verify_interval, deadline))
-        seen = (
-            f"the last report after sending showed {observed}"
-            if observed
-            else ("no car report arrived after the command was sent")
-        )
+        if observed:
+            seen = f"the last report after sending showed {observed}"
+        else:
+            seen = "no car report arrived after the command was sent"
+            older = self.hub.latest(rec.vin)
+            if older is not None:
+                seen += f" (the last one, of {_iso(older.car_time)}, showed {exp.observed(older)})"
         detail = f"{exp.description} not seen within {s.verify_timeout:g} s; {seen}"
         if error:
             detail += f"; last poll error: {error}"
