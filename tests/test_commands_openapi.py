@@ -1,9 +1,9 @@
 """The OpenAPI document holds: schemathesis fuzzes the live app and finds no 5xx and no violation.
 
-schemathesis runs as its own process (its CLI) against the app served on loopback by this test's
-event loop, so the server keeps answering while the fuzzer waits on it. The shared ManualClock is
-ticked in the background so ``?wait=`` requests end. Bounded: few examples per operation and a
-hard time limit.
+schemathesis runs as its own process (its CLI) against the real app with its embedded smart and
+Smartcar simulators, served on loopback by this test's event loop, so the server keeps answering
+while the fuzzer waits on it. The shared ManualClock is ticked in the background so ``?wait=``
+requests and verifications end. Bounded: few examples per operation and a hard time limit.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import pytest
 
 from exporter.commands.openapi import document
 from exporter.commands.settings import CommandSettings
-from tests import test_commands_service as svc
-from tests.test_commands_service import TOKEN, Factory
+from tests import test_commands_sim as sim
+from tests.test_commands_sim import TOKEN, Served
 
-world = svc.world  # the fixture: an app on loopback with a scripted car and a ManualClock
+# the fixture: the real runtime with the smart and Smartcar simulators, on loopback, ManualClock
+served = sim.served
 
 CHECKS = ",".join(
     (
@@ -45,22 +46,23 @@ def test_document_is_valid_openapi() -> None:
 
 
 async def test_schemathesis_finds_no_server_error_or_schema_violation(
-    world: Factory, tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    w = await world(cooldown=1, max_wait=5)
+    s = served
+    executed_before = sum(len(s.executed(v)) for v in s.rt.scheduler.vins)
 
     async def tick() -> None:
         while True:
-            w.clock.advance(1.0)
+            await s.clock.run_until(s.clock.now() + 1.0)
             await asyncio.sleep(0.01)
 
     ticker = asyncio.create_task(tick())
-    url = str(w.client.make_url("/api/v1/openapi.json"))
+    url = f"{s.base}/api/v1/openapi.json"
     report = tmp_path / "report.json"
     # most generated VINs should be real ones, or nothing past the 404 would be exercised
     config = tmp_path / "schemathesis.toml"
     config.write_text(
-        f"[dictionaries.vins]\nvalues = {json.dumps(sorted(w.cloud.cars))}\n"
+        f"[dictionaries.vins]\nvalues = {json.dumps(sorted(s.rt.scheduler.vins))}\n"
         '[parameters]\n"path.vin" = { dictionary = "vins", probability = 0.8 }\n'
     )
     proc = await asyncio.create_subprocess_exec(
@@ -107,8 +109,10 @@ async def test_schemathesis_finds_no_server_error_or_schema_violation(
     if report.exists():
         summary = json.loads(report.read_text())
         assert summary, "empty schemathesis report"
-    # the fuzzer really sent commands through the API, and the car took some of them
-    assert w.cloud.sent, text[-3000:]
+    # the fuzzer really sent commands through the API, and the simulated cars executed some
+    await s.clock.run_until(s.clock.now() + 30)
+    executed = sum(len(s.executed(v)) for v in s.rt.scheduler.vins)
+    assert executed > executed_before, text[-3000:]
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
