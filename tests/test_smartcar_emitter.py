@@ -138,7 +138,7 @@ async def test_verify_comes_first_and_events_are_signed_as_sent(bench: Bench) ->
     await bench.emitter.idle()
     kinds = [doc["eventType"] for doc, _, _ in bench.receiver.got]
     assert kinds[0] == "VERIFY" and kinds[1:] == ["VEHICLE_STATE"]
-    verify_doc, _, verify_sig = bench.receiver.got[0]
+    _, _, verify_sig = bench.receiver.got[0]
     assert verify_sig is None  # VERIFY arrives unsigned, as in real captures
     doc, raw, sig = bench.receiver.got[1]
     assert sig == hmac.new(AMT.encode(), raw, hashlib.sha256).hexdigest()
