@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from exporter.cli import cli
 from tests import test_commands_service as svc
+from tests import test_commands_sim as sim
 from tests.test_commands_service import READ, TOKEN, VIN, Factory, World
 
 world = svc.world  # the fixture: an app on loopback with a scripted car and a ManualClock
@@ -103,3 +104,24 @@ async def test_missing_token_and_unreachable_exporter(world: Factory) -> None:
         env={"CARMETRICS_API_TOKEN": TOKEN},
     )
     assert res.exit_code == 1 and "cannot reach" in res.output
+
+
+served = sim.served  # the real runtime with the embedded simulators
+
+
+async def test_the_issues_example_against_the_simulated_smart_cloud(served: sim.Served) -> None:
+    s = served
+    vin = sim.vin_of(s, "smart", "#1")
+    env = {"CARMETRICS_API_URL": s.base, "CARMETRICS_API_TOKEN": sim.TOKEN}
+    args = ["command", vin, "climate_start", "--temperature", "21", "--wait"]
+    job = asyncio.create_task(
+        asyncio.to_thread(CliRunner().invoke, cli, args, env=env, catch_exceptions=False)
+    )
+    while not job.done():
+        await s.clock.run_until(s.clock.now() + 1.0)
+        await asyncio.sleep(0.01)
+    res = await job
+    assert res.exit_code == 0, res.output
+    assert "verified" in res.output
+    live = s.fleet.live_state(vin)
+    assert live.climate_on and live.climate_target_c == 21
