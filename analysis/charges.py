@@ -125,15 +125,23 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
         per_s_first = np.where(per_s_first > 0, per_s_first, pace)
         per_s_last = np.where(per_s_last > 0, per_s_last, pace)
 
-        # Arrived from a trip (the sample before is elsewhere): the SoC at plug-in is unknown, so
-        # the head is capped at the gap and SoC back-extrapolated from the first power seen.
-        moved_in = (x[f] - x[prev]) >= _MOVED_M
+        # Arrived from a trip (the sample before is elsewhere): the SoC at plug-in is the SoC
+        # then minus the vehicle's consumption over the distance since.
+        drove = np.maximum(np.nan_to_num(x[f] - x[prev]), 0.0)
+        moved_in = drove >= _MOVED_M
         soc_prev = soc[prev]
-        head_soc = np.where(has_prev & ~moved_in, np.maximum(soc[f] - soc_prev, 0.0), np.nan)
-        head = np.where(np.isnan(head_soc), 0.0, head_soc / per_s_first)
-        head = np.nan_to_num(np.minimum(head, t[f] - t[prev]))
+        arrival = soc_prev - np.where(moved_in, drove * p.soc_per_m[f], 0.0)
+        head_soc = np.where(has_prev, np.maximum(soc[f] - arrival, 0.0), np.nan)
+        head = np.nan_to_num(head_soc / per_s_first)
+        earliest = t[prev] + np.where(moved_in, drove / 40.0, 0.0)
+        head = np.clip(head, 0.0, np.maximum(t[f] - earliest, 0.0))
         start = np.where(has_prev, t[f] - head, t[f])
-        start_soc = np.where(has_prev & ~moved_in & ~np.isnan(soc_prev), soc_prev, soc[f])
+        back = soc[f] - head * per_s_first
+        start_soc = np.where(
+            has_prev & ~moved_in & ~np.isnan(soc_prev),
+            soc_prev,
+            np.where(has_prev & ~np.isnan(back), back, soc[f]),
+        )
 
         moved_out = (x[nxt] - x[last]) >= _MOVED_M
         tail_soc = np.where(has_next & ~moved_out, np.maximum(soc[nxt] - soc[last], 0.0), 0.0)
@@ -177,7 +185,7 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
     lon = g["lon"].median().to_numpy()
     temp = g["temp"].mean().to_numpy()
     pw_share = g["has_pw"].mean().to_numpy()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         p_first = np.nan_to_num(power[f])
         p_last = np.nan_to_num(power[last])
         energy_power_j = e_inner + p_first * (t[f] - start) + p_last * (end - t[last])
@@ -216,6 +224,17 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
     )
 
 
+def unseen_rise(p: Prepared, s: Settings, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SoC gained between samples ``a`` and ``b`` beyond what driving in between would have used,
+    minus the margin below which a rise is noise (rounding, regeneration, a consumption guess that
+    was a little high). Positive means charge was added unseen."""
+    with np.errstate(invalid="ignore"):
+        drove = np.maximum(np.nan_to_num(p.x[b] - p.x[a]), 0.0)
+        used = drove * p.soc_per_m[a]
+        expected = p.soc_ff[a] - used
+        return np.asarray(p.soc_ff[b] - expected - (s.unseen_min_soc + 0.3 * used))
+
+
 def _unseen(p: Prepared, s: Settings) -> pd.DataFrame:
     """SoC rises between consecutive SoC readings with no charging sample in between."""
     idx = np.flatnonzero(~np.isnan(p.soc))
@@ -225,42 +244,40 @@ def _unseen(p: Prepared, s: Settings) -> pd.DataFrame:
     same = p.group[a] == p.group[b]
     chg_c = np.r_[0, np.cumsum(p.charging)]
     saw_charging = (chg_c[b + 1] - chg_c[a]) > 0  # any charging sample in [a, b]
-    rise = p.soc[b] - p.soc[a]
     gap = p.t[b] - p.t[a]
     with np.errstate(invalid="ignore"):
-        moved = p.x[b] - p.x[a]
-        # Regeneration can lift SoC a little on a long descent; demand more when the car moved.
         hit = (
-            same
-            & ~saw_charging
-            & (gap >= s.unseen_min_gap_s)
-            & (rise >= s.unseen_min_soc - 1e-9)
-            & ((moved < 1000.0) | (rise >= 0.05) | np.isnan(moved))
+            same & ~saw_charging & (gap >= s.unseen_min_gap_s) & (unseen_rise(p, s, a, b) >= -1e-9)
         )
     a, b = a[hit], b[hit]
     if not len(a):
         return empty_raw()
     cap = p.capacity_kwh[a]
-    rise = p.soc[b] - p.soc[a]
-    gap = p.t[b] - p.t[a]
+    drove = np.maximum(np.nan_to_num(p.x[b] - p.x[a]), 0.0)
+    # The charge began no earlier than the drive to the charger could have ended.
+    start = p.t[a] + drove / s.default_speed_mps
+    start = np.minimum(start, p.t[b])
+    from_soc = p.soc_ff[a] - drove * p.soc_per_m[a]
+    rise = p.soc_ff[b] - from_soc
+    span = p.t[b] - start
     energy = rise * cap
-    with np.errstate(invalid="ignore"):
-        stayed = (p.x[b] - p.x[a]) < _MOVED_M
-        min_kw = energy / (gap / 3600.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stayed = drove < _MOVED_M
+        min_kw = energy / (span / 3600.0)
     return pd.DataFrame(
         {
             "vin": p.vin[a],
-            "start_ts": p.t[a],
+            "start_ts": start,
             "end_ts": p.t[b],
-            "duration_min": gap / 60.0,
+            "duration_min": span / 60.0,
             "charging_min": np.nan,
             # Only a rise faster than any AC charger is known to be DC; otherwise we cannot tell.
             "kind": np.where(min_kw * 1000.0 > s.dc_power_w, "dc", "unknown"),
-            "latitude": np.where(stayed, p.lat_ff[a], np.nan),
-            "longitude": np.where(stayed, p.lon_ff[a], np.nan),
-            "odometer_km": p.x[a] / 1000.0,
-            "start_soc_pct": p.soc[a] * 100.0,
-            "end_soc_pct": p.soc[b] * 100.0,
+            "latitude": np.where(stayed, p.lat_ff[a], p.lat_ff[b]),
+            "longitude": np.where(stayed, p.lon_ff[a], p.lon_ff[b]),
+            "odometer_km": p.x[b] / 1000.0,
+            "start_soc_pct": from_soc * 100.0,
+            "end_soc_pct": p.soc_ff[b] * 100.0,
             "soc_added_pct": rise * 100.0,
             "energy_added_kwh": energy,
             "energy_power_kwh": np.nan,

@@ -19,6 +19,7 @@ from exporter.signals import CHARGING_STATES, POWER_STATES
 LIMITS: Final = {
     "battery_soc": (0.0, 1.0),
     "electric_range": (0.0, 2_000_000.0),
+    "electric_range_at_full": (1.0, 2_000_000.0),
     "odometer": (1e-9, 5e9),  # 0 is the classic "unknown" sentinel
     "speed": (0.0, 100.0),  # 360 km/h
     "latitude": (-90.0, 90.0),

@@ -25,6 +25,7 @@ from .clean import clean
 ANALYSIS_SIGNALS: Final = (
     "battery_soc",
     "electric_range",
+    "electric_range_at_full",
     "odometer",
     "speed",
     "power_state",

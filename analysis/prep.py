@@ -77,6 +77,7 @@ class Prepared:
     power_w: np.ndarray
     capacity_kwh: np.ndarray  # per sample, from the vehicle's capacity
     capacity_by_vin: dict[str, float]
+    soc_per_m: np.ndarray  # the vehicle's typical SoC used per metre driven, per sample
 
     @property
     def n(self) -> int:
@@ -91,6 +92,29 @@ class Prepared:
 
 def _ffill(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     return pd.Series(values).groupby(group).ffill().to_numpy(dtype="float64")
+
+
+def refine_soc(soc: np.ndarray, rng: np.ndarray, full: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """SoC with the whole-percent rounding undone where the range says more.
+
+    smart (and many clouds) report SoC in whole percent, so a 5 km trip's 0.8 kWh is either 0 or
+    1.2 kWh; but range and range-at-100 % come in kilometres, four times finer. Where a vehicle's SoC
+    is always whole percent, ``range / range_at_full`` places the true SoC inside the rounding
+    interval (it is clipped to it, so a car whose range model is not proportional to SoC is never
+    made worse than the rounding already is).
+    """
+    out = soc.copy()
+    if not len(soc):
+        return out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = soc * 100.0
+        whole = np.isnan(pct) | (np.abs(pct - np.round(pct)) < 1e-6)
+        whole_vin = pd.Series(whole).groupby(group).transform("all").to_numpy(dtype=bool)
+        ratio = np.where((full > 0) & (rng >= 0), rng / full, np.nan)
+        fine = np.clip(ratio, soc - 0.005, soc + 0.005)
+    use = whole_vin & ~np.isnan(fine) & ~np.isnan(soc)
+    out[use] = fine[use]
+    return out
 
 
 def capacities(df: pd.DataFrame, settings: Settings) -> dict[str, float]:
@@ -140,7 +164,9 @@ def prepare(df: pd.DataFrame, settings: Settings, *, cleaned: bool = False) -> P
         path = pd.Series(step).groupby(group).cumsum().to_numpy(dtype="float64")
         x = np.where(has_odo, x, path)
 
-    soc = _col(d, "battery_soc")
+    soc = refine_soc(
+        _col(d, "battery_soc"), _col(d, "electric_range"), _col(d, "electric_range_at_full"), group
+    )
     cs = _text(d, "charging_state")
     conn = _col(d, "charger_connected")
     power = _col(d, "charging_power")
@@ -183,7 +209,50 @@ def prepare(df: pd.DataFrame, settings: Settings, *, cleaned: bool = False) -> P
         power_w=power,
         capacity_kwh=cap,
         capacity_by_vin=caps,
+        soc_per_m=_soc_per_m(x, soc, t, np.asarray(charging, dtype=bool), new_vin, group, cap),
     )
+
+
+DEFAULT_KWH_PER_KM = 0.17
+
+
+def _soc_per_m(
+    x: np.ndarray,
+    soc: np.ndarray,
+    t: np.ndarray,
+    charging: np.ndarray,
+    new_vin: np.ndarray,
+    group: np.ndarray,
+    cap: np.ndarray,
+) -> np.ndarray:
+    """Each vehicle's SoC used per metre, from all its seen driving (sums, so rounding cancels).
+
+    Used where a stretch of driving was not seen, e.g. the last kilometres before a charger that was
+    already charging when the car was next polled.
+    """
+    n = len(x)
+    fallback = DEFAULT_KWH_PER_KM / 1000.0 / cap
+    if n < 2:
+        return fallback
+    dx = np.r_[np.nan, np.diff(x)]
+    dsoc = np.r_[np.nan, -np.diff(soc)]
+    dt = np.r_[np.nan, np.diff(t)]
+    ok = (
+        ~new_vin
+        & ~charging
+        & ~np.r_[False, charging[:-1]]
+        & (dx > 100.0)
+        & (dt < 900.0)
+        & ~np.isnan(dsoc)
+    )
+    frame = (
+        pd.DataFrame({"g": group[ok], "dx": dx[ok], "dsoc": dsoc[ok]})
+        .groupby("g")[["dx", "dsoc"]]
+        .sum()
+    )
+    rate = (frame["dsoc"] / frame["dx"]).where((frame["dx"] > 20_000.0) & (frame["dsoc"] > 0))
+    per = pd.Series(group).map(rate).to_numpy(dtype="float64")
+    return np.where(np.isnan(per), fallback, per)
 
 
 def local_iso(ts: np.ndarray, vins: np.ndarray, settings: Settings) -> list[str | None]:

@@ -32,18 +32,20 @@ from types import MappingProxyType
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-# Usable (net) capacity by model, kWh. Smart #1/#3 Pro+/Premium/Brabus: 66 kWh gross, 62 usable;
-# Smart #5: 100 kWh gross, 94 usable. Series codes (seriesCodeVs) map to the same models.
+# Usable (net) capacity by model, kWh. Smart #1/#3: 66 kWh gross, 62 usable; #5: 100 gross, 94
+# usable; the others are the models the Smartcar simulator offers (exporter/simulator/catalogue.py).
 BUILTIN_CAPACITY_KWH: Final = MappingProxyType(
     {
         "#1": 62.0,
         "#3": 62.0,
         "#5": 94.0,
-        "HX1": 62.0,
-        "HC1": 62.0,
-        "HY1": 94.0,
+        "model 3": 57.5,
+        "mustang mach-e": 91.0,
+        "id.4": 77.0,
     }
 )
+# smart series codes (seriesCodeVs) name the same models.
+SERIES_CAPACITY_KWH: Final = MappingProxyType({"HX1": 62.0, "HC1": 62.0, "HY1": 94.0})
 # When nothing is known about a vehicle the analysis still runs; its energy figures use this guess.
 FALLBACK_CAPACITY_KWH: Final = 60.0
 
@@ -180,15 +182,15 @@ class Settings:
 
 
 def builtin_capacity(model: str | None, series: str | None = None) -> float | None:
-    """Usable kWh from the built-in table, matching '#1', 'smart #1', 'HX11' and the like."""
+    """Usable kWh from the built-in tables, matching '#1', 'smart #1', 'Model 3', 'HX11' and so on."""
     if model:
         m = _norm_model(model)
         for key, value in BUILTIN_CAPACITY_KWH.items():
-            if key.startswith("#") and (m == key or m.startswith(key + " ") or m.endswith(key)):
+            if m == key or (key.startswith("#") and (m.startswith(key + " ") or m.endswith(key))):
                 return value
     if series:
         s = series.strip().upper()
-        for key, value in BUILTIN_CAPACITY_KWH.items():
-            if not key.startswith("#") and s.startswith(key):
+        for key, value in SERIES_CAPACITY_KWH.items():
+            if s.startswith(key):
                 return value
     return None

@@ -29,6 +29,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from .charges import unseen_rise
 from .prep import Prepared, local_iso, mean2, prepare
 from .settings import Settings
 
@@ -223,11 +224,43 @@ def _times(
         start = np.where(has_a, np.maximum(t[lo], t[f] - head), t[f])
         tail = np.nan_to_num(np.maximum(x[hi] - x[last], 0.0)) / v
         end = np.where(has_b, np.minimum(t[hi], t[last] + 1.5 * tail + 60.0), t[last])
+        end = np.where(inferred, t[hi], end)
+        # Ended at a charger that was already charging when the car was next seen: the trip ended
+        # when that charging began, found by running the charger's power back to the arrival SoC.
+        arrival = arrival_soc(p, lo, hi, in_hi, inferred)
+        per_s = p.power_w[hi] / 3.6e6 / p.capacity_kwh[hi]
+        charged = np.maximum(p.soc_ff[hi] - arrival, 0.0)
+        known = np.where(inferred, lo, in_hi)
+        earliest = t[known] + np.nan_to_num(np.maximum(x[hi] - x[known], 0.0)) / 40.0
+        began = np.clip(t[hi] - charged / per_s, earliest, t[hi])
+        at_charger = has_b & p.charging[hi] & (per_s > 0) & ~np.isnan(began)
+        end = np.where(at_charger, began, end)
         dist = np.nan_to_num(x[hi] - x[lo])
-        inf_start = np.maximum(t[lo], t[hi] - dist / s.default_speed_mps)
+        inf_start = np.maximum(t[lo], end - dist / s.default_speed_mps)
+        # Charge was added unseen in the same gap: the car drove first and then charged (the
+        # charging is why its park report was not the one polled), so put the drive at the start.
+        rose = inferred & ~at_charger & (unseen_rise(p, s, lo, hi) >= 0)
+        inf_start = np.where(rose, t[lo], inf_start)
+        end = np.where(rose, np.minimum(t[lo] + dist / s.default_speed_mps, t[hi]), end)
     start = np.where(inferred, inf_start, start)
-    end = np.where(inferred, t[hi], end)
     return start, end
+
+
+def arrival_soc(
+    p: Prepared, lo: np.ndarray, hi: np.ndarray, in_hi: np.ndarray, inferred: np.ndarray
+) -> np.ndarray:
+    """SoC on arrival at the end anchor, from the last SoC seen before it and the distance left.
+
+    The trip's own consumption is used when it drove far enough to measure it, else the vehicle's.
+    """
+    x, soc = p.x, p.soc_ff
+    known = np.where(inferred, lo, in_hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d_seen = x[known] - x[lo]
+        own = np.where(d_seen > 5000.0, (soc[lo] - soc[known]) / d_seen, np.nan)
+        rate = np.where((own > 0) & ~np.isnan(own), own, p.soc_per_m[hi])
+        left = np.maximum(np.nan_to_num(x[hi] - x[known]), 0.0)
+        return np.asarray(soc[known] - rate * left, dtype="float64")
 
 
 def _rows(
@@ -253,14 +286,13 @@ def _rows(
         soc_a = np.where(np.isnan(soc[lo]), soc[np.maximum(in_lo, lo)], soc[lo])
         soc_b = soc[hi].copy()
         # A trip that ends at a charger may be seen first when charging has already added charge:
-        # extrapolate the end SoC from the trip's own consumption instead.
-        ends_charging = has_b & p.charging[hi] & ~inferred
-        last_in = np.where(inferred, hi, in_hi)
-        d_in = x[last_in] - x[lo]
-        rate = np.where(d_in > 0, (soc_a - soc[last_in]) / d_in, np.nan)
-        extrap = soc[last_in] - np.clip(rate, 0, None) * np.maximum(x[hi] - x[last_in], 0)
-        soc_b = np.where(ends_charging & ~np.isnan(extrap), np.minimum(extrap, soc_b), soc_b)
-        soc_b = np.where(np.isnan(soc_b), soc[last_in], soc_b)
+        # the end SoC is then the arrival SoC estimated from the distance driven since last seen.
+        arrival = arrival_soc(p, lo, hi, in_hi, inferred)
+        known = np.where(inferred, lo, in_hi)
+        charged = p.charging[hi] | (unseen_rise(p, s, known, hi) >= 0)
+        at_charger = has_b & charged & ~np.isnan(arrival)
+        soc_b = np.where(at_charger, np.minimum(arrival, soc_b), soc_b)
+        soc_b = np.where(np.isnan(soc_b), soc[np.where(inferred, lo, in_hi)], soc_b)
         cap = p.capacity_kwh[lo]
         energy = (soc_a - soc_b) * cap
         duration = end - start
