@@ -1,0 +1,148 @@
+"""Benchmark 2: a 10,000-vehicle fleet at the default cadence, measured in steady state.
+
+The simulator runs in its own process (real time, speed 1) with the cars spread over smart
+accounts; this process runs the pipeline as ``carmetrics run`` builds it (scheduler at the default
+``[poll]`` settings, providers, hub, SQLite history, the /metrics collector) and scrapes /metrics'
+registry every 15 s like Prometheus. After a warm-up (start-up polls every car once at once) it
+reports this process's CPU share of one core, RSS, event-loop lag p99 and scrape time.
+
+    python -m bench.fleet_steady --vehicles 10000 --accounts 50 --minutes 10 --warmup 90
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.exposition import generate_latest
+
+from bench import simproc
+from bench.common import LoopLag, cpu_seconds, median, percentile, rss_bytes, table
+from bench.poll_throughput import _account
+from exporter.clock import RealClock
+from exporter.config import PollConfig
+from exporter.health import Health
+from exporter.history import History
+from exporter.hub import Hub
+from exporter.metrics import VehicleCollector, make_registry
+from exporter.providers.base import MemoryTokenStore, ProviderError
+from exporter.providers.smart import build
+from exporter.scheduler import Scheduler
+
+
+async def run(vehicles: int, accounts: int, minutes: float, warmup: float, db: Path) -> None:
+    clock = RealClock()
+    with simproc.start(smart=vehicles, accounts=accounts, speed=1) as sim:
+        hub, health, history = Hub(), Health(), History(db)
+        history.open()
+        hub.subscribe(history.add)
+        hub.on_vehicle(history.add_vehicle)
+        polls = [0, 0]
+
+        def on_poll(_vin: str, result: object) -> None:
+            polls[1 if isinstance(result, ProviderError) else 0] += 1
+
+        sched = Scheduler(hub, health, clock, PollConfig(), on_poll=on_poll)
+        registry = make_registry(VehicleCollector(hub, health, clock, history=history))
+        lag = LoopLag(interval=0.05)
+        tasks = [asyncio.create_task(history.run()), asyncio.create_task(sched.run())]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            store = MemoryTokenStore()
+            for i, acc in enumerate(sim.info["accounts"]):
+                p = build(_account(i, acc), session, clock, store, sim.info["urls"]["smart"])
+                await p.start()
+                for info in await p.vehicles():
+                    hub.register(info)
+                    sched.add(info.vin, p)
+            tasks.append(asyncio.create_task(lag.run()))
+            await asyncio.sleep(warmup)
+            lag.samples.clear()
+            p0, rows0 = polls[:], history.rows_written
+            c0, c0_sim, t0 = cpu_seconds(), _sim_cpu(sim.pid), time.perf_counter()
+            scrapes: list[float] = []
+            sizes: list[int] = []
+            rss: list[int] = []
+            loop = asyncio.get_running_loop()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                end = t0 + minutes * 60
+                while time.perf_counter() < end:
+                    s = time.perf_counter()
+                    body = await loop.run_in_executor(pool, generate_latest, registry)
+                    scrapes.append(time.perf_counter() - s)
+                    sizes.append(len(body))
+                    rss.append(rss_bytes())
+                    await asyncio.sleep(max(0.0, 15 - (time.perf_counter() - s)))
+            wall = time.perf_counter() - t0
+            cpu = cpu_seconds() - c0
+            sim_cpu = _sim_cpu(sim.pid) - c0_sim
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        history.close()
+    print(
+        table(
+            [
+                "vehicles",
+                "minutes",
+                "polls/s",
+                "errors",
+                "rows/s",
+                "CPU % of one core",
+                "RSS MB (max)",
+                "loop lag p99 ms",
+                "scrape ms (median / max)",
+                "scrape MB",
+                "simulator CPU %",
+            ],
+            [
+                [
+                    vehicles,
+                    wall / 60,
+                    (polls[0] - p0[0]) / wall,
+                    polls[1] - p0[1],
+                    (history.rows_written - rows0) / wall,
+                    100 * cpu / wall,
+                    max(rss) / 1e6,
+                    percentile(lag.samples, 99) * 1000,
+                    f"{median(scrapes) * 1000:.0f} / {max(scrapes) * 1000:.0f}",
+                    median([float(s) for s in sizes]) / 1e6,
+                    100 * sim_cpu / wall,
+                ]
+            ],
+        )
+    )
+    print(
+        f"\n{accounts} smart accounts, default [poll] cadence, scrape every 15 s, "
+        f"after {warmup:g} s warm-up"
+    )
+
+
+def _sim_cpu(pid: int) -> float:
+    from bench.common import proc_cpu_seconds
+
+    with contextlib.suppress(OSError):
+        return proc_cpu_seconds(pid)
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--vehicles", type=int, default=10_000)
+    ap.add_argument("--accounts", type=int, default=50)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=90.0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL)
+    with tempfile.TemporaryDirectory() as d:
+        asyncio.run(run(args.vehicles, args.accounts, args.minutes, args.warmup, Path(d) / "h.db"))
+
+
+if __name__ == "__main__":
+    main()
