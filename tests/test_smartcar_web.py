@@ -232,3 +232,28 @@ async def test_reauth_shows_a_reconnect_link_and_the_owner_fixes_it(served: Serv
     _, landing = await served.get("/")
     assert "/connect/smartcar/reconnect?" not in landing
     await until(lambda: served.rt.health.vehicle(vin).consecutive_failures == 0, "a good poll")
+
+
+async def test_smartcar_metrics_pass_promtool(served: Served) -> None:
+    from tests.conftest import require_tool
+
+    promtool = require_tool("promtool")
+    await served.connect()
+    emitter = served.sim.emitter
+    await until(lambda: emitter.deliveries, "the first webhook delivery")
+    vin = served.rt.simulator.fleet.vins_for("smartcar")[0]
+    emitter.vehicle_error(vin, "COMPATIBILITY", "VEHICLE_NOT_CAPABLE")
+    await emitter.idle()
+    _, text = await served.get("/metrics")
+    for name in ("carmetrics_api_calls_total", "carmetrics_vehicle_error{", "carmetrics_webhook"):
+        assert name in text
+    proc = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate(text.encode())
+    assert proc.returncode == 0, out.decode()[-2000:]
