@@ -1,0 +1,160 @@
+"""The kill -9 drill: SIGKILL the history writer at random moments, 100 times, and check the file.
+
+A writer child (``python -m bench.kill9 --writer DB TEMPLATE``) runs the real ``History`` (batched
+single-writer thread, WAL, one transaction per flush) on an event loop, appending reports for a few
+cars as fast as it can. Every row is checkable: its odometer and state of charge are a function of
+(car, tick), every other column equals a template snapshot taken from the simulator. On start the
+child reads where each car stopped and continues from the next tick.
+
+After each kill the parent checks: ``PRAGMA integrity_check`` is ``ok``; every row equals what the
+writer would have written (no partial or torn row); each car's ticks are 0..n-1 with no gap (it
+resumed exactly where the last commit ended) and the file grew since the previous round.
+
+    python -m bench.kill9 --kills 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import table
+from exporter.history import ALL_COLUMNS, History, _row
+from exporter.snapshot import Snapshot
+
+CARS = 20
+T0 = 1_767_225_600.0
+STEP = 60.0
+
+
+def snapshot(template: dict[str, Any], car: int, tick: int) -> Snapshot:
+    values = dict(template)
+    values["odometer"] = 1000.0 * tick + car
+    values["battery_soc"] = ((tick * 7 + car) % 101) / 100
+    t = T0 + STEP * tick
+    return Snapshot.build(f"KILL9CAR{car:09d}", "smart", t, t, values)
+
+
+async def write_forever(db: Path, template: dict[str, Any]) -> None:
+    history = History(db, batch_size=200, flush_interval=0.02)
+    history.open()
+    start = dict.fromkeys(range(CARS), 0)
+    with sqlite3.connect(db) as c:
+        for vin, ts in c.execute("SELECT vin, MAX(ts) FROM samples GROUP BY vin"):
+            start[int(vin[-9:])] = round((ts - T0) / STEP) + 1
+    runner = asyncio.create_task(history.run())
+    print("ready", flush=True)
+    tick = min(start.values())
+    while True:
+        for car in range(CARS):
+            if tick >= start[car]:
+                history.add(snapshot(template, car, tick))
+        tick += 1
+        if tick % 10 == 0:
+            await asyncio.sleep(0)  # let the flusher run; the writer thread commits meanwhile
+        if runner.done():
+            runner.result()
+
+
+def check(db: Path, template: dict[str, Any]) -> tuple[bool, int, int, int]:
+    """(integrity ok, rows, rows that differ from what was written, cars with a gap)."""
+    conn = sqlite3.connect(db)
+    try:
+        ok = conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        cols = ", ".join(f'"{c}"' for c in ALL_COLUMNS)
+        rows = conn.execute(f"SELECT {cols} FROM samples ORDER BY vin, ts").fetchall()
+    finally:
+        conn.close()
+    bad = 0
+    ticks: dict[str, list[int]] = {}
+    for row in rows:
+        car = int(row[0][-9:])
+        tick = round((row[1] - T0) / STEP)
+        want = _row(snapshot(template, car, tick))
+        if tuple(row) != want:
+            bad += 1
+        ticks.setdefault(row[0], []).append(tick)
+    gaps = sum(1 for t in ticks.values() if t != list(range(len(t))))
+    return ok, len(rows), bad, gaps
+
+
+def drill(kills: int, seed: int, tmp: Path) -> dict[str, Any]:
+    from bench.samples import real_snapshots
+
+    snap = asyncio.run(real_snapshots())[0]
+    template = {k: v for k, v in snap.values.items() if k != "last_update"}
+    tpath = tmp / "template.json"
+    tpath.write_text(json.dumps(template))
+    db = tmp / "kill9.db"
+    rng = random.Random(seed)
+    failures: list[str] = []
+    rows_before = 0
+    stalled = 0
+    t_start = time.perf_counter()
+    for i in range(kills):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.kill9", "--writer", str(db), str(tpath)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            child.wait()
+            failures.append(f"round {i}: writer did not start (exit {child.returncode})")
+            continue
+        time.sleep(rng.uniform(0.05, 0.6))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        ok, rows, bad, gaps = check(db, template)
+        if not ok:
+            failures.append(f"round {i}: integrity_check failed")
+        if bad:
+            failures.append(f"round {i}: {bad} rows differ from what was written")
+        if gaps:
+            failures.append(f"round {i}: {gaps} cars have a gap (did not resume in place)")
+        if rows <= rows_before:
+            stalled += 1
+        rows_before = rows
+    return {
+        "kills": kills,
+        "integrity_check ok": kills - sum("integrity" in f for f in failures),
+        "rows in the end": rows_before,
+        "partial / wrong rows": sum("differ" in f for f in failures),
+        "rounds with a gap": sum("gap" in f for f in failures),
+        "rounds without progress": stalled,
+        "wall s": time.perf_counter() - t_start,
+        "failures": failures[:10],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--kills", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=9)
+    ap.add_argument("--writer", nargs=2, metavar=("DB", "TEMPLATE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.writer:
+        db, tpath = Path(args.writer[0]), Path(args.writer[1])
+        asyncio.run(write_forever(db, json.loads(tpath.read_text())))
+        return
+    with tempfile.TemporaryDirectory() as d:
+        result = drill(args.kills, args.seed, Path(d))
+    failures = result.pop("failures")
+    print(table(["measure", "value"], [[k, v] for k, v in result.items()]))
+    if failures:
+        print("\nfailures:\n  " + "\n  ".join(failures))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
