@@ -82,17 +82,47 @@ def _clock(x: float, _pos: int | None = None) -> str:
     return datetime.fromtimestamp(x, UTC).strftime("%H:%M:%S")
 
 
-def render(series: list[Series], title: str, unit: str, out: Path) -> None:
+def dashed(panel: JSON) -> list[re.Pattern[str]]:
+    """Series-name patterns the panel draws dashed (``byRegexp`` overrides of custom.lineStyle)."""
+    out = []
+    for o in panel["fieldConfig"].get("overrides", []):
+        styled = any(p["id"] == "custom.lineStyle" for p in o["properties"])
+        if styled and o["matcher"]["id"] == "byRegexp":
+            out.append(re.compile(o["matcher"]["options"]))
+    return out
+
+
+def render(
+    series: list[Series],
+    title: str,
+    unit: str,
+    out: Path,
+    dashed_names: list[re.Pattern[str]] | None = None,
+) -> None:
     """Draw the series the way the panel shows them (step lines, unit on the axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
     from matplotlib.ticker import EngFormatter, FuncFormatter, PercentFormatter
 
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
+    colours: dict[str, str] = {}
     for name, times, values in sorted(series):
-        ax.step(times, values, where="post", label=name, linewidth=1.4)
+        dash = any(p.fullmatch(name) for p in dashed_names or [])
+        # a dashed companion (e.g. "VIN limit") takes the colour of its solid series ("VIN ...")
+        key = name.split(" ")[0]
+        line = ax.step(
+            times,
+            values,
+            where="post",
+            label=name,
+            linewidth=1.4,
+            linestyle="--" if dash else "-",
+            color=colours.get(key),
+        )
+        colours.setdefault(key, to_hex(line[0].get_color()))
     formatters = {
         "percentunit": PercentFormatter(1.0),
         "watt": EngFormatter(unit="W"),
@@ -136,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no data for that panel in that window", file=sys.stderr)
         return 1
     unit = panel["fieldConfig"]["defaults"]["unit"]
-    render(series, f"{dashboard['title']}: {panel['title']}", unit, args.out)
+    render(series, f"{dashboard['title']}: {panel['title']}", unit, args.out, dashed(panel))
     print(f"wrote {args.out} ({len(series)} series)")
     return 0
 
