@@ -257,3 +257,24 @@ async def test_smartcar_metrics_pass_promtool(served: Served) -> None:
     )
     out, _ = await proc.communicate(text.encode())
     assert proc.returncode == 0, out.decode()[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("error=configuration_error&status_code=400", "problem with this application"),
+        (
+            "error=vehicle_incompatible&make=FORD&model=Focus&year=2012",
+            "This car (FORD Focus 2012) cannot share",
+        ),
+        ("error=something_new", "ended with an error (something_new)"),
+    ],
+)
+async def test_every_connect_error_has_a_page(served: Served, query: str, needle: str) -> None:
+    """Smartcar's redirect back, as Connect sends it for errors the simulator rarely produces."""
+    async with served.http.get(served.base + "/connect/smartcar", allow_redirects=False) as r:
+        state = parse_qs(urlsplit(r.headers["Location"]).query)["state"][0]
+    url = f"{served.base}/connect/smartcar/callback?{query}&state={state}"
+    async with served.http.get(url) as r:
+        page = await r.text()
+    assert r.status == 200 and needle in page
