@@ -227,3 +227,16 @@ async def test_without_renewal_an_idle_connection_dies_at_day_60(rig: Rig) -> No
         await fresh.snapshot(vins[0])
     assert exc.value.code == "refresh_expired"
     await fresh.close()
+
+
+async def test_renewal_refused_asks_the_owner(rig: Rig) -> None:
+    p = rig.provider(token_renew_days=20)
+    vins = await rig.connect(p)
+    rig.cloud.refresh.clear()  # e.g. the owner revoked the app in the maker's account
+    conn = next(iter(p._conns.values()))
+    due = conn.token.renewal_due_at()
+    assert due is not None
+    rig.clock.set(due)
+    await until(lambda: set(p.reauth) == set(vins), "the re-auth flag after a refused renewal")
+    assert conn.renewal is not None and conn.renewal.done()
+    await p.close()

@@ -7,7 +7,6 @@ what it means for the connection (re-auth, budget, backoff) before it becomes a 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from exporter.clock import Clock
-from exporter.providers.base import BadReply, ProviderError, UpstreamTimeout, UpstreamUnavailable
+from exporter.providers.base import BadReply, UpstreamTimeout, UpstreamUnavailable
 from exporter.providers.smartcar.errors import SmartcarError, oauth_error, parse_error
 from exporter.providers.smartcar.settings import SmartcarSettings
 from exporter.tokens import TokenPair
@@ -255,15 +254,4 @@ class SmartcarClient:
         )
 
 
-async def gather_limited(coros: list[Any], limit: int = 4) -> list[Any]:
-    """Run a handful of discovery calls concurrently without flooding the app bucket."""
-    sem = asyncio.Semaphore(limit)
-
-    async def one(c: Any) -> Any:
-        async with sem:
-            return await c
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
-__all__ = ["BatchItem", "ProviderError", "SmartcarApiError", "SmartcarClient", "gather_limited"]
+__all__ = ["BatchItem", "SmartcarApiError", "SmartcarClient"]

@@ -208,11 +208,11 @@ class SmartcarProvider:
             )
 
     async def _renew(self, conn: Connection) -> None:
+        """Proactive renewal; it only ends when Smartcar refused the refresh token for good."""
         await conn.token.run_renewal()
-        pair = conn.token.pair
-        if pair is not None and self.clock.now() >= pair.refresh_expires_at - 3600:
+        if conn.token.pair is not None:
             for vin in conn.vins:
-                self._mark_reauth(vin, "the stored refresh token expired")
+                self._mark_reauth(vin, "the refresh token was refused at renewal")
 
     async def vehicles(self) -> list[VehicleInfo]:
         return [ref.info for ref in self._vehicles.values()]
