@@ -278,6 +278,7 @@ class SmartcarCloud:
         self, client_id: str, user_id: str, vins: tuple[str, ...], scopes: frozenset[str], mode: str
     ) -> dict[str, object]:
         now = self.clock.now()
+        self._purge(now)
         at, rt = str(uuid.uuid4()), str(uuid.uuid4())
         self.access[at] = AccessToken(client_id, user_id, vins, scopes, now + self.access_ttl, mode)
         self.refresh[rt] = RefreshToken(
@@ -288,6 +289,15 @@ class SmartcarCloud:
             "token_type": "Bearer",
             "expires_in": int(self.access_ttl),
             "refresh_token": rt,
+        }
+
+    def _purge(self, now: float) -> None:
+        """Forget dead tokens so a long demo does not grow without bound."""
+        self.access = {k: v for k, v in self.access.items() if v.expires_at > now}
+        self.refresh = {
+            k: v
+            for k, v in self.refresh.items()
+            if v.expires_at > now and (v.used_at is None or now <= v.used_at + self.refresh_grace)
         }
 
     def _scripted_token_fault(self) -> None:
