@@ -76,6 +76,10 @@ SELF_METRICS = {
     "carmetrics_db_last_write_timestamp_seconds",
     "carmetrics_reauth_required",
     "carmetrics_commands_total",
+    "carmetrics_api_calls_total",
+    "carmetrics_api_budget_used_calls",
+    "carmetrics_api_budget_limit_calls",
+    "carmetrics_api_min_poll_interval_seconds",
 }
 KNOWN_METRICS = SELF_METRICS | {s.full_metric for s in SIGNALS}
 METRIC_NAME = re.compile(r"\bcarmetrics_[a-z0-9_]+")

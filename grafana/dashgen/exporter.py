@@ -12,6 +12,7 @@ from dashgen.kit import (
     Dashboard,
     Panel,
     graph,
+    mapping,
     prom,
     stat,
     thresholds,
@@ -73,6 +74,39 @@ def exporter_health() -> Dashboard:
                 w=4,
                 h=4,
             ),
+            stat(
+                "Re-authentication",
+                "none",
+                prom(f"carmetrics_reauth_required{{{VIN}}}", instant=True),
+                description=(
+                    "Reconnect = the cloud refused the stored consent for good; polling of that "
+                    "car is paused until the owner reconnects it (link on the exporter's page)."
+                ),
+                mappings=mapping((0, "OK", GREEN), (1, "Reconnect", RED)),
+                w=8,
+                h=5,
+            ),
+            Panel(
+                "bargauge",
+                "API budget used this month",
+                "percentunit",
+                [
+                    prom(
+                        f"carmetrics_api_budget_used_calls{{{VIN}}}"
+                        f" / carmetrics_api_budget_limit_calls{{{VIN}}}",
+                        instant=True,
+                    )
+                ],
+                description=(
+                    "Billable calls used of the plan's monthly budget per vehicle (Smartcar). "
+                    "The poller stretches its interval so the budget lasts the month."
+                ),
+                min=0,
+                max=1,
+                thresholds=thresholds(GREEN, (0.8, YELLOW), (0.95, RED)),
+                w=16,
+                h=5,
+            ),
             graph(
                 "Successful polls",
                 "suffix: polls/min",
@@ -122,7 +156,11 @@ def exporter_health() -> Dashboard:
                 "Poll interval",
                 "s",
                 prom(f"carmetrics_poll_interval_seconds{{{VIN}}}"),
-                description="Adapts to the car: fast while driving or charging, slow while parked.",
+                prom(f"carmetrics_api_min_poll_interval_seconds{{{VIN}}}", "{{vin}} budget floor"),
+                description=(
+                    "Adapts to the car: fast while driving or charging, slow while parked; never "
+                    "below the floor a call budget allows (Smartcar)."
+                ),
                 min=0,
             ),
             graph(
@@ -219,8 +257,18 @@ def exporter_health() -> Dashboard:
                 ),
                 decimals=0,
                 thresholds=thresholds(BLUE),
-                w=24,
-                h=6,
+                w=12,
+                h=8,
+            ),
+            graph(
+                "Billable API calls",
+                "suffix: calls/h",
+                prom(
+                    f"sum by (vin) (rate(carmetrics_api_calls_total{{{VIN}}}[$__rate_interval]))"
+                    " * 3600"
+                ),
+                description="Calls that count against a budget (Smartcar: each batch path).",
+                min=0,
             ),
         ],
         tags=("exporter",),

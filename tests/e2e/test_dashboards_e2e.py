@@ -15,6 +15,7 @@ shipped alerts.yml loaded), then:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -31,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
+from exporter.simulator.smartcar.headless import consent
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +56,7 @@ MIN_SCRAPES = 8
 # one car charging from the start (for about 15 s real) and one leaving on an errand (trips).
 SIM_SPEED = 600
 SIM_HISTORY_DAYS = 0.5
+CARS = 4  # three smart cars, one connected through Smartcar
 COMMAND_TOKEN = secrets.token_urlsafe(24)  # enables the command API for this run only
 
 
@@ -136,14 +140,36 @@ speed = {SIM_SPEED}
 history_days = {SIM_HISTORY_DAYS}
 seed = 7
 smart_vehicles = ["#1", "#3", "#5"]
+smartcar_vehicles = ["Tesla Model 3"]   # budget and re-auth metrics come from Smartcar accounts
 fault_rate = 0.05           # some polls fail, so the error panels have series
 [[accounts]]
 name = "e2e"
 provider = "smart"
 region = "EU"
 simulator = true
+[[accounts]]
+name = "e2e-smartcar"
+provider = "smartcar"
+simulator = true
 """
     )
+
+
+def connect_smartcar(base: str) -> None:
+    """What the owner does once: open Connect from the exporter, press Allow on the (simulated)
+    consent page, land on the exporter's callback, which exchanges the code and adds the car."""
+
+    async def walk() -> None:
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
+        async with aiohttp.ClientSession(cookie_jar=jar) as session:
+            async with session.get(f"{base}/connect/smartcar", allow_redirects=False) as r:
+                assert r.status in (302, 303), await r.text()
+                authorize = r.headers["Location"]
+            callback = await consent(session, authorize)
+            async with session.get(callback) as r:
+                assert r.status == 200, await r.text()
+
+    asyncio.run(walk())
 
 
 def command_api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -207,13 +233,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 for line in body.splitlines()
                 if line.startswith("carmetrics_battery_soc_ratio{")
             }
-            return sorted(found) if len(found) >= 3 else []
+            return sorted(found) if len(found) >= CARS else []
 
+        base_url = f"http://127.0.0.1:{exporter_port}"
+        wait_for("the exporter", lambda: fetch(f"{base_url}/healthz"), 20, exporter, exporter_log)
+        connect_smartcar(base_url)
         vins = wait_for(
-            "three simulated cars on /metrics", vins_with_soc, 40, exporter, exporter_log
+            "every simulated car on /metrics", vins_with_soc, 40, exporter, exporter_log
         )
         # one command through the API, so the command-outcome panel has a series
-        base_url = f"http://127.0.0.1:{exporter_port}"
         command = command_api(base_url, f"vehicles/{vins[-1]}/commands", {"command": "lock"})
         prometheus_config(tmp / "prometheus.yml", exporter_port, prom_port)
         prom_log = tmp / "prometheus.log"
