@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -219,3 +220,26 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
             assert source not in ignored, f"{source} is excluded by .dockerignore"
     for secret_like in ("secrets", "*.db", ".git", "tests"):
         assert secret_like in ignored
+
+
+def test_shipped_config_under_the_compose_environment(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container reads the shipped config.toml with the service's environment on top: it must
+    listen on all interfaces (Prometheus scrapes it from another container), on the published port,
+    and write the history into the shared volume."""
+    from exporter.config import load
+
+    for name in ("carmetrics", "derive"):
+        for key in [k for k in os.environ if k.startswith("CARMETRICS_")]:
+            monkeypatch.delenv(key)
+        service = compose["services"][name]
+        for key, value in env(service).items():
+            monkeypatch.setenv(key, value)
+        config = load(ROOT / "config.toml")
+        data_dir = next(t for s, t, _ in mounts(service) if s == "carmetrics-data")
+        assert config.db.parent == Path(data_dir), name
+        if name == "carmetrics":
+            assert config.listen == "0.0.0.0"
+            port = env(compose["services"]["carmetrics"])["CARMETRICS_EXPORTER__PORT"]
+            assert config.port == int(port)

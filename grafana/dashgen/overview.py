@@ -167,11 +167,9 @@ def overview() -> Dashboard:
                 w=12,
                 h=10,
                 transformations=[
-                    {"id": "merge", "options": {}},
-                    hide_columns(
-                        *PROM_META,
-                        rename={"Value #A": "latitude", "Value #B": "longitude"},
-                    ),
+                    # one row per car: latitude (A) and longitude (B) joined on the vin label
+                    {"id": "joinByField", "options": {"byField": "vin", "mode": "outer"}},
+                    hide_columns(rename={"Value #A": "latitude", "Value #B": "longitude"}),
                 ],
                 options={
                     "basemap": {"config": {}, "name": "Basemap", "type": "default"},
