@@ -30,7 +30,7 @@ import pandas as pd
 
 from .charges import CHARGE_COLUMNS
 from .charges import detect as detect_charges
-from .load import ANALYSIS_SIGNALS, frame_from_rows
+from .load import read_samples
 from .prep import prepare
 from .settings import Settings
 from .trips import TRIP_COLUMNS
@@ -259,17 +259,7 @@ def _window(
 def _read(
     conn: sqlite3.Connection, vin: str, since: float, model: str | None, series: str | None
 ) -> pd.DataFrame:
-    have = {r[1] for r in conn.execute('PRAGMA table_info("samples")')}
-    cols = [c for c in ANALYSIS_SIGNALS if c in have]
-    sql = (
-        "SELECT vin, ts"
-        + "".join(f', "{c}"' for c in cols)
-        + " FROM samples WHERE vin = ? AND ts >= ? ORDER BY ts"
-    )
-    df = frame_from_rows(conn.execute(sql, (vin, since)).fetchall(), ["vin", "ts", *cols])
-    for c in ANALYSIS_SIGNALS:
-        if c not in df.columns:
-            df[c] = np.nan
+    df = read_samples(conn, "vin = ? AND ts >= ?", (vin, since))
     df["model"] = model
     df["series"] = series
     return df

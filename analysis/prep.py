@@ -260,12 +260,13 @@ def local_iso(ts: np.ndarray, vins: np.ndarray, settings: Settings) -> list[str 
     out: list[str | None] = [None] * len(ts)
     if not len(ts):
         return out
-    s = pd.Series(ts)
+    # Whole seconds are cut in UTC: flooring a local time fails in the repeated hour of a DST end.
+    s = pd.Series(np.floor(np.asarray(ts, dtype="float64")))
     for vin in pd.unique(vins):
         mask = vins == vin
         local = pd.to_datetime(s[mask], unit="s", utc=True).dt.tz_convert(settings.tz(str(vin)))
         for i, v in zip(np.flatnonzero(mask), local, strict=True):
-            out[i] = None if pd.isna(v) else v.floor("s").isoformat()
+            out[i] = None if pd.isna(v) else v.isoformat()
     return out
 
 
