@@ -36,6 +36,7 @@ import aiohttp
 import pytest
 import yaml
 
+from exporter.signals import CHARGING_STATES, POWER_STATES
 from exporter.simulator.smartcar.headless import consent
 from tests.conftest import require_tool
 
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 sys.path.insert(0, str(GRAFANA))
 
+from dashgen.kit import CHARGING_CODE, POWER_CODE  # noqa: E402
 from dashgen.queries import Query, expand_prom, expand_sql, queries  # noqa: E402
 from render_panel import dashed, panel_series, render  # noqa: E402
 
@@ -388,3 +390,27 @@ def test_a_panel_renders_to_png(stack: Stack, tmp_path: Path) -> None:
     render(series, title, panel["fieldConfig"]["defaults"]["unit"], out, dashed(panel))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 10_000
+
+
+def test_state_code_panels_name_the_current_state(stack: Stack) -> None:
+    """The one-number-per-car state panels map back to the state series that is 1."""
+    checked = 0
+    for code_expr, metric, states in (
+        (CHARGING_CODE, "carmetrics_charging_state", CHARGING_STATES),
+        (POWER_CODE, "carmetrics_power_state", POWER_STATES),
+    ):
+        now = time.time()
+        expr = expand_prom(code_expr, stack.vins, rate_interval="5s", range_="1m", interval="1s")
+        codes = {
+            r["metric"]["vin"]: int(float(r["value"][1]))
+            for r in stack.api("query", query=expr, time=now)["result"]
+        }
+        current = {
+            r["metric"]["vin"]: r["metric"]["state"]
+            for r in stack.api("query", query=f"{metric} == 1", time=now)["result"]
+        }
+        assert codes, metric
+        for vin, code in codes.items():
+            assert states[code] == current[vin], (metric, vin)
+            checked += 1
+    assert checked >= 2 * len(stack.vins) - 1  # a provider may not report a power state
