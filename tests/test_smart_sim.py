@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +31,7 @@ from exporter.providers.base import (
     ProviderError,
     RateLimited,
     ReauthRequired,
+    TokenStore,
     UpstreamTimeout,
     UpstreamUnavailable,
     VehicleNotLinked,
@@ -39,6 +42,7 @@ from exporter.providers.smart.breaker import BreakerRegistry
 from exporter.providers.smart.errors import LoginSuppressed, VehicleUnbound
 from exporter.providers.smart.transport import Reply
 from exporter.simulator.runner import SimulatorHandle, start_simulator
+from exporter.tokens import EncryptedTokenStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -71,7 +75,7 @@ def make(
     session: aiohttp.ClientSession,
     *,
     region: str = "EU",
-    tokens: MemoryTokenStore | None = None,
+    tokens: TokenStore | None = None,
     breakers: BreakerRegistry | None = None,
     password: str | None = None,
     name: str = "sim",
@@ -233,6 +237,25 @@ async def test_restart_with_stored_tokens_needs_no_login(
     assert second.auth.stats.full_logins == 0
     assert second.auth.state.device_id == first.auth.state.device_id
     assert login_attempts(sim) == 1
+
+
+async def test_restart_through_the_encrypted_vault(
+    sim: SimulatorHandle, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    key = os.urandom(32)
+    db = tmp_path / "tokens.db"
+    first = make(sim, session, tokens=EncryptedTokenStore(db, [key]))
+    vin = (await first.vehicles())[0].vin
+    assert first.auth.state.api is not None
+    token = first.auth.state.api.access_token
+    # a new process: a new store object on the same file, a new provider
+    second = make(sim, session, tokens=EncryptedTokenStore(db, [key]))
+    assert_matches_report(sim, vin, await second.snapshot(vin))
+    assert second.auth.stats.full_logins == 0
+    assert login_attempts(sim) == 1
+    raw = b"".join(f.read_bytes() for f in tmp_path.iterdir())
+    assert token.encode() not in raw
+    assert sim.logins["smart_eu"]["password"].encode() not in raw
 
 
 async def test_expired_session_is_renewed_by_reposting_the_oauth_token(
