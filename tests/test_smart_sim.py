@@ -299,6 +299,19 @@ async def test_all_tokens_dead_means_one_full_login_for_many_callers(
     assert login_attempts(sim) == 2
 
 
+async def test_a_failing_renewal_is_shared_not_repeated_per_caller(
+    sim: SimulatorHandle, session: aiohttp.ClientSession
+) -> None:
+    p = make(sim, session)
+    await p.vehicles()
+    clock_of(sim).advance(31 * DAY)
+    sim.faults.set_rate("forbidden", 1.0, endpoint="login", cloud="smart")
+    results = await asyncio.gather(*(p.vehicles() for _ in range(6)), return_exceptions=True)
+    assert all(isinstance(r, RateLimited) for r in results)
+    assert p.auth.stats.renewals == 2
+    assert len([e for e in sim.faults.log if e.endpoint == "login"]) == 1
+
+
 # -- the login circuit breaker ------------------------------------------------------------------
 
 
@@ -573,8 +586,11 @@ async def test_command_refusals(sim: SimulatorHandle, session: aiohttp.ClientSes
         await p.command(vin, Command("charge_start"))
     assert info.value.code == "CMD_REFUSED"
     attempts = len(sim.faults.log)
+    off_grid = Command("charge_limit", {"percent": 42})
     with pytest.raises(CommandRejected):
-        await p.command(vin, Command("charge_limit", {"percent": 42}))  # never sent
+        p.validate_command(vin, off_grid)  # what the command API asks before accepting a request
+    with pytest.raises(CommandRejected):
+        await p.command(vin, off_grid)  # never sent
     assert len(sim.faults.log) == attempts
     sim.faults.script("rate_limited", endpoint="command", cloud="smart")
     with pytest.raises(RateLimited):  # a limit is not a refusal: it may be retried

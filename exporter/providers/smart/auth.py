@@ -161,10 +161,6 @@ class Authenticator:
     def _save(self) -> None:
         self._store.save(self._key, self.state.to_dict())
 
-    def forget(self) -> None:
-        self.state = TokenState(self._username, self._region.name, self.state.device_id)
-        self._store.delete(self._key)
-
     # -- public --------------------------------------------------------------------------------
 
     async def session(self) -> ApiSession:
@@ -181,10 +177,10 @@ class Authenticator:
         network call; callers arriving while a renewal runs share its outcome - its new session or
         its error - so a failing ladder is not re-run once per waiting caller.
         """
-        cur = self.state.api
-        if cur is not None and cur.access_token != failed:
-            return cur
         if self._inflight is None or self._inflight.done():
+            cur = self.state.api
+            if cur is not None and cur.access_token != failed:
+                return cur
             self.stats.renewals += 1
             self._inflight = asyncio.ensure_future(self._ladder())
         return await asyncio.shield(self._inflight)
