@@ -5,9 +5,8 @@ integrating charging power, divided by the SoC gained. The energy must come from
 SoC times the configured capacity, or the estimate would only echo the configuration. One session is
 noisy (SoC is reported in whole percent; power is sampled), so each month reports the median with
 the interquartile range and the number of sessions behind it; a real fade shows as a drift of the
-median over months, well beyond the spread. Where the car reports power on the grid side, estimates
-include charging losses and sit a few percent above the true capacity; compare months, not
-absolutes.
+median over months, well beyond the spread. AC and DC sessions are first put on one footing (see
+``battery_side``).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ BATTERY_COLUMNS: Final = (
     "capacity_std_kwh",
     "nominal_kwh",
     "health_pct",
+    "ac_scale",
 )
 ESTIMATE_COLUMNS: Final = (
     "vin",
@@ -66,7 +66,7 @@ def battery(
 ) -> pd.DataFrame:
     """Per vehicle and local month: median capacity estimate, quartiles, std, health vs nominal."""
     s = settings or Settings()
-    est = capacity_estimates(charges_df, min_soc_pct)
+    est = battery_side(capacity_estimates(charges_df, min_soc_pct))
     if est.empty:
         return empty()
     local = local_times(est["start_ts"].to_numpy(), est["vin"].to_numpy(), s)
@@ -84,7 +84,30 @@ def battery(
     nominal = nominal_kwh or {}
     out["nominal_kwh"] = out["vin"].map(lambda v: nominal.get(v, np.nan)).astype("float64")
     out["health_pct"] = out["capacity_kwh"] / out["nominal_kwh"] * 100.0
+    out["ac_scale"] = out["vin"].map(est.groupby("vin")["ac_scale"].first()).astype("float64")
     return out[list(BATTERY_COLUMNS)]
+
+
+def battery_side(est: pd.DataFrame, min_each: int = 2) -> pd.DataFrame:
+    """Estimates on one footing: AC ones divided by the vehicle's AC/DC ratio when it has both.
+
+    DC power is measured at the battery; AC power is often the wall side (smart multiplies the
+    charger's volts and amperes), so AC estimates include charging losses. A vehicle with at least
+    ``min_each`` sessions of each kind shows its own ratio (median AC / median DC estimate), and
+    AC estimates are scaled by it (``ac_scale``); without DC sessions they are left as measured
+    (``ac_scale`` NaN) and read a few percent high, consistently, which is what a trend needs.
+    """
+    out = est.copy()
+    out["ac_scale"] = np.nan
+    for vin, part in est.groupby("vin"):
+        ac = part.loc[part["kind"] == "ac", "capacity_kwh"]
+        dc = part.loc[part["kind"] == "dc", "capacity_kwh"]
+        if len(ac) >= min_each and len(dc) >= min_each:
+            scale = float(ac.median() / dc.median())
+            mine = out["vin"] == vin
+            out.loc[mine, "ac_scale"] = scale
+            out.loc[mine & (out["kind"] == "ac"), "capacity_kwh"] /= scale
+    return out
 
 
 def empty() -> pd.DataFrame:

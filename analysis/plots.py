@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .battery import battery_side
 from .bundle import Analysis
 from .prep import local_times
 
@@ -262,12 +263,14 @@ def idle_drain(a: Analysis) -> bytes | None:
 
 def capacity(a: Analysis) -> bytes | None:
     """Per-session capacity estimates, the monthly median with its quartile band, and nominal."""
-    est = a.capacity_estimates
+    est = battery_side(a.capacity_estimates)
     if est.empty:
         return None
     t = _local(a, est["start_ts"].to_numpy(), est["vin"].to_numpy())
     fig, ax = plt.subplots(figsize=(11, 3.4))
     colours = np.where(est["kind"] == "dc", DC_COLOUR, AC_COLOUR)
+    scale = est["ac_scale"].dropna()
+    note = f"; AC / {float(scale.iloc[0]):.3f}" if len(scale) else ""
     ax.scatter(
         t.to_numpy(),
         est["capacity_kwh"],
@@ -275,7 +278,7 @@ def capacity(a: Analysis) -> bytes | None:
         s=14,
         alpha=0.6,
         lw=0,
-        label="session estimate (green AC, orange DC)",
+        label=f"session estimate (green AC, orange DC{note})",
     )
     b = a.battery
     if len(b):
@@ -307,7 +310,7 @@ def capacity(a: Analysis) -> bytes | None:
     ax.xaxis.set_major_formatter(_ConciseDateFormatter(loc))
     ax.set_ylabel("usable capacity (kWh)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_title("Battery capacity estimated from charging sessions")
     return _png(fig)
 

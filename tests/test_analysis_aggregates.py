@@ -115,3 +115,22 @@ def test_summary_per_day_week_and_month_add_up() -> None:
     assert dc > 0
     assert feb["dc_kwh"] == pytest.approx(dc)
     assert feb["dc_share_pct"] == pytest.approx(100 * dc / (feb["ac_kwh"] + feb["dc_kwh"]))
+
+
+def test_ac_estimates_measured_at_the_wall_are_put_on_the_dc_footing() -> None:
+    # AC power is reported at the wall (8 % charger loss), DC power at the battery.
+    car = car_at("2026-03-01T18:00", soc=0.3)
+    for i in range(6):
+        car.plug().charge(0.8, 11.0 if i % 2 else 120.0, dc=bool(i % 2 == 0)).unplug()
+        car.park(3600).drive(150, 120, kwh_100km=16).park(3600)
+    df = car.frame()
+    ac = df["charging_state"] == "charging"
+    df.loc[ac, "charging_power"] = df.loc[ac, "charging_power"] / 0.92
+    a = Analysis(df, S)
+    raw = capacity_estimates(a.charges)
+    assert raw.loc[raw["kind"] == "ac", "capacity_kwh"].median() == pytest.approx(
+        62 / 0.92, rel=0.01
+    )
+    (row,) = battery(a.charges, S, nominal_kwh={car.vin: 62.0}).itertuples()
+    assert row.ac_scale == pytest.approx(1 / 0.92, rel=0.01)
+    assert row.capacity_kwh == pytest.approx(62.0, rel=0.01)
