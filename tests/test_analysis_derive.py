@@ -6,6 +6,7 @@ exactly what the pipeline stores. The incremental derive must always equal a der
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_incremental_derive_equals_a_derive_from_scratch(tmp_path: Path) -> None
     analysis.derive(one, S)
     frames = [c.frame() for c in cars]
     cuts = np.linspace(0, 1, 12)
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+    for lo, hi in itertools.pairwise(cuts):
         write_history(inc, [f.iloc[int(lo * len(f)) : int(hi * len(f))] for f in frames])
         analysis.derive(inc, S)
     for name in ("trips", "charging_sessions"):
