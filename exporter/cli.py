@@ -111,6 +111,10 @@ def run(
         config_path, port=port, listen=listen, db=db, log_level=log_level, log_format=log_format
     )
     logsetup.setup(cfg.log_level, cfg.log_format)
+    try:
+        validate_features(cfg)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
     from exporter.server import serve
 
     click.echo(
@@ -162,6 +166,15 @@ def simulate(
         asyncio.run(main())
 
 
+def validate_features(cfg: Config) -> None:
+    """Run the detailed validation that features do at start-up, without starting anything."""
+    from exporter.commands.settings import load_settings
+    from exporter.tokens import tokens_from_config
+
+    load_settings(cfg)
+    tokens_from_config(cfg)
+
+
 @cli.command("check-config")
 @config_option
 def check_config(config_path: Path | None) -> None:
@@ -172,6 +185,10 @@ def check_config(config_path: Path | None) -> None:
       CARMETRICS_ACCOUNTS__0__PASSWORD=... carmetrics check-config --config config.toml
     """
     cfg = _load_config(config_path)
+    try:
+        validate_features(cfg)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
     click.echo(f"config {cfg.source}: ok")
     click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
     click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")

@@ -151,6 +151,8 @@ class Config:
 # ------------------------------------------------------------------------------------------------
 
 _KNOWN_TOP: Final = {"exporter", "log", "metrics", "poll", "simulator", "accounts"}
+# Tables owned (and validated in detail) by features: commands API, token vault, analysis.
+FEATURE_SECTIONS: Final = {"commands", "tokens", "analysis"}
 
 
 def _coerce_env(raw: str) -> Any:
@@ -302,10 +304,9 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
 
 def _build(data: dict[str, Any], base: Path, in_file: set[str], source: str) -> Config:
     for key in data:
-        if key not in _KNOWN_TOP and not isinstance(data[key], dict):
-            raise ConfigError(
-                f"{key}: unknown top-level key; expected one of {', '.join(sorted(_KNOWN_TOP))}"
-            )
+        if key not in _KNOWN_TOP and key not in FEATURE_SECTIONS:
+            known = ", ".join(sorted(_KNOWN_TOP | FEATURE_SECTIONS))
+            raise ConfigError(f"{key}: unknown top-level key or table; expected one of {known}")
     exp = data.get("exporter", {})
     _check_keys(exp, {"listen", "port", "db", "max_data_age"}, "exporter")
     port = exp.get("port", 8477)

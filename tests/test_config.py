@@ -75,6 +75,7 @@ def test_secret_from_env_and_from_file_never_shows(tmp_path: Path) -> None:
             "cannot read",
         ),
         ("[exporter\n", "not valid TOML", ""),
+        ("[comands]\ncooldown = 5\n", "comands", "expected one of"),
     ],
 )
 def test_bad_config_names_the_key_and_what_is_expected(
