@@ -1,0 +1,112 @@
+"""Smoke tests: every bench script runs end to end on tiny sizes and its counters mean something.
+
+No timing is asserted (the figures live in docs/BENCHMARKS.md and docs/RELIABILITY.md); what is
+asserted is that each side of a comparison really did its work over real loopback HTTP, so a
+benchmark cannot silently measure an empty loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import history_bench, kill9, metrics_render, poll_throughput, simproc, smartcar_batch
+from bench.samples import clone, real_snapshots
+from bench.soak import Soak
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[simproc.SimProcess]:
+    with simproc.start(
+        smart=6, accounts=2, smartcar=2, speed=60, redirect=smartcar_batch.REDIRECT
+    ) as s:
+        yield s
+
+
+def test_simulator_child_prints_accounts_and_urls(sim: simproc.SimProcess) -> None:
+    accounts = sim.info["accounts"]
+    assert len(accounts) == 2 and sorted(len(a["vins"]) for a in accounts) == [3, 3]
+    assert set(sim.info["urls"]) == {"smart", "smartcar"}
+    assert len(sim.info["smartcar"]["vins"]) == 2
+
+
+async def test_poll_throughput_all_three_clients_poll(
+    sim: simproc.SimProcess, tmp_path: Path
+) -> None:
+    cm = await poll_throughput.run_carmetrics(sim.info, 0.3, 0.7, tmp_path / "h.db")
+    ceiling = await poll_throughput.run_ceiling(sim.info, 0.3, 0.7)
+    peer = await poll_throughput.run_peer(sim.info, 0.3, 1.5)
+    assert cm.polls > 0 and cm.errors == 0
+    assert ceiling.polls > 0 and peer.polls > 0 and peer.errors == 0
+    with sqlite3.connect(tmp_path / "h.db") as c:  # the pipeline really stored reports
+        assert c.execute("SELECT COUNT(DISTINCT vin) FROM samples").fetchone()[0] == 6
+
+
+async def test_smartcar_batch_both_clients_poll(sim: simproc.SimProcess) -> None:
+    info = dict(sim.info)
+    cm = await smartcar_batch.carmetrics(info, 2, 0.2, 0.5)
+    assert cm.polls > 0 and cm.errors == 0
+    assert "/battery" in info["_paths"]
+    sdk = await asyncio.to_thread(smartcar_batch.sdk, info, 2, 0.2, 0.5)
+    assert sdk.polls > 0 and sdk.errors == 0
+
+
+async def test_metrics_render_registry_holds_every_vehicle() -> None:
+    base = await real_snapshots()
+    registry, _ = metrics_render.build_registry(5, base)  # type: ignore[arg-type]
+    from prometheus_client.exposition import generate_latest
+
+    body = generate_latest(registry)
+    socs = [line for line in body.splitlines() if line.startswith(b"carmetrics_battery_soc_ratio{")]
+    assert len(socs) == 5
+    assert metrics_render.series_count(body) > 5 * 20
+
+
+async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> None:
+    snaps = clone(await real_snapshots(), 300, t0=1.7e9)
+    assert history_bench.writer_rate(snaps, tmp_path / "w.db", 100) > 0
+    assert history_bench.raw_rate(snaps, tmp_path / "r.db", 100) > 0
+    with sqlite3.connect(tmp_path / "w.db") as w, sqlite3.connect(tmp_path / "r.db") as r:
+        q = "SELECT * FROM samples ORDER BY vin, ts"
+        assert w.execute(q).fetchall() == r.execute(q).fetchall()
+
+
+def test_kill9_drill_checks_pass_and_detect_tampering(tmp_path: Path) -> None:
+    result = kill9.drill(2, seed=1, tmp=tmp_path)
+    assert result["failures"] == [] and result["integrity_check ok"] == 2
+    assert result["rows in the end"] > 0
+    template = __import__("json").loads((tmp_path / "template.json").read_text())
+    with sqlite3.connect(tmp_path / "kill9.db") as c:  # a torn row must be caught
+        c.execute(
+            "UPDATE samples SET odometer = NULL WHERE rowid = (SELECT MIN(rowid) FROM samples)"
+        )
+    ok, _, bad, _ = kill9.check(tmp_path / "kill9.db", template)
+    assert ok and bad == 1
+
+
+async def test_soak_runs_a_restart_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exporter.tokens import KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, "placeholder")  # the soak sets its own key; restored afterwards
+    args = argparse.Namespace(
+        days=2,
+        smart=2,
+        smartcar=1,
+        speed=40000.0,
+        fault_rate=0.05,
+        timeout=0.5,
+        token_hours=24.0,
+        seed=3,
+    )
+    result = await Soak(args, tmp_path).run()
+    assert result["restarts"] == 1 and result["crashes"] == 0
+    assert result["smart reports served"] > 0 and result["rows stored for them"] > 0
+    assert result["duplicate rows in the DB"] == 0
+    assert result["faults injected"] > 0
