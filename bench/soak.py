@@ -111,6 +111,8 @@ class RetryAfterWatch:
         self.until: dict[tuple[str, str], float] = {}
         self.given = 0
         self.early = 0
+        # every injection (Faults.log keeps only the latest 10,000): (sim time, kind, cloud, vin)
+        self.log: list[tuple[float, str, str, str | None]] = []
         original = faults.pick
 
         def pick(cloud: str, endpoint: str, vin: str | None = None) -> Fault | None:
@@ -119,6 +121,8 @@ class RetryAfterWatch:
             if vin is not None and now < self.until.get(key, 0.0) - 0.5:
                 self.early += 1
             fault = original(cloud, endpoint, vin)
+            if fault is not None:
+                self.log.append((now, fault.kind.value, cloud, vin))
             if vin is not None and fault is not None and fault.kind in _RETRY_AFTER:
                 self.given += 1
                 self.until[key] = now + fault.retry_after
@@ -128,6 +132,36 @@ class RetryAfterWatch:
 
 
 _RETRY_AFTER = (FaultKind.RATE_LIMITED, FaultKind.FORBIDDEN)
+
+
+class ServedWatch:
+    """Wraps the smart cloud's ``report_served``: every distinct car report handed out, with the
+    simulated time it was served, so a report never stored can be traced to what happened then."""
+
+    def __init__(self, cloud: Any, clock: ScaledClock) -> None:
+        self.served: dict[tuple[str, float], float] = {}
+        original = cloud.report_served
+
+        def report_served(vin: str, update_ms: int) -> None:
+            self.served.setdefault((vin, update_ms / 1000), clock.now())
+            original(vin, update_ms)
+
+        cloud.report_served = report_served
+
+    def explain_lost(
+        self, stored: set[tuple[str, float]], log: list[tuple[float, str, str, str | None]]
+    ) -> dict[str, int]:
+        """Reports served but not stored, by the fault injected for that car within a minute."""
+        by_vin: dict[str | None, list[tuple[float, str]]] = collections.defaultdict(list)
+        for t, kind, _cloud, vin in log:
+            by_vin[vin].append((t, kind))
+        out: collections.Counter[str] = collections.Counter()
+        for (vin, ts), at in self.served.items():
+            if (vin, ts) in stored:
+                continue
+            kinds = [k for t, k in by_vin.get(vin, []) if at - 1 <= t <= at + 60]
+            out[kinds[0] if kinds else "no fault nearby"] += 1
+        return dict(out)
 
 
 def free_port() -> int:
@@ -217,26 +251,23 @@ class Soak:
         self.lifetime_reports.add(key)
         self.seen_reports.add(key)
 
-    async def connect_smartcar(self, http: aiohttp.ClientSession) -> None:
+    async def connect_smartcar(self, http: aiohttp.ClientSession) -> int:
+        """The owner's Connect, through the exporter's own link; retried from the start (as an
+        owner would) when an injected fault breaks a step. Returns the attempts it took."""
         base = f"http://127.0.0.1:{self.port}"
-        for _ in range(100):
-            async with http.get(base + "/connect/smartcar", allow_redirects=False) as r:
-                if r.status == 302:
-                    url = r.headers["Location"]
-                    break
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("the exporter offers no Smartcar Connect link")
-        for _ in range(20):  # the consent page itself may meet an injected fault: retry
+        for attempt in range(1, 51):
             try:
-                loc = await consent(http, url)
-                async with http.get(loc, allow_redirects=False) as r:
-                    if r.status < 400:
-                        return
+                async with http.get(base + "/connect/smartcar", allow_redirects=False) as r:
+                    url = r.headers.get("Location") if r.status == 302 else None
+                if url is not None:
+                    loc = await consent(http, url)
+                    async with http.get(loc, allow_redirects=False) as r:
+                        if r.status < 400:
+                            return attempt
             except (ValueError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.2)
-        raise RuntimeError("Smartcar Connect did not complete")
+        raise RuntimeError("Smartcar Connect did not complete in 50 attempts")
 
     # --- run --------------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
@@ -245,12 +276,12 @@ class Soak:
         sim = await self.start_simulator()
         watch = RetryAfterWatch(sim.faults, self.clock)
         smart = sim.smart
+        served_watch = ServedWatch(smart, self.clock)
         t0 = self.clock.now()
         wall0 = time.perf_counter()
         rt, runner = await self.start_exporter(sim)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-            if self.args.smartcar:
-                await self.connect_smartcar(http)
+            connect_attempts = await self.connect_smartcar(http) if self.args.smartcar else 0
         for day in range(1, int(self.args.days) + 1):
             while self.clock.now() < t0 + day * DAY:
                 await asyncio.sleep(0.2)
@@ -268,16 +299,20 @@ class Soak:
         await self.stop_exporter(rt, runner)
         sim_days = (self.clock.now() - t0) / DAY
         served, stored, lost = self._served_vs_stored(sim)
-        expiries = self._token_expiries(sim, sim_days)
+        expiries = self._token_expiries(watch.log, sim_days)
         logins = smart.throttle.attempts
         await sim.close()
         logging.getLogger().removeHandler(self.log)
-        injected = collections.Counter(i.kind for i in sim.faults.log)
+        injected = collections.Counter(kind for _, kind, _, _ in watch.log)
+        with contextlib.closing(sqlite3.connect(self.db)) as c:
+            stored_keys = set(c.execute("SELECT vin, ts FROM samples").fetchall())
+        lost_why = served_watch.explain_lost(stored_keys, watch.log)
         return {
             "simulated days": sim_days,
             "wall s": time.perf_counter() - wall0,
             "vehicles": self.args.smart + 1 + self.args.smartcar if self.args.smart else 0,
             "restarts": self.restarts,
+            "Smartcar Connect attempts": connect_attempts,
             "crashes": self.crashes,
             "smart reports served": served,
             "rows stored for them": stored,
@@ -294,6 +329,7 @@ class Soak:
             "RSS day 1 / last MB": f"{self.rss_per_day[0] / 1e6:.0f} / {self.rss_per_day[-1] / 1e6:.0f}",
             "faults injected": sum(injected.values()),
             "faults by kind": dict(injected),
+            "served but not stored, by nearby fault": lost_why,
             "error logs": dict(self.log.errors.most_common(8)),
         }
 
@@ -319,16 +355,12 @@ class Soak:
         lost = sum(max(0, n - stored.get(vin, 0)) for vin, n in served.items())
         return sum(served.values()), sum(stored.get(v, 0) for v in served), lost
 
-    def _token_expiries(self, sim: SimulatorHandle, days: float) -> int:
+    def _token_expiries(self, log: list[tuple[float, str, str, str | None]], days: float) -> int:
         """API tokens that died: one per lifetime per smart account, plus injected 1402/1501."""
         accounts = 2 if self.args.smart else 0
         natural = int(days * 24 / self.args.token_hours) * accounts
-        injected = sum(
-            1
-            for i in sim.faults.log
-            if i.cloud == "smart"
-            and i.kind in (FaultKind.TOKEN_EXPIRED.value, FaultKind.MAIN_TOKEN_EXPIRED.value)
-        )
+        dying = (FaultKind.TOKEN_EXPIRED.value, FaultKind.MAIN_TOKEN_EXPIRED.value)
+        injected = sum(1 for _, kind, cloud, _ in log if cloud == "smart" and kind in dying)
         return natural + injected
 
 
@@ -349,7 +381,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         result = asyncio.run(Soak(args, Path(d)).run())
-    detail = {k: result.pop(k) for k in ("faults by kind", "error logs")}
+    detail = {
+        k: result.pop(k)
+        for k in ("faults by kind", "served but not stored, by nearby fault", "error logs")
+    }
     print(table(["measure", "value"], [[k, v] for k, v in result.items()]))
     for k, v in detail.items():
         print(f"\n{k}: {v}")
