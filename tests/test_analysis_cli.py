@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from analysis.charges import CHARGE_COLUMNS
-from analysis.cli import parse_when
+from analysis.cli import parse_when, progress
 from analysis.testing import Car, write_history
 from analysis.trips import TRIP_COLUMNS
 from exporter.cli import cli
@@ -167,3 +168,18 @@ def test_missing_history_and_unknown_vehicle(history: Path, tmp_path: Path) -> N
     assert res.exit_code == 1 and "does not exist" in res.output
     res = CliRunner().invoke(cli, ["charges", "--db", str(history), "--vin", "NOPE"])
     assert res.exit_code == 1 and "NOPE" in res.output
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert list(progress(["a", "b", "c"], "deriving")) == ["a", "b", "c"]
+    assert "deriving" in tty.getvalue()
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    assert list(progress(["a", "b", "c"], "deriving")) == ["a", "b", "c"]
+    assert piped.getvalue() == ""
