@@ -81,6 +81,9 @@ class Runtime:
                 total=config.poll.timeout, connect=min(10.0, config.poll.timeout)
             ),
             headers={"User-Agent": "carmetrics"},
+            # no shared cookie jar: login cookies of one account must never ride along on another's
+            # requests (the smart login sets the cookies it needs explicitly)
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         tokens = _token_store(config)
         hub.subscribe(history.add)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from exporter.clock import Clock
+from exporter.clock import Clock, ScaledClock
 from exporter.simulator.smartcar import catalog
 from exporter.simulator.smartcar.car import Car, StaticCar
 from exporter.simulator.smartcar.errors import ApiFault
@@ -52,6 +53,7 @@ class Grant:
     issued_at: float
     mode: str
     used: bool = False
+    issued_real: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -304,6 +306,14 @@ class SmartcarCloud:
         if self.token_faults:
             raise self.token_faults.pop(0)
 
+    def _code_expired(self, grant: Grant, now: float) -> bool:
+        """A code lives ``code_ttl`` seconds. On an accelerated demo clock (ScaledClock) that is
+        measured in real seconds: OAuth codes are a human-scale timeout (approve, get redirected),
+        and 10 minutes at 600x would be one second. Tests on a ManualClock jump simulated time."""
+        if isinstance(self.clock, ScaledClock):
+            return time.monotonic() > grant.issued_real + self.code_ttl
+        return now > grant.issued_at + self.code_ttl
+
     def exchange_code(self, app: SimApp, code: str, redirect_uri: str) -> dict[str, object]:
         self.token_calls += 1
         self._scripted_token_fault()
@@ -313,7 +323,7 @@ class SmartcarCloud:
             grant is None
             or grant.client_id != app.client_id
             or grant.used
-            or now > grant.issued_at + self.code_ttl
+            or self._code_expired(grant, now)
         ):
             raise TokenError(400, "invalid_grant", f"Invalid code: {code}.")
         if redirect_uri != grant.redirect_uri:
