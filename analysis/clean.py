@@ -35,7 +35,12 @@ ODO_SLACK_M: Final = 2000.0
 
 def clean(df: pd.DataFrame) -> pd.DataFrame:
     """Sorted by (vin, ts), one row per (vin, ts), impossible values as NaN. Returns a new frame."""
+    missing = [c for c in ("vin", "ts") if c not in df.columns]
+    if missing and len(df):
+        raise ValueError(f"samples need the columns vin and ts (missing: {', '.join(missing)})")
     out = df.copy()
+    for c in missing:  # an empty frame without columns is just "no samples"
+        out[c] = pd.Series(dtype="object" if c == "vin" else "float64")
     out["ts"] = pd.to_numeric(out["ts"], errors="coerce")
     ok = np.isfinite(out["ts"].to_numpy(dtype="float64")) & out["vin"].notna().to_numpy()
     out = out.loc[ok]

@@ -195,3 +195,10 @@ def test_trips_of_several_vehicles_do_not_mix() -> None:
     t = trips(pd.concat([a.frame(), b.frame()], ignore_index=True), BERLIN)
     assert list(t["vin"]) == ["A" * 17, "B" * 17]
     assert list(t["distance_km"].round(2)) == [10.0, 30.0]
+
+
+def test_frames_without_vin_or_time_are_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="missing: ts"):
+        trips(pd.DataFrame({"vin": ["A"], "odometer": [1.0]}))
+    empty = Car().frame().iloc[0:0]
+    assert trips(empty, BERLIN).empty
