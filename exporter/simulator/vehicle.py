@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from exporter.providers.base import COMMANDS as PROVIDER_COMMANDS
 from exporter.simulator import physics
 from exporter.simulator.catalogue import VehicleSpec
 from exporter.simulator.charging import (
@@ -59,21 +60,8 @@ AWAKE_S: Final = 900.0  # the car falls asleep 15 minutes after the last activit
 RESERVE_SOC: Final = 10.0  # below this a driving car stops at the next fast charger
 DC_TARGET_SOC: Final = 80.0
 COMMAND_DELAY_S: Final = 5.0
-COMMANDS: Final = (
-    "lock",
-    "unlock",
-    "climate_start",
-    "climate_stop",
-    "charge_start",
-    "charge_stop",
-    "charge_limit",
-    "horn",
-    "flash",
-    "find",
-    "windows_close",
-    "windows_open",
-    "seat_heating",
-)
+# what the car itself can do: the exporter's commands plus opening windows (app-only)
+COMMANDS: Final = (*PROVIDER_COMMANDS, "windows_open")
 
 _INF = math.inf
 _K_CABIN: Final = math.exp(-STEP / 300.0)

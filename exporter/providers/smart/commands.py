@@ -11,24 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.providers.base import Command, CommandRejected
+from exporter.providers.base import COMMANDS, Command, CommandRejected
 
-SUPPORTED: Final = frozenset(
-    {
-        "lock",
-        "unlock",
-        "climate_start",
-        "climate_stop",
-        "charge_start",
-        "charge_stop",
-        "charge_limit",
-        "horn",
-        "flash",
-        "find",
-        "windows_close",
-        "seat_heating",
-    }
-)
+SUPPORTED: Final = frozenset(COMMANDS)  # the smart cloud has a service id for each of them
 CLIMATE_MIN_C: Final = 16.0
 CLIMATE_MAX_C: Final = 30.0
 CLIMATE_DEFAULT_C: Final = 21.0
