@@ -20,8 +20,11 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_shipped_config_loads_and_points_at_the_simulator() -> None:
     cfg = load(ROOT / "config.toml", env={})
     assert cfg.simulator.enabled
-    assert {a.settings.get("region") for a in cfg.accounts} == {"EU", "INTL"}
-    assert all(a.provider == "smart" and a.simulator and not a.secrets for a in cfg.accounts)
+    smart = [a for a in cfg.accounts if a.provider == "smart"]
+    assert {a.settings.get("region") for a in smart} == {"EU", "INTL"}
+    assert [a.provider for a in cfg.accounts].count("smartcar") == 1
+    assert all(a.simulator and not a.secrets for a in cfg.accounts)
+    assert cfg.simulator.smartcar_vehicles
 
 
 def test_environment_overrides_any_key(tmp_path: Path) -> None:
