@@ -45,12 +45,11 @@ def _context(config_path: Path | None, db: Path | None) -> Context:
     if path is None and Path("config.toml").exists():
         path = Path("config.toml")
     try:
-        cfg = load_config(path) if path is not None else None
-        section = cfg.extra.get("analysis") if cfg is not None else None
-        settings = Settings.from_config(section)
+        cfg = load_config(path)  # no file: defaults plus CARMETRICS_* environment overrides
+        settings = Settings.from_config(cfg.extra.get("analysis"))
     except (ConfigError, SettingsError) as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
-    db_path = db or (cfg.db if cfg is not None else Path("carmetrics.db"))
+    db_path = db or cfg.db
     if not db_path.exists():
         raise click.ClickException(
             f"history database {db_path} does not exist (run `carmetrics run` first or pass --db)"

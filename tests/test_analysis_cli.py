@@ -183,3 +183,13 @@ def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(sys, "stderr", piped)
     assert list(progress(["a", "b", "c"], "deriving")) == ["a", "b", "c"]
     assert piped.getvalue() == ""
+
+
+def test_environment_overrides_reach_the_analysis(
+    history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.toml").unlink()
+    monkeypatch.setenv("CARMETRICS_EXPORTER__DB", str(history))
+    monkeypatch.setenv("CARMETRICS_ANALYSIS__TIMEZONE", "Asia/Tokyo")
+    got = json.loads(run("trips", "--format", "json"))
+    assert len(got) == 3 and got[0]["start_local"].endswith("+09:00")
