@@ -168,11 +168,10 @@ async def sample_http(
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError("the runtime did not log in to the simulator within 60 s")
         end = start + days * 86400.0
-        inflight: dict[str, Any] = getattr(rt.scheduler, "_inflight", {})
         next_flush = clock.now() + 86400.0
         while clock.now() < end:
             await clock.run_until(min(end, clock.now() + step))
-            while inflight:
+            while rt.scheduler.busy:
                 await asyncio.sleep(0)
                 await asyncio.sleep(0.0005)
             if clock.now() >= next_flush:

@@ -22,6 +22,7 @@ class VehicleHealth:
     interval: float | None = None
     state: str = "unknown"  # driving | charging | parked | asleep | backoff | paused
     consecutive_failures: int = 0
+    last_active: float | None = None  # last poll that found the car driving or charging
 
 
 @dataclass

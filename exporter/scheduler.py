@@ -40,6 +40,7 @@ from exporter.snapshot import Snapshot
 log = logging.getLogger(__name__)
 
 ASLEEP_AFTER = 1800.0  # a parked car whose last report is older than this is treated as asleep
+SETTLE_S = 900.0  # after driving or charging, keep polling fast this long
 
 
 @dataclass
@@ -233,6 +234,12 @@ class Scheduler:
             "parked": self.cfg.parked,
             "asleep": self.cfg.asleep,
         }[state]
+        if state in ("driving", "charging"):
+            h.last_active = now
+        elif state == "parked" and h.last_active is not None and now - h.last_active < SETTLE_S:
+            # just parked: the next minutes decide whether a charge starts (a drive to a DC
+            # charger) or a short hop follows; keep the fast interval so neither is seen late
+            base = self.cfg.driving
         h.state = state
         self._reschedule(vin, max(self._jittered(base), self._floor(vin, provider)))
 

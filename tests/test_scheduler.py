@@ -102,8 +102,10 @@ async def test_interval_follows_the_vehicle_state() -> None:
     sched = Scheduler(Hub(), Health(), clock, CFG)
     sched.add("V1", p)
     await run_for(clock, sched, 2000)
-    # driving, driving, charging -> 60 s; then parked -> 600 s
-    assert times(p, "V1") == [0, 60, 120, 180, 780, 1380, 1980]
+    # driving, driving, charging -> 60 s; just parked -> still 60 s for 15 min after the last
+    # activity (seen at t=120), so a charge or a short hop right after parking is not missed;
+    # then parked -> 600 s
+    assert times(p, "V1") == [*range(0, 1021, 60), 1620]
 
 
 async def test_concurrency_limit_is_never_exceeded() -> None:
