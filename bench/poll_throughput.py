@@ -262,6 +262,10 @@ async def run_peer(info: dict[str, Any], warmup: float, window: float) -> Result
     return await _window(run, warmup, window)
 
 
+async def _no_select(self: SmartProvider, rec: object, session: object) -> None:
+    """The --skip-select experiment: every data call already carries the VIN binding headers."""
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -296,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument(
+        "--skip-select",
+        action="store_true",
+        help="experiment: carmetrics sends no session/update (relies on the X-Vehicle-* headers)",
+    )
+    ap.add_argument(
         "--concurrency",
         type=int,
         default=None,
@@ -303,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
+    if args.skip_select:
+        SmartProvider._select = _no_select  # type: ignore[method-assign]
     rows: list[list[object]] = []
     for size in (int(s) for s in args.sizes.split(",")):
         res = asyncio.run(
