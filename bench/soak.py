@@ -75,6 +75,8 @@ provider = "smart"
 region = "INTL"
 simulator = true
 request_timeout = {timeout}
+"""
+SMARTCAR_ACCOUNT = """
 [[accounts]]
 name = "sc"
 provider = "smartcar"
@@ -188,6 +190,7 @@ class Soak:
                 smart=_toml_list(smart),
                 smartcar=_toml_list(sc),
             )
+            + (SMARTCAR_ACCOUNT if sc else "")
         )
         self.config = load(path, env={})
         os.environ[KEY_ENV] = generate_key()  # the vault: tokens survive the daily restarts
