@@ -192,6 +192,8 @@ class Scheduler:
             snap = await provider.snapshot(vin)
         except ProviderError as exc:
             result = exc
+            if exc.snapshot is not None:
+                self.hub.publish(exc.snapshot)
             self._failed(vin, provider, exc)
         except asyncio.CancelledError:
             raise

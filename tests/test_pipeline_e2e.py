@@ -204,3 +204,24 @@ async def test_restart_resumes_from_the_same_file(tmp_path: Path) -> None:
         await quiet(second)
         total = rows(second)
     assert total >= n
+
+
+async def test_a_report_read_before_a_later_call_failed_is_kept(
+    rt: tuple[Runtime, ManualClock],
+) -> None:
+    """status succeeded, the soc call of the same poll failed: the report is stored (with the last
+    known charge limit), the poll still counts as failed."""
+    runtime, clock = rt
+    smart = runtime.simulator.smart
+    before = {vin: runtime.hub.latest(vin) for vin in runtime.hub.vehicles}
+    for vin in runtime.hub.vehicles:
+        runtime.simulator.faults.script(FaultKind.DATA_UNAVAILABLE, 10_000, endpoint="soc", vin=vin)
+    await advance(runtime, clock, 24 * 3600, step=120)
+    for vin, snap in before.items():
+        assert snap is not None
+        h = runtime.health.vehicle(vin)
+        assert h.errors[("upstream", "8153")] > 0
+        assert rows(runtime, vin) == smart.served_count(vin), vin
+        latest = runtime.hub.latest(vin)
+        assert latest is not None and latest.car_time >= snap.car_time
+        assert latest.values.get("charge_limit") == snap.values.get("charge_limit")

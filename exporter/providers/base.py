@@ -35,6 +35,10 @@ class ProviderError(Exception):
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
+        # A complete car report read before a *later* call of the same poll failed. The cloud only
+        # ever serves a car's latest report, so dropping it could lose it for good; the scheduler
+        # stores it and still treats the poll as failed (backoff, Retry-After).
+        self.snapshot: Snapshot | None = None
 
     def __str__(self) -> str:
         base = super().__str__()

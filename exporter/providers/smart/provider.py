@@ -99,6 +99,7 @@ class SmartProvider:
         )
         self._vehicles: dict[str, VehicleRecord] = {}
         self._lock = asyncio.Lock()  # one selected car per account
+        self._last_soc: dict[str, object] = {}  # VIN -> last good status/soc reply (charge limit)
         self._selected: tuple[str, str] | None = None  # (vin, access token it was selected with)
         self._unbound: dict[str, int] = {}  # consecutive 8040 answers per VIN
 
@@ -129,7 +130,14 @@ class SmartProvider:
             status = await self._vin_call(
                 rec, "GET", STATUS, query=[("latest", "True"), ("target", "basic,more")], user=True
             )
-            soc = await self._vin_call(rec, "GET", SOC, query=[("setting", "charging")])
+            try:
+                soc = await self._vin_call(rec, "GET", SOC, query=[("setting", "charging")])
+            except ProviderError as exc:
+                # the report itself (status) was read: keep it, with the last known charge
+                # limit, and let the poll still count as failed for backoff/Retry-After
+                exc.snapshot = self._status_only(vin, rec, status.data)
+                raise
+            self._last_soc[vin] = soc.data
             state = await self._best_effort(rec, STATE)  # only sharpens power_state
             dc_info = None
             if rec.v2 and _dc_connected(status.data):
@@ -145,6 +153,14 @@ class SmartProvider:
             return to_snapshot(vin, parsed, self._clock.now())
         except ValueError as exc:  # a value the signal table refuses: a parser bug, keep old data
             raise BadReply(f"status reply could not be converted: {exc}") from None
+
+    def _status_only(self, vin: str, rec: VehicleRecord, status: object) -> Snapshot | None:
+        """The report from the status reply alone (charge limit from the last soc reply seen)."""
+        try:
+            parsed = parse_status(status, self._last_soc.get(vin), series=rec.series)
+            return to_snapshot(vin, parsed, self._clock.now())
+        except (ValueError, ProviderError):
+            return None
 
     async def _best_effort(self, rec: VehicleRecord, path: str) -> Reply | None:
         try:
