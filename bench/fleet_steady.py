@@ -37,7 +37,9 @@ from exporter.providers.smart import build
 from exporter.scheduler import Scheduler
 
 
-async def run(vehicles: int, accounts: int, minutes: float, warmup: float, db: Path) -> None:
+async def run(
+    vehicles: int, accounts: int, minutes: float, warmup: float, db: Path, scrape_every: float
+) -> None:
     clock = RealClock()
     with simproc.start(smart=vehicles, accounts=accounts, speed=1) as sim:
         hub, health, history = Hub(), Health(), History(db)
@@ -74,11 +76,12 @@ async def run(vehicles: int, accounts: int, minutes: float, warmup: float, db: P
                 end = t0 + minutes * 60
                 while time.perf_counter() < end:
                     s = time.perf_counter()
-                    body = await loop.run_in_executor(pool, generate_latest, registry)
-                    scrapes.append(time.perf_counter() - s)
-                    sizes.append(len(body))
+                    if scrape_every > 0:
+                        body = await loop.run_in_executor(pool, generate_latest, registry)
+                        scrapes.append(time.perf_counter() - s)
+                        sizes.append(len(body))
                     rss.append(rss_bytes())
-                    await asyncio.sleep(max(0.0, 15 - (time.perf_counter() - s)))
+                    await asyncio.sleep(max(0.0, (scrape_every or 15) - (time.perf_counter() - s)))
             wall = time.perf_counter() - t0
             cpu = cpu_seconds() - c0
             sim_cpu = _sim_cpu(sim.pid) - c0_sim
@@ -95,7 +98,7 @@ async def run(vehicles: int, accounts: int, minutes: float, warmup: float, db: P
                 "errors",
                 "rows/s",
                 "CPU % of one core",
-                "RSS MB (max)",
+                "RSS MB (first / max)",
                 "loop lag p99 ms",
                 "scrape ms (median / max)",
                 "scrape MB",
@@ -109,17 +112,19 @@ async def run(vehicles: int, accounts: int, minutes: float, warmup: float, db: P
                     polls[1] - p0[1],
                     (history.rows_written - rows0) / wall,
                     100 * cpu / wall,
-                    max(rss) / 1e6,
+                    f"{rss[0] / 1e6:.0f} / {max(rss) / 1e6:.0f}",
                     percentile(lag.samples, 99) * 1000,
-                    f"{median(scrapes) * 1000:.0f} / {max(scrapes) * 1000:.0f}",
-                    median([float(s) for s in sizes]) / 1e6,
+                    f"{median(scrapes) * 1000:.0f} / {max(scrapes) * 1000:.0f}"
+                    if scrapes
+                    else "no scrapes",
+                    median([float(s) for s in sizes]) / 1e6 if sizes else float("nan"),
                     100 * sim_cpu / wall,
                 ]
             ],
         )
     )
     print(
-        f"\n{accounts} smart accounts, default [poll] cadence, scrape every 15 s, "
+        f"\n{accounts} smart accounts, default [poll] cadence, scrape every {scrape_every:g} s, "
         f"after {warmup:g} s warm-up"
     )
 
@@ -138,10 +143,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--accounts", type=int, default=50)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=90.0)
+    ap.add_argument("--scrape-every", type=float, default=15.0, help="0: no scrapes")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
     with tempfile.TemporaryDirectory() as d:
-        asyncio.run(run(args.vehicles, args.accounts, args.minutes, args.warmup, Path(d) / "h.db"))
+        asyncio.run(
+            run(
+                args.vehicles,
+                args.accounts,
+                args.minutes,
+                args.warmup,
+                Path(d) / "h.db",
+                args.scrape_every,
+            )
+        )
 
 
 if __name__ == "__main__":
