@@ -65,13 +65,36 @@ async def storage(days: float, speed: float, tmp: Path) -> dict[str, float]:
     e.close()
     data = vacuumed_size(db) - vacuumed_size(empty)
     vd = vehicles * elapsed_days
+    without_rowid = layout_experiment(db, tmp) - vacuumed_size(empty)
     return {
         "vehicles": vehicles,
         "days": elapsed_days,
         "rows_per_vehicle_day": rows / vd,
         "bytes_per_vehicle_day": data / vd,
         "bytes_per_row": data / rows if rows else float("nan"),
+        "without_rowid_per_vehicle_day": without_rowid / vd,
     }
+
+
+def layout_experiment(db: Path, tmp: Path) -> int:
+    """The same rows in a ``WITHOUT ROWID`` table (the (vin, ts) key is the table, so the separate
+    primary-key index and its copy of every VIN disappear): vacuumed file size."""
+    copy = tmp / "without_rowid.db"
+    conn = sqlite3.connect(db)
+    conn.execute("VACUUM INTO ?", (str(copy),))
+    conn.close()
+    conn = sqlite3.connect(copy)
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'samples'").fetchone()
+    assert sql.rstrip().endswith(") STRICT"), sql
+    conn.execute(
+        sql.replace("samples", "samples_wr", 1).rstrip().removesuffix("STRICT")
+        + "WITHOUT ROWID, STRICT"
+    )
+    with conn:
+        conn.execute("INSERT INTO samples_wr SELECT * FROM samples")
+        conn.execute("DROP TABLE samples")
+    conn.close()
+    return vacuumed_size(copy)
 
 
 def writer_rate(snaps: list[Snapshot], db: Path, batch: int) -> float:
@@ -112,6 +135,7 @@ async def main_async(args: argparse.Namespace) -> None:
                         "rows / vehicle-day",
                         "bytes / row",
                         "KB / vehicle-day",
+                        "KB / vehicle-day WITHOUT ROWID",
                     ],
                     [
                         [
@@ -120,6 +144,7 @@ async def main_async(args: argparse.Namespace) -> None:
                             st["rows_per_vehicle_day"],
                             st["bytes_per_row"],
                             st["bytes_per_vehicle_day"] / 1000,
+                            st["without_rowid_per_vehicle_day"] / 1000,
                         ]
                     ],
                 )
