@@ -458,6 +458,8 @@ async def test_fault_knobs_end_in_a_typed_error_and_nothing_partial(
     params: dict[str, Any],
 ) -> None:
     p = make(sim, session)
+    if endpoint == "select":
+        p.bind_vin_headers = False  # only an unbound poll selects the car (see the test below)
     vin = (await p.vehicles())[0].vin
     if endpoint != "select":
         await p.snapshot(vin)  # selected and warm (a selected car is not selected again)
@@ -474,6 +476,21 @@ async def test_fault_knobs_end_in_a_typed_error_and_nothing_partial(
         assert info.value.retry_after == pytest.approx(params["retry_after"])
     # The provider is not wedged: the next poll reads the car as it reported.
     assert_matches_report(sim, vin, await p.snapshot(vin))
+
+
+async def test_bound_polls_never_select_so_an_accounts_cars_poll_in_parallel(
+    sim: SimulatorHandle, session: aiohttp.ClientSession
+) -> None:
+    """With the VIN binding headers a poll needs no session/update: a broken selection endpoint does
+    not stop polls, and a command (which does select) still reports it."""
+    p = make(sim, session)
+    vins = [i.vin for i in await p.vehicles()]
+    sim.faults.script("server_error", 100, endpoint="select", cloud="smart")
+    snaps = await asyncio.gather(*(p.snapshot(v) for v in vins))
+    for vin, snap in zip(vins, snaps, strict=True):
+        assert_matches_report(sim, vin, snap)
+    with pytest.raises(UpstreamUnavailable):
+        await p.command(vins[0], Command("horn"))
 
 
 @pytest.mark.parametrize(

@@ -126,22 +126,21 @@ class SmartProvider:
 
     async def snapshot(self, vin: str) -> Snapshot:
         rec = await self._record(vin)
-        async with self._lock:
-            status = await self._vin_call(
-                rec, "GET", STATUS, query=[("latest", "True"), ("target", "basic,more")], user=True
-            )
-            try:
-                soc = await self._vin_call(rec, "GET", SOC, query=[("setting", "charging")])
-            except ProviderError as exc:
-                # the report itself (status) was read: keep it, with the last known charge
-                # limit, and let the poll still count as failed for backoff/Retry-After
-                exc.snapshot = self._status_only(vin, rec, status.data)
-                raise
-            self._last_soc[vin] = soc.data
-            state = await self._best_effort(rec, STATE)  # only sharpens power_state
-            dc_info = None
-            if rec.v2 and _dc_connected(status.data):
-                dc_info = await self._best_effort(rec, DC_INFO)  # measured DC volts and amps
+        status = await self._vin_call(
+            rec, "GET", STATUS, query=[("latest", "True"), ("target", "basic,more")], user=True
+        )
+        try:
+            soc = await self._vin_call(rec, "GET", SOC, query=[("setting", "charging")])
+        except ProviderError as exc:
+            # the report itself (status) was read: keep it, with the last known charge
+            # limit, and let the poll still count as failed for backoff/Retry-After
+            exc.snapshot = self._status_only(vin, rec, status.data)
+            raise
+        self._last_soc[vin] = soc.data
+        state = await self._best_effort(rec, STATE)  # only sharpens power_state
+        dc_info = None
+        if rec.v2 and _dc_connected(status.data):
+            dc_info = await self._best_effort(rec, DC_INFO)  # measured DC volts and amps
         try:
             parsed = parse_status(
                 status.data,
@@ -180,16 +179,16 @@ class SmartProvider:
     async def command(self, vin: str, command: Command) -> CommandReceipt:
         call = commands.build(command)
         rec = await self._record(vin)
-        async with self._lock:
-            body = call.body(str(int(self._clock.now() * 1000)))
-            try:
-                reply = await self._vin_call(rec, "PUT", TELEMATICS, body=body)
-            except ProviderError as exc:
-                if _is_refusal(exc):
-                    raise CommandRejected(
-                        f"the smart cloud refused {command.name}", code=exc.code
-                    ) from None
-                raise
+        body = call.body(str(int(self._clock.now() * 1000)))
+        try:
+            # commands always select the car first, as the apps do
+            reply = await self._vin_call(rec, "PUT", TELEMATICS, body=body, select=True)
+        except ProviderError as exc:
+            if _is_refusal(exc):
+                raise CommandRejected(
+                    f"the smart cloud refused {command.name}", code=exc.code
+                ) from None
+            raise
         data = reply.data if isinstance(reply.data, dict) else {}
         result = data.get("serviceResult")
         error = result.get("error") if isinstance(result, dict) else None
@@ -266,24 +265,32 @@ class SmartProvider:
         query: Iterable[tuple[str, str]] = (),
         body: object | None = None,
         user: bool = False,
+        select: bool = False,
     ) -> Reply:
-        """A VIN-scoped call under the account lock, with each known remedy applied at most once."""
+        """A VIN-scoped call, with each known remedy applied at most once.
+
+        With the per-request VIN binding headers a data call needs no account-wide selection, so
+        polls of one account's cars run in parallel; ``session/update`` (under the account lock,
+        because the account has one selected car) happens only for commands, when binding is off, or
+        after the cloud said the car is not selected (8006/4038/8160)."""
         path = path_template.format(vin=rec.vin)
         renewed = reselected = switched = False
         while True:
             session = await self.auth.session()
+            headers = self._binding(rec) if self.bind_vin_headers else None
             try:
-                await self._select(rec, session)
-                reply = await self._once(
-                    method,
-                    self._base(rec),
-                    path,
-                    session,
-                    query=query,
-                    body=body,
-                    user=user,
-                    headers=self._binding(rec) if self.bind_vin_headers else None,
-                )
+                if select or reselected or not self.bind_vin_headers:
+                    async with self._lock:
+                        await self._select(rec, session)
+                        reply = await self._once(
+                            method, self._base(rec), path, session,
+                            query=query, body=body, user=user, headers=headers,
+                        )  # fmt: skip
+                else:
+                    reply = await self._once(
+                        method, self._base(rec), path, session,
+                        query=query, body=body, user=user, headers=headers,
+                    )  # fmt: skip
             except TokenExpired:
                 if renewed:
                     raise
