@@ -77,7 +77,7 @@ async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> No
 
 
 def test_kill9_drill_checks_pass_and_detect_tampering(tmp_path: Path) -> None:
-    result = kill9.drill(2, seed=1, tmp=tmp_path)
+    result = kill9.drill(2, seed=1, tmp=tmp_path, wait=(0.5, 0.7))  # late enough to commit
     assert result["failures"] == [] and result["integrity_check ok"] == 2
     assert result["rows in the end"] > 0
     template = __import__("json").loads((tmp_path / "template.json").read_text())
