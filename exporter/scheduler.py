@@ -49,6 +49,7 @@ class _Entry:
     due: float
     paused: bool = False
     requested: float | None = None  # a poll asked for while one was running
+    not_before: float = 0.0  # the cloud's Retry-After: nothing, not even a requested poll, earlier
 
 
 def vehicle_state(snap: Snapshot, now: float) -> str:
@@ -124,7 +125,7 @@ class Scheduler:
         if e is None:
             return
         e.paused = False
-        due = self.clock.now() + delay
+        due = max(self.clock.now() + delay, e.not_before)
         if vin in self._inflight:
             e.requested = due if e.requested is None else min(e.requested, due)
             return
@@ -181,6 +182,9 @@ class Scheduler:
         if running is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(running)
+        wait = e.not_before - self.clock.now()
+        if wait > 0:  # the cloud's Retry-After binds out-of-schedule polls too
+            raise RateLimited("the cloud asked to wait (Retry-After)", code="429", retry_after=wait)
         snap = await e.provider.snapshot(vin)
         return self.hub.publish(snap)
 
@@ -264,6 +268,10 @@ class Scheduler:
         else:
             h.state = "backoff"
         hard = exc.retry_after is not None or isinstance(exc, ReauthRequired)
+        if exc.retry_after is not None:
+            e = self._entries.get(vin)
+            if e is not None:
+                e.not_before = self.clock.now() + exc.retry_after
         log.warning(
             "poll failed",
             extra={

@@ -217,3 +217,23 @@ async def test_jitter_stays_within_its_share(jitter: float) -> None:
     gaps = [b - a for a, b in itertools.pairwise(t)]
     assert all(600 * (1 - jitter) - 1 <= g <= 600 * (1 + jitter) + 1 for g in gaps)
     assert len(set(gaps)) > 1
+
+
+async def test_a_requested_poll_never_jumps_a_retry_after() -> None:
+    """Webhooks and commands ask for polls; the cloud's Retry-After still wins."""
+    clock = ManualClock()
+    p = Scripted(
+        clock,
+        lambda vin, n: RateLimited("slow down", code="429", retry_after=500) if n == 1 else {},
+    )
+    sched = Scheduler(Hub(), Health(), clock, CFG)
+    sched.add("V1", p)
+    task = asyncio.create_task(sched.run())
+    await clock.run_until(clock.now() + 10)
+    sched.request_poll("V1")  # e.g. a webhook arrived
+    with pytest.raises(RateLimited):
+        await sched.poll_now("V1")  # e.g. a command's verification
+    await clock.run_until(clock.now() + 600)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert times(p, "V1")[:2] == [0, 500]
