@@ -265,11 +265,18 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
 
         return _authed(cloud, endpoint, handler, vin_scoped=True)
 
-    def status_data(_call: Call, vin: str) -> Any:
+    def status_data(call: Call, vin: str) -> Any:
         car = fleet.vehicle(vin)
         state = fleet.state(vin)
         ms = round(state.report_time * 1000)
-        cloud.report_served(vin, ms)
+        # a report counts as served only if the reply carrying it goes out readable (_finish turns
+        # these two faults into an 8153 or a truncated body)
+        lost = call.fault is not None and call.fault.kind in (
+            FaultKind.DATA_UNAVAILABLE,
+            FaultKind.MALFORMED_JSON,
+        )
+        if not lost:
+            cloud.report_served(vin, ms)
         return render.vehicle_status(vin, car.spec, state)
 
     def soc_data(_call: Call, vin: str) -> Any:
