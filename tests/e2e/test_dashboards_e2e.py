@@ -157,10 +157,22 @@ simulator = true
     )
 
 
-def connect_smartcar(base: str) -> None:
+def connect_smartcar(base: str, attempts: int = 5) -> None:
     """What the owner does once: open Connect from the exporter, press Allow on the (simulated)
-    consent page, land on the exporter's callback, which exchanges the code and adds the car."""
+    consent page, land on the exporter's callback, which exchanges the code and adds the car.
 
+    This run injects faults into 5 % of simulated cloud calls, Connect's included; an owner who sees
+    "Connecting failed" starts again, and so does this helper (a few attempts, then it fails)."""
+    for attempt in range(attempts):
+        try:
+            _connect_once(base)
+            return
+        except (AssertionError, KeyError, aiohttp.ClientError):  # a fault on the way
+            if attempt == attempts - 1:
+                raise
+
+
+def _connect_once(base: str) -> None:
     async def walk() -> None:
         jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
         async with aiohttp.ClientSession(cookie_jar=jar) as session:
