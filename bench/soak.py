@@ -113,6 +113,7 @@ class RetryAfterWatch:
         self.until: dict[tuple[str, str], float] = {}
         self.given = 0
         self.early = 0
+        self.early_calls: list[tuple[str, str, str, float]] = []
         # every injection (Faults.log keeps only the latest 10,000): (sim time, kind, cloud, vin)
         self.log: list[tuple[float, str, str, str | None]] = []
         original = faults.pick
@@ -122,6 +123,8 @@ class RetryAfterWatch:
             key = (cloud, vin or "")
             if vin is not None and now < self.until.get(key, 0.0) - 0.5:
                 self.early += 1
+                # what the early request was, for tracing: cloud, endpoint, VIN, seconds too early
+                self.early_calls.append((cloud, endpoint, vin, round(self.until[key] - now, 1)))
             fault = original(cloud, endpoint, vin)
             if fault is not None:
                 self.log.append((now, fault.kind.value, cloud, vin))
@@ -334,6 +337,7 @@ class Soak:
             "faults by kind": dict(injected),
             "served but not stored, by nearby fault": lost_why,
             "error logs": dict(self.log.errors.most_common(8)),
+            "early requests (cloud, endpoint, vin, s too early)": watch.early_calls[:20],
         }
 
     _crash_seen = 0
@@ -386,7 +390,12 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(Soak(args, Path(d)).run())
     detail = {
         k: result.pop(k)
-        for k in ("faults by kind", "served but not stored, by nearby fault", "error logs")
+        for k in (
+            "faults by kind",
+            "served but not stored, by nearby fault",
+            "error logs",
+            "early requests (cloud, endpoint, vin, s too early)",
+        )
     }
     print(table(["measure", "value"], [[k, v] for k, v in result.items()]))
     for k, v in detail.items():
