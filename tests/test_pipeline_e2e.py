@@ -225,3 +225,25 @@ async def test_a_report_read_before_a_later_call_failed_is_kept(
         latest = runtime.hub.latest(vin)
         assert latest is not None and latest.car_time >= snap.car_time
         assert latest.values.get("charge_limit") == snap.values.get("charge_limit")
+
+
+async def test_a_retry_after_on_an_optional_call_ends_the_poll_but_keeps_the_report(
+    rt: tuple[Runtime, ManualClock],
+) -> None:
+    """A 429 on the optional status/state call: no further request for that car until the
+    Retry-After expires (the soak found one), yet the report read before it is stored."""
+    runtime, clock = rt
+    vin = sorted(runtime.hub.vehicles)[0]
+    runtime.simulator.faults.script(
+        FaultKind.RATE_LIMITED, 1, endpoint="state", vin=vin, retry_after=600
+    )
+    runtime.scheduler.request_poll(vin)
+    await advance(runtime, clock, 1, step=1)
+    h = runtime.health.vehicle(vin)
+    assert h.errors[("rate_limited", "429")] == 1
+    assert rows(runtime, vin) == runtime.simulator.smart.served_count(vin)
+    limited_at = clock.now()
+    picks_before = len(runtime.simulator.faults.log)
+    assert h.next_poll is not None and h.next_poll >= limited_at + 599
+    await advance(runtime, clock, 550, step=50)
+    assert len(runtime.simulator.faults.log) == picks_before

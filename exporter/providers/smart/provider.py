@@ -137,10 +137,11 @@ class SmartProvider:
             exc.snapshot = self._status_only(vin, rec, status.data)
             raise
         self._last_soc[vin] = soc.data
-        state = await self._best_effort(rec, STATE)  # only sharpens power_state
+        limited: list[RateLimited] = []  # a Retry-After on an optional call ends the poll's calls
+        state = await self._best_effort(rec, STATE, limited)  # only sharpens power_state
         dc_info = None
-        if rec.v2 and _dc_connected(status.data):
-            dc_info = await self._best_effort(rec, DC_INFO)  # measured DC volts and amps
+        if rec.v2 and _dc_connected(status.data) and not limited:
+            dc_info = await self._best_effort(rec, DC_INFO, limited)  # measured DC volts and amps
         try:
             parsed = parse_status(
                 status.data,
@@ -149,9 +150,14 @@ class SmartProvider:
                 series=rec.series,
                 dc_info=dc_info.data if dc_info else None,
             )
-            return to_snapshot(vin, parsed, self._clock.now())
+            snap = to_snapshot(vin, parsed, self._clock.now())
         except ValueError as exc:  # a value the signal table refuses: a parser bug, keep old data
             raise BadReply(f"status reply could not be converted: {exc}") from None
+        if limited:
+            # the report is complete; the scheduler stores it and still honours the Retry-After
+            limited[0].snapshot = snap
+            raise limited[0]
+        return snap
 
     def _status_only(self, vin: str, rec: VehicleRecord, status: object) -> Snapshot | None:
         """The report from the status reply alone (charge limit from the last soc reply seen)."""
@@ -161,9 +167,16 @@ class SmartProvider:
         except (ValueError, ProviderError):
             return None
 
-    async def _best_effort(self, rec: VehicleRecord, path: str) -> Reply | None:
+    async def _best_effort(
+        self, rec: VehicleRecord, path: str, limited: list[RateLimited]
+    ) -> Reply | None:
+        """An optional call: its failure costs only its detail, except a Retry-After, which is
+        collected so no further request for the car is sent before it expires."""
         try:
             return await self._vin_call(rec, "GET", path)
+        except RateLimited as exc:
+            limited.append(exc)
+            return None
         except ProviderError as exc:
             log.debug("smart %s: optional %s skipped (code %s)", self.account, path, exc.code)
             return None
