@@ -29,6 +29,7 @@ from exporter.hub import Hub, Outcome
 from exporter.logs import mask_vin
 from exporter.providers.base import (
     AuthError,
+    BadReply,
     Provider,
     ProviderError,
     RateLimited,
@@ -203,8 +204,7 @@ class Scheduler:
             raise
         except Exception as exc:  # a bug in a parser must not stop the poller
             log.exception("poll crashed", extra={"vin": mask_vin(vin)})
-            result = UpstreamUnavailable(f"internal error: {type(exc).__name__}", code="exception")
-            result.reason = "bad_reply"
+            result = BadReply(f"internal error: {type(exc).__name__}", code="exception")
             self._failed(vin, provider, result)
         else:
             result = self.hub.publish(snap)

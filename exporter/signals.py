@@ -11,7 +11,7 @@ volts, amperes, pascals, degrees Celsius, degrees of arc, unix seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
@@ -44,7 +44,6 @@ class Signal:
     labels: tuple[tuple[str, str], ...] = ()
     states: tuple[str, ...] = ()  # ENUM only: every known state, pre-created at 0
     private: bool = False  # location: exported only when [metrics] export_location = true
-    fields: tuple[str, ...] = field(default=())  # free text for docs: where providers read it
 
     @property
     def full_metric(self) -> str:
@@ -262,8 +261,6 @@ SIGNALS: Final[tuple[Signal, ...]] = (
 
 BY_NAME: Final = MappingProxyType({s.name: s for s in SIGNALS})
 
-# Signals stored per row but not meant to change a row's identity.
-COLUMNS: Final[tuple[str, ...]] = tuple(s.name for s in SIGNALS)
 
 Value = float | int | bool | str | None
 
