@@ -1,30 +1,72 @@
-"""Prometheus exposition: a custom collector over the latest snapshot per vehicle, plus self-metrics.
+"""Prometheus exposition: the latest snapshot per vehicle plus the poller's own health, as text.
 
-Why a collector and not global Gauges: the data is proxied from a cloud, so families are built fresh on
-every scrape from what the hub holds now. A vehicle removed from an account simply stops appearing, a
-value that became unknown is absent (never a fake 0), and concurrent scrapes cannot race on shared
-metric objects. The scrape never calls a cloud: it reads memory only.
+Why a hand-written renderer and not Gauges or prometheus_client's encoder: the data is proxied from a
+cloud, so the families are rebuilt from what the hub holds at scrape time (a vehicle removed from an
+account stops appearing, an unknown value is absent rather than a fake 0, concurrent scrapes cannot race
+on shared metric objects), and a fleet is big: 10,000 cars are ~600,000 series, which the library's
+encoder needs seconds of GIL for. Here each vehicle's lines are rendered once per *report* and cached,
+keyed by the identity of its (immutable) snapshot; at the default cadence about 2 % of a fleet reports
+between two scrapes, so a scrape is mostly joining cached bytes. Nothing here calls a cloud.
+
+The text is the Prometheus text format (0.0.4, which Prometheus reads whatever it asked for). The rest
+of the registry (process metrics, provider and command metrics) still goes through prometheus_client
+in ``render_exposition``; ``VehicleCollector.collect`` parses this collector's own text, so the
+library's encoders (and tests) see exactly the same samples as a scrape.
 """
 
 from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Final
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.clock import Clock
-from exporter.health import Health
+from exporter.health import Health, VehicleHealth
 from exporter.history import History
 from exporter.hub import Hub
 from exporter.signals import SIGNALS, Kind, Signal
 from exporter.snapshot import Snapshot, VehicleInfo
 
 CACHED = " Cached from the last poll; see carmetrics_last_update_timestamp_seconds for its age."
+
+# set while ``render_exposition`` lets prometheus_client encode the *rest* of the registry
+_SKIP_VEHICLES: ContextVar[bool] = ContextVar("carmetrics_skip_vehicle_collector", default=False)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _header(name: str, help_: str, kind: str) -> bytes:
+    text = help_.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {text}\n# TYPE {name} {kind}\n".encode()
+
+
+def _value(v: float) -> str:
+    """The library's float format (Go's), so our lines and its lines read the same."""
+    text: str = floatToGoString(v)  # type: ignore[no-untyped-call]
+    return text
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One signal's sample line(s), split around the VIN: ``name{vin="`` + VIN + ``rest``."""
+
+    signal: Signal
+    head: str  # 'carmetrics_x{vin="'
+    tail: str  # '",tyre="front_left"} ' (value follows)
+    enum_tails: tuple[tuple[str, str, str], ...]  # ENUM: (state, tail when on, tail when off)
 
 
 @dataclass(frozen=True)
@@ -34,6 +76,20 @@ class _Family:
     label_keys: tuple[str, ...]  # after "vin"
     signals: tuple[Signal, ...]
     kind: Kind
+    lines: tuple[_Line, ...]
+
+    @property
+    def header(self) -> bytes:
+        return _header(self.name, self.help, "gauge")
+
+
+def _line(name: str, sig: Signal) -> _Line:
+    labels = "".join(f',{k}="{_label(v)}"' for k, v in sig.labels)
+    enum_tails = tuple(
+        (s, f'"{labels},state="{_label(s)}"}} 1.0\n', f'"{labels},state="{_label(s)}"}} 0.0\n')
+        for s in sig.states
+    )
+    return _Line(sig, f'{name}{{vin="', f'"{labels}}} ', enum_tails)
 
 
 def _families() -> tuple[_Family, ...]:
@@ -46,15 +102,127 @@ def _families() -> tuple[_Family, ...]:
         keys = tuple(k for k, _ in first.labels)
         if first.kind is Kind.ENUM:
             keys = (*keys, "state")
-        out.append(_Family(name, first.help + CACHED, keys, tuple(sigs), first.kind))
+        lines = tuple(_line(name, s) for s in sigs)
+        out.append(_Family(name, first.help + CACHED, keys, tuple(sigs), first.kind, lines))
     return tuple(out)
 
 
-FAMILIES = _families()
+FAMILIES: Final = _families()
+
+_HEALTH: Final = (  # (name, help, type); one chunk per vehicle each, in this order
+    ("carmetrics_poll_duration_seconds", "Duration of the last poll of a vehicle.", "gauge"),
+    ("carmetrics_polls_total", "Successful polls of a vehicle.", "counter"),
+    (
+        "carmetrics_poll_errors_total",
+        "Failed polls by reason (bounded set) and the cloud's code (e.g. 8153, 429).",
+        "counter",
+    ),
+    (
+        "carmetrics_last_successful_poll_timestamp_seconds",
+        "When the last poll of a vehicle succeeded.",
+        "gauge",
+    ),
+    ("carmetrics_next_poll_timestamp_seconds", "When the next poll of a vehicle is due.", "gauge"),
+    (
+        "carmetrics_poll_interval_seconds",
+        "Current polling interval of a vehicle (adapts to driving/charging/parked/asleep).",
+        "gauge",
+    ),
+)
+_HEALTH_HEADERS: Final = tuple(_header(*h) for h in _HEALTH)
+_BUILD: Final = (
+    _header("carmetrics_build_info", "carmetrics build information.", "gauge")
+    + f'carmetrics_build_info{{version="{_label(__version__)}",python="{platform.python_version()}"}} 1.0\n'.encode()
+)
+_INFO_HEADER: Final = _header(
+    "carmetrics_vehicle_info",
+    "Static facts about each vehicle; always 1. Join on vin to label other metrics.",
+    "gauge",
+)
+_AGE_HEADER: Final = _header(
+    "carmetrics_data_age_seconds",
+    "Seconds since the car's own last report, at scrape time.",
+    "gauge",
+)
+_UP_HEADER: Final = _header(
+    "carmetrics_api_up", "1 when the last call to a cloud account succeeded.", "gauge"
+)
+
+
+def _info_line(v: VehicleInfo) -> bytes:
+    pairs = zip(
+        ("vin", "provider", "make", "model", "year", "series", "account"),
+        (v.vin, v.provider, v.make, v.model, v.year, v.series, v.account),
+        strict=True,
+    )
+    labels = ",".join(f'{k}="{_label(val)}"' for k, val in pairs)
+    return f"carmetrics_vehicle_info{{{labels}}} 1.0\n".encode()
+
+
+def _signal_chunks(families: tuple[_Family, ...], snap: Snapshot) -> tuple[bytes, ...]:
+    """One bytes chunk per family: this snapshot's lines of it (empty when it has no such value)."""
+    vin = _label(snap.vin)
+    values = snap.values
+    out = []
+    for fam in families:
+        parts: list[str] = []
+        for line in fam.lines:
+            value = values.get(line.signal.name)
+            if value is None:
+                continue
+            if line.enum_tails:
+                for state, on, off in line.enum_tails:
+                    parts += (line.head, vin, on if value == state else off)
+            else:
+                parts += (line.head, vin, line.tail, _value(float(value)), "\n")
+        out.append("".join(parts).encode())
+    return tuple(out)
+
+
+def _health_key(h: VehicleHealth) -> tuple[object, ...]:
+    return (
+        h.provider,
+        h.polls,
+        tuple(h.errors.items()) if h.errors else (),
+        h.last_duration,
+        h.last_success,
+        h.next_poll,
+        h.interval,
+    )
+
+
+def _health_chunks(vin: str, h: VehicleHealth) -> tuple[bytes, ...]:
+    v, p = _label(vin), _label(h.provider)
+    errors = "".join(
+        f'carmetrics_poll_errors_total{{vin="{v}",provider="{p}",reason="{_label(r)}",'
+        f'code="{_label(c)}"}} {_value(n)}\n'
+        for (r, c), n in list(h.errors.items())
+    )
+
+    def gauge(name: str, x: float | None) -> bytes:
+        return b"" if x is None else f'{name}{{vin="{v}"}} {_value(x)}\n'.encode()
+
+    return (
+        gauge("carmetrics_poll_duration_seconds", h.last_duration),
+        f'carmetrics_polls_total{{vin="{v}",provider="{p}"}} {_value(h.polls)}\n'.encode(),
+        errors.encode(),
+        gauge("carmetrics_last_successful_poll_timestamp_seconds", h.last_success),
+        gauge("carmetrics_next_poll_timestamp_seconds", h.next_poll),
+        gauge("carmetrics_poll_interval_seconds", h.interval),
+    )
+
+
+def _columns(headers: list[bytes], rows: list[tuple[bytes, ...]]) -> list[bytes]:
+    """Family ``i`` = its header + every vehicle's chunk ``i``.
+
+    Not ``zip(*rows)``: that makes one iterator per vehicle, 10k short-lived GC-tracked objects that get
+    promoted and trigger full collections (tens of ms holding the GIL) every few scrapes.
+    """
+    return [head + b"".join(map(itemgetter(i), rows)) for i, head in enumerate(headers)]
 
 
 class VehicleCollector(Collector):
-    """Vehicle signals and per-vehicle poll health, rendered from memory."""
+    """Vehicle signals and per-vehicle poll health, rendered from memory with per-vehicle caches."""
 
     def __init__(
         self,
@@ -72,134 +240,124 @@ class VehicleCollector(Collector):
         self.export_location = export_location
         self.max_data_age = max_data_age
         self.history = history
+        self.families = tuple(f for f in FAMILIES if export_location or not f.signals[0].private)
+        # vin -> (the object the entry was rendered from, its rendered chunks); replaced, never mutated
+        self._signals: dict[str, tuple[Snapshot, tuple[bytes, ...]]] = {}
+        self._infos: dict[str, tuple[VehicleInfo, bytes]] = {}
+        self._healths: dict[str, tuple[tuple[object, ...], tuple[bytes, ...]]] = {}
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
+        """The same samples as a scrape, for prometheus_client's encoders (e.g. OpenMetrics) and tests."""
+        if _SKIP_VEHICLES.get():
+            return iter(())
+        return iter(text_string_to_metric_families(b"".join(self.render()).decode()))
+
+    # --- rendering --------------------------------------------------------------------------------
+    def render(self) -> list[bytes]:
+        """The exposition of this collector as chunks (one or more per family), ready to write."""
         now = self.clock.now()
         vehicles = dict(self.hub.vehicles)
         latest = self.hub.latest_all()
-        yield from self._info(vehicles)
-        yield from self._signals(latest, now)
-        yield from self._health(vehicles, latest, now)
-        yield from self._db()
+        out = [_BUILD, _INFO_HEADER, *(self._info(v) for v in vehicles.values())]
+        out += self._signal_families(latest, now)
+        out += self._health_families(vehicles, latest, now)
+        out += self._db()
+        self._forget_gone(vehicles, latest)
+        return out
 
-    def _info(self, vehicles: dict[str, VehicleInfo]) -> Iterator[Metric]:
-        build = GaugeMetricFamily(
-            "carmetrics_build_info", "carmetrics build information.", labels=["version", "python"]
-        )
-        build.add_metric([__version__, platform.python_version()], 1)
-        yield build
-        info = GaugeMetricFamily(
-            "carmetrics_vehicle_info",
-            "Static facts about each vehicle; always 1. Join on vin to label other metrics.",
-            labels=["vin", "provider", "make", "model", "year", "series", "account"],
-        )
-        for v in vehicles.values():
-            info.add_metric([v.vin, v.provider, v.make, v.model, v.year, v.series, v.account], 1)
-        yield info
+    def _info(self, v: VehicleInfo) -> bytes:
+        hit = self._infos.get(v.vin)
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        line = _info_line(v)
+        self._infos[v.vin] = (v, line)
+        return line
 
-    def _signals(self, latest: dict[str, Snapshot], now: float) -> Iterator[Metric]:
-        # a car silent for longer than max_data_age drops out, so Prometheus marks its series stale
-        snaps = [s for s in latest.values() if now - s.car_time <= self.max_data_age]
-        for fam in FAMILIES:
-            if fam.signals[0].private and not self.export_location:
-                continue
-            g = GaugeMetricFamily(fam.name, fam.help, labels=["vin", *fam.label_keys])
-            for snap in snaps:
-                for sig in fam.signals:
-                    value = snap.values.get(sig.name)
-                    if value is None:
-                        continue
-                    labels = [snap.vin, *(v for _, v in sig.labels)]
-                    if sig.kind is Kind.ENUM:
-                        for state in sig.states:
-                            g.add_metric([*labels, state], 1.0 if value == state else 0.0)
-                    else:
-                        g.add_metric(labels, float(value))
-            yield g
-
-    def _health(
-        self, vehicles: dict[str, VehicleInfo], latest: dict[str, Snapshot], now: float
-    ) -> Iterator[Metric]:
-        dur = GaugeMetricFamily(
-            "carmetrics_poll_duration_seconds",
-            "Duration of the last poll of a vehicle.",
-            labels=["vin"],
-        )
-        polls = CounterMetricFamily(
-            "carmetrics_polls", "Successful polls of a vehicle.", labels=["vin", "provider"]
-        )
-        errs = CounterMetricFamily(
-            "carmetrics_poll_errors",
-            "Failed polls by reason (bounded set) and the cloud's code (e.g. 8153, 429).",
-            labels=["vin", "provider", "reason", "code"],
-        )
-        ok = GaugeMetricFamily(
-            "carmetrics_last_successful_poll_timestamp_seconds",
-            "When the last poll of a vehicle succeeded.",
-            labels=["vin"],
-        )
-        nxt = GaugeMetricFamily(
-            "carmetrics_next_poll_timestamp_seconds",
-            "When the next poll of a vehicle is due.",
-            labels=["vin"],
-        )
-        interval = GaugeMetricFamily(
-            "carmetrics_poll_interval_seconds",
-            "Current polling interval of a vehicle (adapts to driving/charging/parked/asleep).",
-            labels=["vin"],
-        )
-        age = GaugeMetricFamily(
-            "carmetrics_data_age_seconds",
-            "Seconds since the car's own last report, at scrape time.",
-            labels=["vin"],
-        )
-        for vin, h in list(self.health.vehicles.items()):
-            if vin not in vehicles:
-                continue
-            if h.last_duration is not None:
-                dur.add_metric([vin], h.last_duration)
-            polls.add_metric([vin, h.provider], h.polls)
-            for (reason, code), n in list(h.errors.items()):
-                errs.add_metric([vin, h.provider, reason, code], n)
-            if h.last_success is not None:
-                ok.add_metric([vin], h.last_success)
-            if h.next_poll is not None:
-                nxt.add_metric([vin], h.next_poll)
-            if h.interval is not None:
-                interval.add_metric([vin], h.interval)
+    def _signal_families(self, latest: dict[str, Snapshot], now: float) -> list[bytes]:
+        rows = []
         for vin, snap in latest.items():
-            age.add_metric([vin], max(0.0, now - snap.car_time))
-        up = GaugeMetricFamily(
-            "carmetrics_api_up",
-            "1 when the last call to a cloud account succeeded.",
-            labels=["provider", "account"],
-        )
-        for (provider, account), is_up in list(self.health.api_up.items()):
-            up.add_metric([provider, account], 1.0 if is_up else 0.0)
-        yield from (dur, polls, errs, ok, nxt, interval, age, up)
+            # a car silent for longer than max_data_age drops out, so Prometheus marks its series stale
+            if now - snap.car_time > self.max_data_age:
+                continue
+            hit = self._signals.get(vin)
+            if hit is None or hit[0] is not snap:
+                hit = (snap, _signal_chunks(self.families, snap))
+                self._signals[vin] = hit
+            rows.append(hit[1])
+        return _columns([f.header for f in self.families], rows)
 
-    def _db(self) -> Iterator[Metric]:
+    def _health_families(
+        self, vehicles: dict[str, VehicleInfo], latest: dict[str, Snapshot], now: float
+    ) -> list[bytes]:
+        rows = []
+        healths = self.health.vehicles
+        # keys only: 10k (vin, health) pairs alive through the loop would be promoted like zip's
+        # iterators (see _columns)
+        for vin in list(healths):
+            h = healths.get(vin)
+            if h is None or vin not in vehicles:
+                continue
+            key = _health_key(h)
+            hit = self._healths.get(vin)
+            if hit is None or hit[0] != key:
+                hit = (key, _health_chunks(vin, h))
+                self._healths[vin] = hit
+            rows.append(hit[1])
+        out = _columns(list(_HEALTH_HEADERS), rows)
+        age = "".join(
+            f'carmetrics_data_age_seconds{{vin="{_label(vin)}"}} '
+            f"{_value(max(0.0, now - snap.car_time))}\n"
+            for vin, snap in latest.items()
+        )
+        out.append(_AGE_HEADER + age.encode())
+        up = "".join(
+            f'carmetrics_api_up{{provider="{_label(p)}",account="{_label(a)}"}} '
+            f"{'1.0' if is_up else '0.0'}\n"
+            for (p, a), is_up in list(self.health.api_up.items())
+        )
+        out.append(_UP_HEADER + up.encode())
+        return out
+
+    def _db(self) -> list[bytes]:
         if self.history is None:
-            return
-        yield CounterMetricFamily(
-            "carmetrics_db_rows_written",
-            "Rows written to the SQLite history.",
-            value=self.history.rows_written,
-        )
-        yield CounterMetricFamily(
-            "carmetrics_db_write_errors",
-            "Failed history transactions (rows are retried).",
-            value=self.history.write_errors,
-        )
-        if self.history.last_write is not None:
-            yield GaugeMetricFamily(
-                "carmetrics_db_last_write_timestamp_seconds",
-                "When the history last committed rows.",
-                value=self.history.last_write,
+            return []
+        h = self.history
+        out = [
+            _header(
+                "carmetrics_db_rows_written_total", "Rows written to the SQLite history.", "counter"
             )
+            + f"carmetrics_db_rows_written_total {_value(h.rows_written)}\n".encode(),
+            _header(
+                "carmetrics_db_write_errors_total",
+                "Failed history transactions (rows are retried).",
+                "counter",
+            )
+            + f"carmetrics_db_write_errors_total {_value(h.write_errors)}\n".encode(),
+        ]
+        if h.last_write is not None:
+            out.append(
+                _header(
+                    "carmetrics_db_last_write_timestamp_seconds",
+                    "When the history last committed rows.",
+                    "gauge",
+                )
+                + f"carmetrics_db_last_write_timestamp_seconds {_value(h.last_write)}\n".encode()
+            )
+        return out
+
+    def _forget_gone(self, vehicles: dict[str, VehicleInfo], latest: dict[str, Snapshot]) -> None:
+        """Drop cache entries of vehicles no longer in the hub (removed from an account)."""
+        for cache, alive in (
+            (self._signals, latest),
+            (self._infos, vehicles),
+            (self._healths, vehicles),
+        ):
+            if len(cache) > len(alive):
+                for vin in [v for v in cache if v not in alive]:
+                    cache.pop(vin, None)
 
 
 def make_registry(collector: VehicleCollector) -> CollectorRegistry:
@@ -210,3 +368,15 @@ def make_registry(collector: VehicleCollector) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def render_exposition(registry: CollectorRegistry, collector: VehicleCollector) -> list[bytes]:
+    """The /metrics body in chunks: the vehicles' cached text, then the rest of the registry
+    (process, provider and command metrics) through prometheus_client's text encoder."""
+    chunks = collector.render()
+    token = _SKIP_VEHICLES.set(True)
+    try:
+        chunks.append(generate_latest(registry))
+    finally:
+        _SKIP_VEHICLES.reset(token)
+    return chunks

@@ -42,6 +42,7 @@ class Runtime:
     scheduler: Scheduler
     registry: CollectorRegistry
     tokens: TokenStore
+    collector: VehicleCollector
     simulator: Any = None
     providers: dict[str, Provider] = field(default_factory=dict)
     landing_links: list[tuple[str, str]] = field(default_factory=list)
@@ -88,7 +89,9 @@ class Runtime:
         tokens = _token_store(config)
         hub.subscribe(history.add)
         hub.on_vehicle(history.add_vehicle)
-        return cls(config, clock, session, hub, health, history, scheduler, registry, tokens)
+        return cls(
+            config, clock, session, hub, health, history, scheduler, registry, tokens, collector
+        )
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:

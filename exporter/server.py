@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from aiohttp import web
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
 from exporter import __version__
 from exporter.config import Config
+from exporter.metrics import render_exposition
 from exporter.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,27 @@ EXTENSIONS: list[str] = [
 ]
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Render in a worker thread: a 10k-series scrape must not stall the poll loop."""
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Render in a worker thread (a fleet's scrape must not stall the poll loop) and stream the chunks,
+    so a 40 MB exposition is never joined into one more copy.
+
+    Always the Prometheus text format, whatever ``Accept`` asks for (as client_golang does by
+    default): Prometheus reads it, and only this format has the cached fast path (see exporter.metrics).
+    """
     rt = request.app[RUNTIME]
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(request.app[_RENDER], encoder, rt.registry)
-    resp = web.Response(body=body, headers={"Content-Type": content_type})
+    chunks = await loop.run_in_executor(
+        request.app[_RENDER], render_exposition, rt.registry, rt.collector
+    )
+    resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         resp.enable_compression()
+    else:
+        resp.content_length = sum(len(c) for c in chunks)
+    await resp.prepare(request)
+    for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
     return resp
 
 

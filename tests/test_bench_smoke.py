@@ -56,15 +56,16 @@ async def test_smartcar_batch_both_clients_poll(sim: simproc.SimProcess) -> None
     assert sdk.polls > 0 and sdk.errors == 0
 
 
-async def test_metrics_render_registry_holds_every_vehicle() -> None:
-    base = await real_snapshots()
-    registry, _ = metrics_render.build_registry(5, base)  # type: ignore[arg-type]
-    from prometheus_client.exposition import generate_latest
-
-    body = generate_latest(registry)
+async def test_metrics_render_scene_holds_every_vehicle_and_churn_changes_it() -> None:
+    scene = metrics_render.Scene(5, await real_snapshots())
+    body = scene.render()
     socs = [line for line in body.splitlines() if line.startswith(b"carmetrics_battery_soc_ratio{")]
     assert len(socs) == 5
     assert metrics_render.series_count(body) > 5 * 20
+    scene.churn(0.4)  # two of five cars report
+    after = scene.render().splitlines()
+    changed = [line for line in after if line.startswith(b"carmetrics_battery_soc_ratio{")]
+    assert len(set(changed) - set(socs)) == 2
 
 
 async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.clock import ManualClock
 from exporter.health import Health
 from exporter.hub import Hub
-from exporter.metrics import VehicleCollector, make_registry
+from exporter.metrics import VehicleCollector, make_registry, render_exposition
 from exporter.signals import SIGNALS
 from exporter.snapshot import Snapshot, VehicleInfo
 from tests.conftest import require_tool
@@ -43,7 +42,7 @@ def build(
     coll = VehicleCollector(
         hub, health, clock, export_location=export_location, max_data_age=max_age
     )
-    body = generate_latest(make_registry(coll)).decode()
+    body = b"".join(render_exposition(make_registry(coll), coll)).decode()
     return hub, clock, health, body
 
 
