@@ -2,9 +2,11 @@
 
 The simulator runs in its own process (real time, speed 1) with the cars spread over smart
 accounts; this process runs the pipeline as ``carmetrics run`` builds it (scheduler at the default
-``[poll]`` settings, providers, hub, SQLite history, the /metrics collector) and scrapes /metrics'
-registry every 15 s like Prometheus. After a warm-up (start-up polls every car once at once) it
-reports this process's CPU share of one core, RSS, event-loop lag p99 and scrape time.
+``[poll]`` settings, providers, hub, SQLite history, the /metrics handler of ``exporter.server`` on a
+loopback port) and is scraped every 15 s like Prometheus does it: over HTTP, gzip, by another process
+(a small urllib client in a child process, whose CPU is not counted). After a warm-up (start-up polls every car once at
+once) it reports this process's CPU share of one core, peak RSS (VmHWM, reset after the warm-up),
+event-loop lag p99 and scrape time as the scraper saw it.
 
     python -m bench.fleet_steady --vehicles 10000 --accounts 50 --minutes 10 --warmup 90
 """
@@ -15,13 +17,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import sys
 import tempfile
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
-from prometheus_client.exposition import generate_latest
+from aiohttp import web
 
 from bench import simproc
 from bench.common import LoopLag, cpu_seconds, median, percentile, rss_bytes, table
@@ -35,6 +39,61 @@ from exporter.metrics import VehicleCollector, make_registry
 from exporter.providers.base import MemoryTokenStore, ProviderError
 from exporter.providers.smart import build
 from exporter.scheduler import Scheduler
+from exporter.server import _RENDER, RUNTIME, metrics
+
+
+async def serve_metrics(registry: object, collector: object) -> tuple[web.AppRunner, int]:
+    """The real /metrics handler on a loopback port, over the bench's own pipeline pieces."""
+    app = web.Application()
+    app[RUNTIME] = types.SimpleNamespace(registry=registry, collector=collector)  # type: ignore[misc]
+    app[_RENDER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, int(port)
+
+
+_SCRAPER = """
+import sys, time, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={"Accept-Encoding": "gzip"})
+t = time.perf_counter()
+with urllib.request.urlopen(req, timeout=120) as resp:
+    size = len(resp.read())
+print(time.perf_counter() - t, size)
+"""
+
+
+async def scrape(port: int) -> tuple[float, int]:
+    """One scrape as Prometheus does it (gzip), by another process: (seconds, bytes on the wire)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _SCRAPER,
+        f"http://127.0.0.1:{port}/metrics",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    seconds, size = out.split()
+    return float(seconds), int(size)
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM (Linux: write 5 to clear_refs), so the peak is of the measured window only."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 async def run(
@@ -52,7 +111,9 @@ async def run(
             polls[1 if isinstance(result, ProviderError) else 0] += 1
 
         sched = Scheduler(hub, health, clock, PollConfig(), on_poll=on_poll)
-        registry = make_registry(VehicleCollector(hub, health, clock, history=history))
+        collector = VehicleCollector(hub, health, clock, history=history)
+        registry = make_registry(collector)
+        runner, port = await serve_metrics(registry, collector)
         lag = LoopLag(interval=0.05)
         tasks = [asyncio.create_task(history.run()), asyncio.create_task(sched.run())]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -65,29 +126,30 @@ async def run(
                     sched.add(info.vin, p)
             tasks.append(asyncio.create_task(lag.run()))
             await asyncio.sleep(warmup)
+            peak_reset = reset_peak_rss()
             lag.samples.clear()
             p0, rows0 = polls[:], history.rows_written
             c0, c0_sim, t0 = cpu_seconds(), _sim_cpu(sim.pid), time.perf_counter()
             scrapes: list[float] = []
             sizes: list[int] = []
             rss: list[int] = []
-            loop = asyncio.get_running_loop()
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                end = t0 + minutes * 60
-                while time.perf_counter() < end:
-                    s = time.perf_counter()
-                    if scrape_every > 0:
-                        body = await loop.run_in_executor(pool, generate_latest, registry)
-                        scrapes.append(time.perf_counter() - s)
-                        sizes.append(len(body))
-                    rss.append(rss_bytes())
-                    await asyncio.sleep(max(0.0, (scrape_every or 15) - (time.perf_counter() - s)))
+            end = t0 + minutes * 60
+            while time.perf_counter() < end:
+                s = time.perf_counter()
+                if scrape_every > 0:
+                    took, size = await scrape(port)
+                    scrapes.append(took)
+                    sizes.append(size)
+                rss.append(rss_bytes())
+                await asyncio.sleep(max(0.0, (scrape_every or 15) - (time.perf_counter() - s)))
             wall = time.perf_counter() - t0
+            peak = peak_rss_bytes() if peak_reset else max(rss)
             cpu = cpu_seconds() - c0
             sim_cpu = _sim_cpu(sim.pid) - c0_sim
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
         history.close()
     print(
         table(
@@ -98,10 +160,10 @@ async def run(
                 "errors",
                 "rows/s",
                 "CPU % of one core",
-                "RSS MB (first / max)",
+                "RSS MB (first / peak)",
                 "loop lag p99 ms",
                 "scrape ms (median / max)",
-                "scrape MB",
+                "scrape MB (gzip)",
                 "simulator CPU %",
             ],
             [
@@ -112,7 +174,7 @@ async def run(
                     polls[1] - p0[1],
                     (history.rows_written - rows0) / wall,
                     100 * cpu / wall,
-                    f"{rss[0] / 1e6:.0f} / {max(rss) / 1e6:.0f}",
+                    f"{rss[0] / 1e6:.0f} / {peak / 1e6:.0f}",
                     percentile(lag.samples, 99) * 1000,
                     f"{median(scrapes) * 1000:.0f} / {max(scrapes) * 1000:.0f}"
                     if scrapes

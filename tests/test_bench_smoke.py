@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import history_bench, kill9, metrics_render, poll_throughput, simproc, smartcar_batch
+from bench import (
+    fleet_steady,
+    history_bench,
+    kill9,
+    metrics_render,
+    poll_throughput,
+    simproc,
+    smartcar_batch,
+)
 from bench.samples import clone, real_snapshots
 from bench.soak import Soak
 
@@ -66,6 +74,17 @@ async def test_metrics_render_scene_holds_every_vehicle_and_churn_changes_it() -
     after = scene.render().splitlines()
     changed = [line for line in after if line.startswith(b"carmetrics_battery_soc_ratio{")]
     assert len(set(changed) - set(socs)) == 2
+
+
+async def test_fleet_scraper_reads_the_real_handler_from_another_process() -> None:
+    scene = metrics_render.Scene(3, await real_snapshots())
+    runner, port = await fleet_steady.serve_metrics(scene.registry, scene.collector)
+    try:
+        seconds, size = await fleet_steady.scrape(port)
+    finally:
+        await runner.cleanup()
+    assert seconds > 0
+    assert 0 < size < len(scene.render())  # gzip on the wire, as Prometheus asks for it
 
 
 async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> None:
