@@ -8,10 +8,12 @@ last charging session (either may still grow). Each run deletes those, re-reads 
 first sample they were built on (``first_sample_ts``: the start anchor, so back-filled starts come
 out the same) and detects again on that window, so running it twice changes nothing and running it
 after every poll or once a month gives the same tables. Samples that arrive late (``ts`` older than
-what was already derived) widen the window back to the session they fall into. A change of detector
-version or of the settings that shape results (capacity, timezone, thresholds) rebuilds that
-vehicle. Raw samples removed by retention are never needed again: rows older than the oldest sample
-are kept as they are.
+what was already derived) widen the window back to the session they fall into: the history's writer
+(and the ``samples`` insert trigger) marks the earliest such time per vehicle in ``vins``, and a run
+clears the mark it has handled unless more late rows came meanwhile (a version-1 file, not upgraded
+yet, is compared by rowid instead). A change of detector version or of the settings that shape
+results (capacity, timezone, thresholds) rebuilds that vehicle. Raw samples removed by retention are
+never needed again: rows older than the oldest sample are kept as they are.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from exporter import history_layout as layout
+
 from .charges import CHARGE_COLUMNS
 from .charges import detect as detect_charges
-from .load import read_samples
+from .load import columns_of, read_samples
 from .prep import prepare
 from .settings import Settings
 from .trips import TRIP_COLUMNS
@@ -125,10 +129,10 @@ def derive(
     conn = _connect(db_path)
     try:
         ensure_schema(conn)
-        all_vins = [r[0] for r in conn.execute("SELECT DISTINCT vin FROM samples ORDER BY vin")]
-        chosen = [v for v in all_vins if vin is None or v == vin]
+        store = _Store(conn)
+        chosen = [v for v in store.vins() if vin is None or v == vin]
         iterator = progress(chosen) if progress is not None else chosen
-        return [_derive_vin(conn, v, s, rebuild) for v in iterator]
+        return [_derive_vin(conn, store, v, s, rebuild) for v in iterator]
     finally:
         conn.close()
 
@@ -141,34 +145,135 @@ def _vehicle_info(conn: sqlite3.Connection, vin: str) -> tuple[str | None, str |
     return (row[0], row[1]) if row else (None, None)
 
 
-def _derive_vin(conn: sqlite3.Connection, vin: str, s: Settings, rebuild: bool) -> DeriveResult:
+class _Store:
+    """The questions derive asks of the samples, answered from whichever layout the file has: the
+    compact ``sample_data`` (by its (vehicle, ts_ms) key, never decoding a row) or a version-1
+    ``samples`` table."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.compact = bool(columns_of(conn, layout.TABLE))
+
+    def vins(self) -> list[str]:
+        if self.compact:
+            sql = (
+                "SELECT DISTINCT vin FROM vins AS v "
+                f"WHERE EXISTS (SELECT 1 FROM {layout.TABLE} WHERE vehicle = v.id) ORDER BY vin"
+            )
+        else:
+            sql = "SELECT DISTINCT vin FROM samples ORDER BY vin"
+        return [str(r[0]) for r in self.conn.execute(sql)]
+
+    def _ids(self, vin: str) -> list[int]:
+        return [int(r[0]) for r in self.conn.execute("SELECT id FROM vins WHERE vin = ?", (vin,))]
+
+    def _ms(self, agg: str, vin: str, below: float | None = None) -> float | None:
+        # one query per vehicle id, so SQLite answers min/max from the key alone
+        where = "vehicle = ?" + (" AND ts_ms < ?" if below is not None else "")
+        got = []
+        for vid in self._ids(vin):
+            params = (vid,) if below is None else (vid, layout.first_ms(below))
+            (v,) = self.conn.execute(
+                f"SELECT {agg}(ts_ms) FROM {layout.TABLE} WHERE {where}", params
+            ).fetchone()
+            if v is not None:
+                got.append(int(v))
+        if not got:
+            return None
+        return (min(got) if agg == "min" else max(got)) / 1000.0
+
+    def first(self, vin: str) -> float | None:
+        if self.compact:
+            return self._ms("min", vin)
+        return _opt(self.conn.execute("SELECT min(ts) FROM samples WHERE vin = ?", (vin,)))
+
+    def last(self, vin: str) -> float | None:
+        if self.compact:
+            return self._ms("max", vin)
+        return _opt(self.conn.execute("SELECT max(ts) FROM samples WHERE vin = ?", (vin,)))
+
+    def last_before(self, vin: str, t: float) -> float | None:
+        if self.compact:
+            return self._ms("max", vin, below=t)
+        return _opt(
+            self.conn.execute("SELECT max(ts) FROM samples WHERE vin = ? AND ts < ?", (vin, t))
+        )
+
+    def changes(self, vin: str) -> _Changes:
+        """Where this vehicle's late rows start, read before its samples are."""
+        if self.compact:
+            marks = self.conn.execute(
+                "SELECT id, changed_since, late_writes FROM vins WHERE vin = ?", (vin,)
+            ).fetchall()
+            since = [int(c) for _, c, _ in marks if c is not None]
+            return _Changes(
+                token=sum(int(w) for _, _, w in marks),
+                late_ms=min(since) if since else None,
+                marks=[(int(i), int(w)) for i, _, w in marks],
+            )
+        (rowid,) = self.conn.execute(
+            "SELECT max(rowid) FROM samples WHERE vin = ?", (vin,)
+        ).fetchone()
+        return _Changes(token=int(rowid or 0), late_ms=None, marks=[])
+
+    def late(self, vin: str, ch: _Changes, last_token: int, last_ts: float) -> float | None:
+        """The oldest sample written since the last run that is not newer than what it derived."""
+        if self.compact:
+            if ch.late_ms is None or ch.late_ms / 1000.0 > last_ts:
+                return None
+            return ch.late_ms / 1000.0
+        return _opt(
+            self.conn.execute(
+                "SELECT min(ts) FROM samples WHERE vin = ? AND rowid > ? AND ts <= ?",
+                (vin, last_token, last_ts),
+            )
+        )
+
+    def handled(self, ch: _Changes) -> None:
+        """Clear the late marks this run has handled, unless more late rows came meanwhile."""
+        self.conn.executemany(
+            "UPDATE vins SET changed_since = NULL WHERE id = ? AND late_writes = ?", ch.marks
+        )
+
+
+@dataclass(frozen=True)
+class _Changes:
+    token: int  # stored in derive_state.max_rowid: the rowid (version 1) or late-write count
+    late_ms: int | None
+    marks: list[tuple[int, int]]  # (vins.id, late_writes) as read
+
+
+def _opt(cur: sqlite3.Cursor) -> float | None:
+    (v,) = cur.fetchone()
+    return None if v is None else float(v)
+
+
+def _derive_vin(
+    conn: sqlite3.Connection, store: _Store, vin: str, s: Settings, rebuild: bool
+) -> DeriveResult:
     model, series = _vehicle_info(conn, vin)
     capacity = s.capacity_for(vin, model, series)
     fp = fingerprint(s, vin, capacity)
-    max_rowid, max_ts = conn.execute(
-        "SELECT max(rowid), max(ts) FROM samples WHERE vin = ?", (vin,)
-    ).fetchone()
+    changes = store.changes(vin)
+    max_ts = store.last(vin)
     state = conn.execute(
         "SELECT version, fingerprint, max_rowid, max_ts FROM derive_state WHERE vin = ?", (vin,)
     ).fetchone()
     full = rebuild or state is None or state[0] != VERSION or state[1] != fp
     if full:
-        (oldest,) = conn.execute("SELECT min(ts) FROM samples WHERE vin = ?", (vin,)).fetchone()
-        cut, window = float(oldest), float("-inf")
+        oldest = store.first(vin)
+        cut, window = float(oldest if oldest is not None else "-inf"), float("-inf")
     else:
-        cut, window = _window(conn, vin, s, last_rowid=int(state[2]), last_ts=float(state[3]))
+        late = store.late(vin, changes, int(state[2]), float(state[3]))
+        cut, window = _window(conn, store, vin, s, last_ts=float(state[3]), late=late)
     df = _read(conn, vin, window, model, series)
     p = prepare(df, s)
     new = {
         "trips": detect_trips(p, s),
         "charging_sessions": detect_charges(p, s),
     }
-    window_is_start = (
-        full
-        or not len(df)
-        or p.t[0]
-        <= float(conn.execute("SELECT min(ts) FROM samples WHERE vin = ?", (vin,)).fetchone()[0])
-    )
+    first = store.first(vin)
+    window_is_start = full or not len(df) or (first is not None and p.t[0] <= first)
     written = {}
     with conn:
         for table, cols in TABLES.items():
@@ -192,20 +297,28 @@ def _derive_vin(conn: sqlite3.Connection, vin: str, s: Settings, rebuild: bool) 
             "INSERT INTO derive_state VALUES (?,?,?,?,?,?) ON CONFLICT(vin) DO UPDATE SET "
             "version=excluded.version, fingerprint=excluded.fingerprint, "
             "max_rowid=excluded.max_rowid, max_ts=excluded.max_ts, derived_at=excluded.derived_at",
-            (vin, VERSION, fp, int(max_rowid or 0), float(max_ts or 0.0), time.time()),
+            (vin, VERSION, fp, changes.token, float(max_ts or 0.0), time.time()),
         )
+        store.handled(changes)
     return DeriveResult(vin, len(df), written["trips"], written["charging_sessions"], full)
 
 
 def _window(
-    conn: sqlite3.Connection, vin: str, s: Settings, *, last_rowid: int, last_ts: float
+    conn: sqlite3.Connection,
+    store: _Store,
+    vin: str,
+    s: Settings,
+    *,
+    last_ts: float,
+    late: float | None,
 ) -> tuple[float, float]:
     """(cut, window): rows starting at/after ``cut`` are replaced; samples from ``window`` re-read.
 
     The last row of a table is still open while it is ongoing or so recent that what comes next
     could join it (a trip within ``stop_merge_s``, a charge within ``merge_pause_s``); open rows are
     redone from their first sample. With nothing open, reading starts one sample before the end of
-    the last rows, so only new samples (plus that anchor) are read.
+    the last rows, so only new samples (plus that anchor) are read. ``late``: the oldest sample
+    written since the last run at or before ``last_ts``, if any.
     """
     horizon = {"trips": s.stop_merge_s + 60.0, "charging_sessions": s.merge_pause_s}
     starts: list[float] = []
@@ -225,10 +338,6 @@ def _window(
             firsts.append(first)
         else:
             ends.append(last)
-    (late,) = conn.execute(
-        "SELECT min(ts) FROM samples WHERE vin = ? AND rowid > ? AND ts <= ?",
-        (vin, last_rowid, last_ts),
-    ).fetchone()
     if late is not None:
         # Rows the late sample may belong to, or that follow it, are redone from their anchors.
         for table in TABLES:
@@ -240,17 +349,13 @@ def _window(
             if row[0] is not None:
                 starts.append(row[0])
                 firsts.append(row[1])
-        (before,) = conn.execute(
-            "SELECT max(ts) FROM samples WHERE vin = ? AND ts < ?", (vin, late)
-        ).fetchone()
+        before = store.last_before(vin, late)
         starts.append(late)
         firsts.append(before if before is not None else late)
     if starts:
         return float(min(starts)), float(min(firsts))
     if ends:
-        (before,) = conn.execute(
-            "SELECT max(ts) FROM samples WHERE vin = ? AND ts < ?", (vin, min(ends))
-        ).fetchone()
+        before = store.last_before(vin, min(ends))
         return float("inf"), float(before if before is not None else min(ends))
     # Nothing derived yet for this vehicle (it never moved or charged): read everything.
     return float("-inf"), float("-inf")
@@ -259,7 +364,7 @@ def _window(
 def _read(
     conn: sqlite3.Connection, vin: str, since: float, model: str | None, series: str | None
 ) -> pd.DataFrame:
-    df = read_samples(conn, "vin = ? AND ts >= ?", (vin, since))
+    df = read_samples(conn, vin, since=since if since > float("-inf") else None)
     df["model"] = model
     df["series"] = series
     return df

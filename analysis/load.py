@@ -9,7 +9,7 @@ other forty signal columns would triple the load time for nothing.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -17,6 +17,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from exporter import history_layout as layout
 from exporter.signals import BY_NAME, Kind
 
 from .clean import clean
@@ -64,14 +65,15 @@ def to_unix(value: TimeLike, tz: str = "UTC") -> float | None:
     return float(ts.timestamp())
 
 
-def _existing_columns(conn: sqlite3.Connection, table: str) -> set[str]:
+def columns_of(conn: sqlite3.Connection, table: str) -> set[str]:
+    """Column names of ``table`` (or view); empty when there is none."""
     return {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
 def vehicles(db_path: Path | str) -> pd.DataFrame:
     """The ``vehicles`` table (vin, provider, make, model, year, series, ...), empty when absent."""
     with connect_readonly(db_path) as conn:
-        if "vin" not in _existing_columns(conn, "vehicles"):
+        if "vin" not in columns_of(conn, "vehicles"):
             return pd.DataFrame(columns=["vin", "model", "series"])
         return pd.read_sql_query("SELECT * FROM vehicles ORDER BY vin", conn)
 
@@ -79,7 +81,14 @@ def vehicles(db_path: Path | str) -> pd.DataFrame:
 def vins(db_path: Path | str) -> list[str]:
     """Every VIN with samples, in order."""
     with connect_readonly(db_path) as conn:
-        return [r[0] for r in conn.execute("SELECT DISTINCT vin FROM samples ORDER BY vin")]
+        if columns_of(conn, layout.TABLE):  # the view would decode every row to say this
+            sql = (
+                "SELECT DISTINCT vin FROM vins AS v "
+                f"WHERE EXISTS (SELECT 1 FROM {layout.TABLE} WHERE vehicle = v.id) ORDER BY vin"
+            )
+        else:
+            sql = "SELECT DISTINCT vin FROM samples ORDER BY vin"
+        return [r[0] for r in conn.execute(sql)]
 
 
 def load(
@@ -99,24 +108,10 @@ def load(
     pick the usable battery capacity). Naive ``since``/``until`` are read in ``tz``. Unless
     ``raw``, bad rows are cleaned (see ``analysis.clean``).
     """
-    where: list[str] = []
-    params: list[object] = []
-    if isinstance(vin, str):
-        where.append("vin = ?")
-        params.append(vin)
-    elif vin is not None:
-        chosen = list(vin)
-        where.append(f"vin IN ({', '.join('?' for _ in chosen)})")
-        params.extend(chosen)
-    lo, hi = to_unix(since, tz), to_unix(until, tz)
-    if lo is not None:
-        where.append("ts >= ?")
-        params.append(lo)
-    if hi is not None:
-        where.append("ts <= ?")
-        params.append(hi)
     with connect_readonly(db_path) as conn:
-        df = read_samples(conn, " AND ".join(where), params, columns)
+        df = read_samples(
+            conn, vin, since=to_unix(since, tz), until=to_unix(until, tz), columns=columns
+        )
     return df if raw else clean(df)
 
 
@@ -125,60 +120,48 @@ _MISSING: Final = "9e999"  # SQLite reads this as +inf: it stands in for NULL, r
 
 def read_samples(
     conn: sqlite3.Connection,
-    where: str = "",
-    params: Sequence[object] = (),
+    vin: str | Iterable[str] | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
     columns: Iterable[str] = ANALYSIS_SIGNALS,
 ) -> pd.DataFrame:
-    """The raw frame for ``WHERE <where>``, read in one snapshot, vectorised.
+    """The raw frame of ``vin`` (one, several or all) with ``since <= ts <= until``, read in one
+    snapshot, vectorised.
 
     Python's sqlite3 makes an object per value, which dominates at half a million rows; so every
     column is fetched as a float (NULL as +inf, enum states as their index in the signal's state
     list, an unknown state as +inf too), the rows go into numpy in one C call, and the VIN column
-    is rebuilt from per-vehicle counts instead of being fetched row by row.
+    is rebuilt from per-vehicle counts instead of being fetched row by row. A compact (version 2)
+    file is read from ``sample_data`` itself: its (vehicle, ts_ms) key serves the time range, which
+    the ``samples`` view's computed ``ts`` cannot.
     """
-    have = _existing_columns(conn, "samples")
-    if not have:
-        raise ValueError("no samples table (is this a carmetrics history?)")
     wanted = [c for c in columns if c in BY_NAME]
-    present = [c for c in wanted if c in have]
-    exprs = ["ts"]
-    for c in present:
-        sig = BY_NAME[c]
-        if sig.kind is Kind.ENUM:
-            cases = "".join(f" WHEN '{st}' THEN {i}" for i, st in enumerate(sig.states))
-            exprs.append(f'CASE "{c}"{cases} ELSE {_MISSING} END')
-        else:
-            exprs.append(f'COALESCE("{c}", {_MISSING})')
-    clause = f" WHERE {where}" if where else ""
-    conn.execute("BEGIN")  # both statements below read the same snapshot of a live database
+    chosen = [vin] if isinstance(vin, str) else None if vin is None else list(vin)
+    conn.execute("BEGIN")  # every statement below reads the same snapshot of a live database
     try:
-        counts = conn.execute(
-            f"SELECT vin, count(*) FROM samples{clause} GROUP BY vin ORDER BY vin", params
-        ).fetchall()
-        rows = conn.execute(
-            f"SELECT {', '.join(exprs)} FROM samples{clause} ORDER BY vin, ts", params
-        ).fetchall()
+        if columns_of(conn, layout.TABLE):
+            names, reps, rows, present, states = _read_compact(conn, chosen, since, until, wanted)
+        else:
+            names, reps, rows, present, states = _read_v1(conn, chosen, since, until, wanted)
         veh = (
             conn.execute("SELECT vin, model, series FROM vehicles").fetchall()
-            if {"vin", "model", "series"} <= _existing_columns(conn, "vehicles")
+            if {"vin", "model", "series"} <= columns_of(conn, "vehicles")
             else []
         )
     finally:
         conn.execute("ROLLBACK")
-    data = np.array(rows, dtype=np.float64).reshape(len(rows), len(exprs))
+    data = np.array(rows, dtype=np.float64).reshape(len(rows), len(present) + 1)
     data[np.isinf(data)] = np.nan
-    names = [str(v) for v, _ in counts]
-    reps = [int(n) for _, n in counts]
     info = {str(v): (m, sr) for v, m, sr in veh}
     out: dict[str, object] = {
         "vin": np.repeat(np.array(names, dtype=object), reps),
         "ts": data[:, 0],
     }
     for i, c in enumerate(present, start=1):
-        sig = BY_NAME[c]
-        if sig.kind is Kind.ENUM:
-            lookup = np.array([*sig.states, None], dtype=object)
-            codes = np.where(np.isnan(data[:, i]), len(sig.states), data[:, i]).astype(np.int64)
+        if c in states:
+            lookup = np.array([*states[c], None], dtype=object)
+            codes = np.where(np.isnan(data[:, i]), len(states[c]), data[:, i]).astype(np.int64)
             out[c] = lookup[codes]
         else:
             out[c] = data[:, i]
@@ -195,3 +178,103 @@ def read_samples(
             for k, v in out.items()
         }
     )
+
+
+_Read = tuple[list[str], list[int], list[tuple[float, ...]], list[str], dict[str, tuple[str, ...]]]
+
+
+def _read_compact(
+    conn: sqlite3.Connection,
+    vins: list[str] | None,
+    since: float | None,
+    until: float | None,
+    wanted: list[str],
+) -> _Read:
+    """(vins, rows per vin, rows, columns read, enum states) from ``sample_data``, decoded in SQL
+    exactly as the view decodes it, one vehicle at a time in (vin, ts) order."""
+    encs = layout.encodings(conn)
+    present = [c for c in wanted if c in encs]
+    states: dict[str, tuple[str, ...]] = {}
+    exprs = ["d.ts_ms / 1000.0"]
+    for c in present:
+        enc = encs[c]
+        col = "d." + _quote(enc.column or c)
+        if enc.kind == "enum":
+            states[c] = enc.states or ()
+            exprs.append(f"CASE WHEN typeof({col}) = 'integer' THEN {col} ELSE {_MISSING} END")
+        else:
+            exprs.append(f"COALESCE({layout.decode_sql(enc, col, 'd.ts_ms')}, {_MISSING})")
+    where = ["d.vehicle = ?"]
+    bounds: list[object] = []
+    if since is not None:
+        where.append("d.ts_ms >= ?")
+        bounds.append(layout.first_ms(since))
+    if until is not None:
+        where.append("d.ts_ms <= ?")
+        bounds.append(layout.last_ms(until))
+    sql = f"SELECT {', '.join(exprs)} FROM {layout.TABLE} AS d WHERE {' AND '.join(where)}"
+    ids: dict[str, list[int]] = {}
+    for vid, v in conn.execute("SELECT id, vin FROM vins ORDER BY vin, id"):
+        if vins is None or v in vins:
+            ids.setdefault(str(v), []).append(int(vid))
+    names: list[str] = []
+    reps: list[int] = []
+    rows: list[tuple[float, ...]] = []
+    for v, vids in ids.items():
+        got: list[tuple[float, ...]] = []
+        for vid in vids:
+            got += conn.execute(sql + " ORDER BY d.ts_ms", [vid, *bounds]).fetchall()
+        if len(vids) > 1:  # one VIN seen through two providers: interleave by time
+            got.sort(key=lambda r: r[0])
+        if got:
+            names.append(v)
+            reps.append(len(got))
+            rows += got
+    return names, reps, rows, present, states
+
+
+def _read_v1(
+    conn: sqlite3.Connection,
+    vins: list[str] | None,
+    since: float | None,
+    until: float | None,
+    wanted: list[str],
+) -> _Read:
+    """The same from a version-1 ``samples`` table (a file the exporter has not upgraded yet)."""
+    have = columns_of(conn, "samples")
+    if not have:
+        raise ValueError("no samples table (is this a carmetrics history?)")
+    present = [c for c in wanted if c in have]
+    states: dict[str, tuple[str, ...]] = {}
+    exprs = ["ts"]
+    for c in present:
+        sig = BY_NAME[c]
+        if sig.kind is Kind.ENUM:
+            states[c] = sig.states
+            cases = "".join(f" WHEN '{st}' THEN {i}" for i, st in enumerate(sig.states))
+            exprs.append(f'CASE "{c}"{cases} ELSE {_MISSING} END')
+        else:
+            exprs.append(f'COALESCE("{c}", {_MISSING})')
+    where: list[str] = []
+    params: list[object] = []
+    if vins is not None:
+        where.append(f"vin IN ({', '.join('?' for _ in vins)})")
+        params.extend(vins)
+    if since is not None:
+        where.append("ts >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("ts <= ?")
+        params.append(until)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    counts = conn.execute(
+        f"SELECT vin, count(*) FROM samples{clause} GROUP BY vin ORDER BY vin", params
+    ).fetchall()
+    rows = conn.execute(
+        f"SELECT {', '.join(exprs)} FROM samples{clause} ORDER BY vin, ts", params
+    ).fetchall()
+    return [str(v) for v, _ in counts], [int(n) for _, n in counts], rows, present, states
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -3,10 +3,14 @@
 Part 1 runs the real exporter runtime (embedded simulator, the demo smart account, default poll
 cadence) on an accelerated clock for a few simulated days, then measures the SQLite file (after a
 checkpoint and VACUUM, minus an empty database) per vehicle-day, and rows per vehicle-day. The
-simulated cars commute, run errands, take longer drives and charge, as the vehicle model plans.
+simulated cars commute, run errands, take longer drives and charge, as the vehicle model plans. The
+same rows (as the ``samples`` view reads them) are then copied into the version-1 layout (one REAL
+per signal, TEXT VIN and enums, rowid table with a (vin, ts) key index) and measured the same way:
+a same-run ratio of the two layouts.
 
-Part 2 compares the writer (``History.add`` + ``flush``: row building, batching, the executor hop,
-``INSERT OR IGNORE``) with a raw ``executemany`` of the same tuples into the same schema, same run.
+Part 2 compares the writer (``History.add`` + ``flush``: row building, vehicle ids, the late-row
+mark, batching, the executor hop, ``INSERT OR IGNORE``) with a raw ``executemany`` of the already
+built rows into the same table (``sample_data``), same run.
 
     python -m bench.history_bench --days 3 --speed 2000 --rows 50000 --runs 3
 """
@@ -24,9 +28,10 @@ from pathlib import Path
 
 from bench.common import median, table
 from bench.samples import clone, real_snapshots
+from exporter import history_layout
 from exporter.clock import ScaledClock
 from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
-from exporter.history import _INSERT, History, _row, connect, migrate
+from exporter.history import History, _v1, connect, migrate
 from exporter.runtime import running
 from exporter.snapshot import Snapshot
 
@@ -65,36 +70,36 @@ async def storage(days: float, speed: float, tmp: Path) -> dict[str, float]:
     e.close()
     data = vacuumed_size(db) - vacuumed_size(empty)
     vd = vehicles * elapsed_days
-    without_rowid = layout_experiment(db, tmp) - vacuumed_size(empty)
+    v1 = v1_layout(db, tmp)
     return {
         "vehicles": vehicles,
         "days": elapsed_days,
         "rows_per_vehicle_day": rows / vd,
         "bytes_per_vehicle_day": data / vd,
         "bytes_per_row": data / rows if rows else float("nan"),
-        "without_rowid_per_vehicle_day": without_rowid / vd,
+        "v1_per_vehicle_day": v1 / vd,
+        "v1_bytes_per_row": v1 / rows if rows else float("nan"),
     }
 
 
-def layout_experiment(db: Path, tmp: Path) -> int:
-    """The same rows in a ``WITHOUT ROWID`` table (the (vin, ts) key is the table, so the separate
-    primary-key index and its copy of every VIN disappear): vacuumed file size."""
-    copy = tmp / "without_rowid.db"
-    conn = sqlite3.connect(db)
-    conn.execute("VACUUM INTO ?", (str(copy),))
-    conn.close()
-    conn = sqlite3.connect(copy)
-    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'samples'").fetchone()
-    assert sql.rstrip().endswith(") STRICT"), sql
-    conn.execute(
-        sql.replace("samples", "samples_wr", 1).rstrip().removesuffix("STRICT")
-        + "WITHOUT ROWID, STRICT"
-    )
-    with conn:
-        conn.execute("INSERT INTO samples_wr SELECT * FROM samples")
-        conn.execute("DROP TABLE samples")
-    conn.close()
-    return vacuumed_size(copy)
+def v1_layout(db: Path, tmp: Path) -> int:
+    """The same rows in the version-1 table (what ``samples`` was before the compact layout):
+    vacuumed bytes, minus an empty version-1 file."""
+    sizes = []
+    for name, copy in (("v1-empty.db", False), ("v1.db", True)):
+        path = tmp / name
+        conn = sqlite3.connect(path)
+        with conn:
+            _v1(conn)
+            if copy:
+                conn.execute("ATTACH DATABASE ? AS src", (str(db),))
+                conn.execute("INSERT INTO main.samples SELECT * FROM src.samples ORDER BY vin, ts")
+                conn.execute("INSERT INTO main.vehicles SELECT * FROM src.vehicles")
+        if copy:
+            conn.execute("DETACH DATABASE src")
+        conn.close()
+        sizes.append(vacuumed_size(path))
+    return sizes[1] - sizes[0]
 
 
 def writer_rate(snaps: list[Snapshot], db: Path, batch: int) -> float:
@@ -112,11 +117,21 @@ def writer_rate(snaps: list[Snapshot], db: Path, batch: int) -> float:
 def raw_rate(snaps: list[Snapshot], db: Path, batch: int) -> float:
     conn = connect(db)
     migrate(conn)
-    rows = [_row(s) for s in snaps]  # prepared outside the clock: the floor is SQLite alone
+    codec = history_layout.codec(conn)
+    ids: dict[tuple[str, str], int] = {}
+    with conn:
+        for s in snaps:
+            if (s.vin, s.provider) not in ids:
+                cur = conn.execute(
+                    "INSERT INTO vins (vin, provider) VALUES (?, ?)", (s.vin, s.provider)
+                )
+                ids[s.vin, s.provider] = int(cur.lastrowid or 0)
+    # built outside the clock: the floor is SQLite alone
+    rows = [(ids[r[0], r[1]], *r[2:]) for r in map(codec.row, snaps)]
     t = time.perf_counter()
     for i in range(0, len(rows), batch):
         with conn:
-            conn.executemany(_INSERT, rows[i : i + batch])
+            conn.executemany(codec.insert_sql, rows[i : i + batch])
     dt = time.perf_counter() - t
     conn.close()
     return len(rows) / dt
@@ -135,7 +150,9 @@ async def main_async(args: argparse.Namespace) -> None:
                         "rows / vehicle-day",
                         "bytes / row",
                         "KB / vehicle-day",
-                        "KB / vehicle-day WITHOUT ROWID",
+                        "v1 layout: bytes / row",
+                        "v1 layout: KB / vehicle-day",
+                        "compact ÷ v1",
                     ],
                     [
                         [
@@ -144,7 +161,9 @@ async def main_async(args: argparse.Namespace) -> None:
                             st["rows_per_vehicle_day"],
                             st["bytes_per_row"],
                             st["bytes_per_vehicle_day"] / 1000,
-                            st["without_rowid_per_vehicle_day"] / 1000,
+                            st["v1_bytes_per_row"],
+                            st["v1_per_vehicle_day"] / 1000,
+                            f"{st['bytes_per_vehicle_day'] / st['v1_per_vehicle_day'] * 100:.0f} %",
                         ]
                     ],
                 )

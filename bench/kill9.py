@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import table
-from exporter.history import ALL_COLUMNS, History, _row
+from exporter.history import ALL_COLUMNS, History, stored_row
 from exporter.snapshot import Snapshot
 
 CARS = 20
@@ -89,7 +89,7 @@ def check(
                 (vin, since.get(vin, -1.0)),
             ).fetchall()
             for row in new:
-                want = _row(snapshot(template, int(row[0][-9:]), round((row[1] - T0) / STEP)))
+                want = stored_row(snapshot(template, int(row[0][-9:]), round((row[1] - T0) / STEP)))
                 bad += tuple(row) != want
             if new:
                 since[vin] = new[-1][1]

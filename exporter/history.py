@@ -2,9 +2,13 @@
 
 Design (see docs/ARCHITECTURE.md): one writer thread owns the connection; the event loop only appends
 to an in-memory batch; a flush commits the whole batch in one transaction (WAL, synchronous=NORMAL), so
-the poll loop never waits on the disk and a crash leaves whole rows or none. The table's columns are
-generated from ``exporter.signals``: a new signal becomes a new column on the next start (a migration
-adds it), old rows read NULL for it.
+the poll loop never waits on the disk and a crash leaves whole rows or none. The columns are generated
+from ``exporter.signals``: a new signal becomes a new column on the next start (a migration adds it),
+old rows read NULL for it.
+
+Readers use the ``samples`` view (version 1's columns in SI units); since schema version 2 the rows
+live in the compact ``sample_data`` table behind it (integers at each signal's resolution, see
+``exporter.history_layout``), which the writer fills directly.
 """
 
 from __future__ import annotations
@@ -20,16 +24,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-import sqlite_utils
-
-from exporter.signals import SIGNALS, Kind
+from exporter import history_layout as layout
+from exporter.history_layout import BASE_COLUMNS, SIGNAL_COLUMNS, VIEW_COLUMNS, stored_row
+from exporter.signals import SIGNALS
 from exporter.snapshot import Snapshot, VehicleInfo
 
 log = logging.getLogger(__name__)
 
-BASE_COLUMNS: Final = ("vin", "ts", "received_at", "provider", "source")
-SIGNAL_COLUMNS: Final = tuple(s.name for s in SIGNALS)
-ALL_COLUMNS: Final = BASE_COLUMNS + SIGNAL_COLUMNS
+ALL_COLUMNS: Final = VIEW_COLUMNS  # the columns of ``samples``, in order
+__all__ = [
+    "ALL_COLUMNS",
+    "BASE_COLUMNS",
+    "MIGRATIONS",
+    "SIGNAL_COLUMNS",
+    "History",
+    "backup",
+    "connect",
+    "migrate",
+    "prune",
+    "stored_row",
+]
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -58,8 +72,13 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    """The compact layout: ``samples`` becomes a view over ``sample_data`` (rows copied over)."""
+    layout.convert_v1(conn)
+
+
 # Append-only: (version, migration). Never edit a released entry; add a new one.
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1)]
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2)]
 
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -86,36 +105,31 @@ def migrate(conn: sqlite3.Connection) -> int:
                 fn(conn)
                 conn.execute(f"PRAGMA user_version={int(version)}")
             log.info("history schema migrated", extra={"version": version})
+            if version == 2:
+                _reclaim(conn)
             current = version
     _sync_signal_columns(conn)
     return int(current)
 
 
 def _sync_signal_columns(conn: sqlite3.Connection) -> None:
-    """Add a column for every signal that was added to the table since the file was created."""
-    db = sqlite_utils.Database(conn)
-    have = set(db["samples"].columns_dict)
-    for sig in SIGNALS:
-        if sig.name not in have:
-            with conn:
-                conn.execute(f'ALTER TABLE samples ADD COLUMN "{sig.name}" {sig.sql_type}')
-            log.info("history column added", extra={"column": sig.name})
+    """Give every signal added since the file was created a column (and a view column); re-encode
+    a column whose resolution or states changed in ``exporter.signals``."""
+    with conn:
+        changes = layout.sync(conn)
+    for change in changes:
+        log.info("history schema synced", extra={"change": change})
 
 
-def _row(snap: Snapshot) -> tuple[Any, ...]:
-    vals: list[Any] = [snap.vin, snap.car_time, snap.received_at, snap.provider, snap.source]
-    for sig in SIGNALS:
-        v = snap.values.get(sig.name)
-        if v is not None and sig.kind is Kind.BOOL:
-            v = int(bool(v))
-        vals.append(v)
-    return tuple(vals)
-
-
-_QUOTED: Final = ", ".join('"' + c + '"' for c in ALL_COLUMNS)
-_INSERT: Final = (
-    f"INSERT OR IGNORE INTO samples ({_QUOTED}) VALUES ({', '.join('?' for _ in ALL_COLUMNS)})"
-)
+def _reclaim(conn: sqlite3.Connection) -> None:
+    """Give the pages of the dropped version-1 table back to the file system, once, after the
+    upgrade (without it the file only stops growing until the new rows have reused them)."""
+    if not conn.execute("PRAGMA freelist_count").fetchone()[0]:
+        return
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.Error as e:  # e.g. a reader holding an old snapshot: harmless, try next upgrade
+        log.warning("history VACUUM after the upgrade failed", extra={"error": str(e)})
 
 
 class History:
@@ -129,6 +143,9 @@ class History:
         self.flush_interval = flush_interval
         self._pending: list[tuple[Any, ...]] = []
         self._pending_vehicles: dict[str, tuple[Any, ...]] = {}
+        self._ids: dict[tuple[str, str], int] = {}  # (vin, provider) -> vins.id, committed ones
+        self._codec: layout.Codec | None = None  # the file's encodings, known once it is open
+        self._early: list[Snapshot] = []  # reports added before open(), encoded by it
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -145,6 +162,11 @@ class History:
     def _open(self) -> None:
         self._conn = connect(self.path)
         migrate(self._conn)
+        codec = layout.codec(self._conn)
+        with self._lock:
+            self._codec = codec
+            early, self._early = self._early, []
+            self._pending[:0] = [codec.row(s) for s in early]
 
     async def run(self) -> None:
         """Flush periodically until cancelled; the final flush happens in ``close``."""
@@ -173,8 +195,13 @@ class History:
     # --- writing ----------------------------------------------------------------------------------
     def add(self, snap: Snapshot) -> None:
         """Queue one report (a Hub listener). The row is built now, so later mutation can't tear it."""
+        codec = self._codec
+        row = codec.row(snap) if codec is not None else None
         with self._lock:
-            self._pending.append(_row(snap))
+            if row is None:
+                self._early.append(snap)
+            else:
+                self._pending.append(row)
             n = len(self._pending)
         if n >= self.batch_size and self._wake is not None:
             self._wake.set()
@@ -213,8 +240,16 @@ class History:
                         "last_seen=excluded.last_seen",
                         vehicles,
                     )
+                ids = self._vehicle_ids(conn, rows)
+                compact = [(ids[r[0], r[1]], *r[2:]) for r in rows]
+                lows: dict[int, int] = {}
+                for r in compact:
+                    if r[1] < lows.get(r[0], r[1] + 1):
+                        lows[r[0]] = r[1]
+                conn.executemany(layout.MARK_LATE_SQL, [(ts, v) for v, ts in lows.items()])
                 before = conn.total_changes
-                conn.executemany(_INSERT, rows)
+                assert self._codec is not None  # rows exist only once the codec does
+                conn.executemany(self._codec.insert_sql, compact)
                 written = conn.total_changes - before
         except sqlite3.Error:
             self.write_errors += 1
@@ -226,9 +261,28 @@ class History:
                 for v in vehicles:
                     self._pending_vehicles.setdefault(v[0], v)
             return 0
+        self._ids.update(ids)
         self.rows_written += written
         self.last_write = time.time()
         return written
+
+    def _vehicle_ids(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]
+    ) -> dict[tuple[str, str], int]:
+        """Ids of the batch's vehicles, new ones inserted in the batch's transaction (and cached
+        only once it commits, so a rolled-back id is never reused)."""
+        ids = self._ids
+        new: dict[tuple[str, str], int] = {}
+        for r in rows:
+            key = (r[0], r[1])
+            if key in ids or key in new:
+                continue
+            got = conn.execute("SELECT id FROM vins WHERE vin = ? AND provider = ?", key).fetchone()
+            if got is None:
+                cur = conn.execute("INSERT INTO vins (vin, provider) VALUES (?, ?)", key)
+                got = (cur.lastrowid,)
+            new[key] = int(got[0])
+        return ids | new if new else ids
 
     def write_now(self, snaps: Iterable[Snapshot]) -> int:
         """Synchronous insert for tools and tests that do not run the event loop."""
@@ -254,12 +308,18 @@ def backup(src: Path, dest: Path) -> None:
 
 def prune(path: Path, older_than: float, *, now: float | None = None) -> int:
     """Delete raw samples older than ``older_than`` seconds (derived session tables are kept)."""
-    cutoff = (time.time() if now is None else now) - older_than
+    cutoff = layout.ms((time.time() if now is None else now) - older_than)
     conn = connect(path)
     try:
+        migrate(conn)
+        n = 0
         with conn:
-            n = conn.execute("DELETE FROM samples WHERE ts < ?", (cutoff,)).rowcount
+            for (vehicle,) in conn.execute("SELECT id FROM vins").fetchall():
+                n += conn.execute(  # per vehicle: a range of the primary key, not a table scan
+                    f"DELETE FROM {layout.TABLE} WHERE vehicle = ? AND ts_ms < ?",
+                    (vehicle, cutoff),
+                ).rowcount
         conn.execute("PRAGMA incremental_vacuum")
-        return int(n)
+        return n
     finally:
         conn.close()

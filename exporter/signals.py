@@ -20,10 +20,11 @@ from typing import Final
 class Kind(StrEnum):
     """How a signal's value is typed, exported and stored."""
 
-    NUMBER = "number"  # float gauge, REAL column
+    # (history: the ``samples`` view's column type; stored compactly, see exporter/history_layout.py)
+    NUMBER = "number"  # float gauge, REAL column (stored as an integer count of ``step``)
     BOOL = "bool"  # 0/1 gauge, INTEGER column
-    ENUM = "enum"  # state-set gauge (one series per known state), TEXT column
-    TIMESTAMP = "timestamp"  # unix seconds gauge, REAL column
+    ENUM = "enum"  # state-set gauge (one series per known state), TEXT column (stored as an index)
+    TIMESTAMP = "timestamp"  # unix seconds gauge, REAL column (stored as ms after the row's ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,34 @@ class Signal:
     labels: tuple[tuple[str, str], ...] = ()
     states: tuple[str, ...] = ()  # ENUM only: every known state, pre-created at 0
     private: bool = False  # location: exported only when [metrics] export_location = true
+    # NUMBER only: the step the history stores the value at, in ``unit`` (a whole number of units or
+    # a whole fraction of one: 1e-4, 0.1, 10, 60); None takes the unit's default from RESOLUTIONS.
+    # It must be at least as fine as what any cloud reports (see exporter/providers/*/parse.py).
+    resolution: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is Kind.NUMBER:
+            step = self.step
+            n = 1 / step if step < 1 else step
+            if step <= 0 or abs(n - round(n)) > 1e-9 * n:
+                raise ValueError(f"{self.name}: resolution {step} is not n or 1/n of a unit")
 
     @property
     def full_metric(self) -> str:
         return f"carmetrics_{self.metric}"
+
+    @property
+    def step(self) -> float:
+        """The stored resolution: explicit, else the unit's default (milliseconds for timestamps)."""
+        if self.kind is Kind.TIMESTAMP:
+            return TIMESTAMP_RESOLUTION
+        if self.resolution is not None:
+            return self.resolution
+        if self.kind is Kind.NUMBER:
+            if self.unit not in RESOLUTIONS:
+                raise ValueError(f"{self.name}: no default resolution for unit {self.unit!r}")
+            return RESOLUTIONS[self.unit]
+        return 1.0
 
     @property
     def sql_type(self) -> str:
@@ -58,6 +83,29 @@ class Signal:
             Kind.TIMESTAMP: "REAL",
         }[self.kind]
 
+
+# Default storage resolution per unit, each at or finer than what the clouds report (their parsers,
+# captured replies in /work/shared/reference, the simulators): SoC whole % (smart) or a ratio with 4
+# decimals (Smartcar); distances whole km (smart range) or km with 2 decimals (Smartcar), odometer km
+# with 3 decimals (smart); temperatures "6.600" (0.1 degC, zero-padded to 3 decimals) and tyres
+# "11.000" (whole degC); 12 V and AC charge current with 3 decimals; AC voltage with 1; positions in
+# milli-arc-seconds (2.8e-7 deg) or 5-7 decimal degrees; speed 0.1 km/h (0.028 m/s); power in watts.
+# The history stores integers of these steps (docs/ARCHITECTURE.md, "Storage").
+RESOLUTIONS: Final = MappingProxyType(
+    {
+        "ratio": 1e-4,
+        "m": 1.0,
+        "m/s": 1e-3,
+        "deg": 1e-7,
+        "C": 0.1,
+        "W": 1.0,
+        "V": 1e-2,
+        "A": 1e-3,
+        "Pa": 10.0,  # smart sends kPa with 3 decimals ("241.648"); TPMS sensors resolve ~1 kPa
+        "s": 1.0,
+    }
+)
+TIMESTAMP_RESOLUTION: Final = 1e-3  # timestamps are stored in milliseconds
 
 CHARGING_STATES: Final = (
     "disconnected",  # no cable
@@ -95,13 +143,14 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "State of charge of the traction battery (0-1).",
         "ratio",
     ),
-    Signal("electric_range", _N, "range_meters", "Estimated electric range.", "m"),
+    Signal("electric_range", _N, "range_meters", "Estimated electric range.", "m", resolution=10.0),
     Signal(
         "electric_range_at_full",
         _N,
         "range_at_full_meters",
         "Estimated electric range at 100% state of charge.",
         "m",
+        resolution=10.0,
     ),
     Signal(
         "charge_limit",
@@ -170,6 +219,7 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "charging_time_to_full_seconds",
         "Estimated time until charging completes.",
         "s",
+        resolution=60.0,  # smart: whole minutes (the only cloud that sends it)
     ),
     # --- motion and position
     Signal("odometer", _N, "odometer_meters", "Odometer reading.", "m"),
@@ -186,7 +236,13 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "longitude", _N, "location_longitude_degrees", "Longitude (WGS84).", "deg", private=True
     ),
     Signal(
-        "altitude", _N, "location_altitude_meters", "Altitude above sea level.", "m", private=True
+        "altitude",
+        _N,
+        "location_altitude_meters",
+        "Altitude above sea level.",
+        "m",
+        private=True,
+        resolution=0.1,
     ),
     Signal(
         "heading",
@@ -195,6 +251,7 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "Direction of travel, degrees clockwise from north.",
         "deg",
         private=True,
+        resolution=0.01,
     ),
     # --- climate
     Signal("cabin_temperature", _N, "cabin_temperature_celsius", "Cabin temperature.", "C"),
@@ -240,6 +297,7 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "aux_battery_voltage_volts",
         "Voltage of the 12 V auxiliary battery.",
         "V",
+        resolution=1e-3,
     ),
     Signal(
         "service_distance",
@@ -247,8 +305,16 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "service_distance_meters",
         "Distance left until the next service.",
         "m",
+        resolution=10.0,  # smart: whole km
     ),
-    Signal("service_time", _N, "service_time_seconds", "Time left until the next service.", "s"),
+    Signal(
+        "service_time",
+        _N,
+        "service_time_seconds",
+        "Time left until the next service.",
+        "s",
+        resolution=3600.0,  # smart: whole days
+    ),
     # --- the car's own report time
     Signal(
         "last_update",

@@ -102,8 +102,9 @@ def test_kill9_drill_checks_pass_and_detect_tampering(tmp_path: Path) -> None:
     assert result["rows in the end"] > 0
     template = __import__("json").loads((tmp_path / "template.json").read_text())
     with sqlite3.connect(tmp_path / "kill9.db") as c:  # a torn row must be caught
-        c.execute(
-            "UPDATE samples SET odometer = NULL WHERE rowid = (SELECT MIN(rowid) FROM samples)"
+        c.execute(  # the first row in storage order (the view's key is vin and ts)
+            "UPDATE samples SET odometer = NULL WHERE (vin, ts) = (SELECT vin, ts FROM samples "
+            "ORDER BY vin, ts LIMIT 1)"
         )
     ok, _, bad, _ = kill9.check(tmp_path / "kill9.db", template)
     assert ok and bad == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.history import ALL_COLUMNS, History, backup, connect, migrate, prune
+from exporter.history import ALL_COLUMNS, MIGRATIONS, History, backup, connect, migrate, prune
 from exporter.hub import Hub, Outcome
 from exporter.signals import SIGNALS
 from exporter.snapshot import Snapshot, VehicleInfo
@@ -86,11 +86,12 @@ def test_migrations_are_versioned_and_add_new_signal_columns(tmp_path: Path) -> 
     conn.commit()
     conn.close()
     conn = connect(path)
-    assert migrate(conn) == 1
+    latest = max(v for v, _ in MIGRATIONS)
+    assert migrate(conn) == latest
     cols = {r[1] for r in conn.execute("PRAGMA table_info(samples)")}
     assert {s.name for s in SIGNALS} <= cols
     assert conn.execute("SELECT battery_soc FROM samples").fetchall() == [(0.4,)]
-    assert migrate(conn) == 1  # idempotent
+    assert migrate(conn) == latest  # idempotent
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
