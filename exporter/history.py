@@ -196,6 +196,8 @@ class History:
     def add(self, snap: Snapshot) -> None:
         """Queue one report (a Hub listener). The row is built now, so later mutation can't tear it."""
         codec = self._codec
+        if codec is None:  # refuse what could never be stored now, not when open() encodes it
+            layout.ms(snap.car_time), layout.ms(snap.received_at)
         row = codec.row(snap) if codec is not None else None
         with self._lock:
             if row is None:

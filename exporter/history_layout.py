@@ -483,8 +483,9 @@ def sync(conn: sqlite3.Connection) -> list[str]:
 
 
 def _reencode(conn: sqlite3.Connection, name: str, have: Encoding, want: Encoding) -> None:
-    kind_moved = have.kind != want.kind and "bool" in (have.kind, want.kind)
-    if kind_moved or have.column_type != want.column_type:
+    declared = {r[1]: r[2] for r in conn.execute(f"PRAGMA table_info({TABLE})")}.get(name)
+    moved = have.kind != want.kind and "bool" in (have.kind, want.kind)  # own column <-> flags
+    if moved or (declared != "ANY" and want.column_type == "ANY"):
         raise RuntimeError(
             f"history column {name!r} changed from {have.kind} to {want.kind}; the stored values "
             "cannot follow. Give the signal a new name instead."

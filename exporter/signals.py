@@ -122,8 +122,15 @@ _N, _B, _E, _T = Kind.NUMBER, Kind.BOOL, Kind.ENUM, Kind.TIMESTAMP
 _W = ("front_left", "front_right", "rear_left", "rear_right")
 
 
-def _per_wheel(prefix: str, metric: str, label: str, help_: str, unit: str) -> list[Signal]:
-    return [Signal(f"{prefix}_{w}", _N, metric, help_, unit, labels=((label, w),)) for w in _W]
+def _per_wheel(
+    prefix: str, metric: str, label: str, help_: str, unit: str, resolution: float | None = None
+) -> list[Signal]:
+    return [
+        Signal(
+            f"{prefix}_{w}", _N, metric, help_, unit, labels=((label, w),), resolution=resolution
+        )
+        for w in _W
+    ]
 
 
 def _per_door(
@@ -251,7 +258,7 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "Direction of travel, degrees clockwise from north.",
         "deg",
         private=True,
-        resolution=0.01,
+        resolution=0.1,  # both clouds: whole degrees
     ),
     # --- climate
     Signal("cabin_temperature", _N, "cabin_temperature_celsius", "Cabin temperature.", "C"),
@@ -289,7 +296,9 @@ SIGNALS: Final[tuple[Signal, ...]] = (
     ),
     # --- tyres
     *_per_wheel("tyre_pressure", "tyre_pressure_pascals", "tyre", "Tyre pressure.", "Pa"),
-    *_per_wheel("tyre_temperature", "tyre_temperature_celsius", "tyre", "Tyre temperature.", "C"),
+    *_per_wheel(  # smart (the only cloud sending them): whole degrees, "11.000"
+        "tyre_temperature", "tyre_temperature_celsius", "tyre", "Tyre temperature.", "C", 1.0
+    ),
     # --- 12 V and service
     Signal(
         "aux_battery_voltage",
@@ -305,7 +314,7 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "service_distance_meters",
         "Distance left until the next service.",
         "m",
-        resolution=10.0,  # smart: whole km
+        resolution=1000.0,  # smart (the only cloud sending it): whole km
     ),
     Signal(
         "service_time",
