@@ -127,7 +127,9 @@ def raw_rate(snaps: list[Snapshot], db: Path, batch: int) -> float:
                 )
                 ids[s.vin, s.provider] = int(cur.lastrowid or 0)
     # built outside the clock: the floor is SQLite alone
-    rows = [(ids[r[0], r[1]], *r[2:]) for r in map(codec.row, snaps)]
+    rows = [codec.row(s) for s in snaps]
+    for r in rows:
+        r[0] = ids[r[0]]
     t = time.perf_counter()
     for i in range(0, len(rows), batch):
         with conn:

@@ -141,7 +141,7 @@ class History:
         self.path = Path(path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[list[Any]] = []  # Codec.row()s
         self._pending_vehicles: dict[str, tuple[Any, ...]] = {}
         self._ids: dict[tuple[str, str], int] = {}  # (vin, provider) -> vins.id, committed ones
         self._codec: layout.Codec | None = None  # the file's encodings, known once it is open
@@ -232,6 +232,7 @@ class History:
         conn = self._conn
         if conn is None:
             raise RuntimeError("history is not open")
+        keys: list[tuple[str, str]] = [r[0] for r in rows]
         try:
             with conn:
                 if vehicles:
@@ -242,18 +243,20 @@ class History:
                         "last_seen=excluded.last_seen",
                         vehicles,
                     )
-                ids = self._vehicle_ids(conn, rows)
-                compact = [(ids[r[0], r[1]], *r[2:]) for r in rows]
+                ids = self._vehicle_ids(conn, keys)
                 lows: dict[int, int] = {}
-                for r in compact:
-                    if r[1] < lows.get(r[0], r[1] + 1):
-                        lows[r[0]] = r[1]
-                conn.executemany(layout.MARK_LATE_SQL, [(ts, v) for v, ts in lows.items()])
+                for r, key in zip(rows, keys, strict=True):
+                    vid = r[0] = ids[key]
+                    if r[1] < lows.get(vid, r[1] + 1):
+                        lows[vid] = r[1]
+                conn.executemany(layout.MARK_LATE_SQL, [(ts, vid) for vid, ts in lows.items()])
                 before = conn.total_changes
                 assert self._codec is not None  # rows exist only once the codec does
-                conn.executemany(self._codec.insert_sql, compact)
+                conn.executemany(self._codec.insert_sql, rows)
                 written = conn.total_changes - before
         except sqlite3.Error:
+            for r, key in zip(rows, keys, strict=True):  # ids of a rolled-back batch mean nothing
+                r[0] = key
             self.write_errors += 1
             log.exception(
                 "history write failed; rows kept for the next attempt", extra={"rows": len(rows)}
@@ -269,14 +272,13 @@ class History:
         return written
 
     def _vehicle_ids(
-        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]
+        self, conn: sqlite3.Connection, keys: list[tuple[str, str]]
     ) -> dict[tuple[str, str], int]:
         """Ids of the batch's vehicles, new ones inserted in the batch's transaction (and cached
         only once it commits, so a rolled-back id is never reused)."""
         ids = self._ids
         new: dict[tuple[str, str], int] = {}
-        for r in rows:
-            key = (r[0], r[1])
+        for key in keys:
             if key in ids or key in new:
                 continue
             got = conn.execute("SELECT id FROM vins WHERE vin = ? AND provider = ?", key).fetchone()

@@ -176,20 +176,14 @@ def stored_exprs(
 
 # --- the writer's row, built in Python ----------------------------------------------------------------
 
-_MUL, _DIV, _TS, _BOOL, _ENUM = range(5)
-
-
-def _round(x: float) -> int:
-    # SQLite's round(): half away from zero, so the writer and the triggers agree on ties
-    return int(x + 0.5) if x >= 0 else -int(0.5 - x)
-
 
 def ms(t: float) -> int:
     """Unix seconds -> integer milliseconds (the stored time); ValueError for a non-finite time."""
     x = float(t) * 1000.0
     if not -LIMIT < x < LIMIT:
         raise ValueError(f"not a storable time: {t!r}")
-    return _round(x)
+    # SQLite's round(): half away from zero, so the writer and the triggers agree on ties
+    return int(x + 0.5) if x >= 0 else -int(0.5 - x)
 
 
 def first_ms(t: float) -> int:
@@ -216,96 +210,119 @@ def last_ms(t: float) -> int:
 _dropped: set[str] = set()
 
 
+def _unstorable(name: str) -> None:
+    if name not in _dropped:  # a parser bug, not a measurement: say so once
+        _dropped.add(name)
+        log.warning("history: value not storable, kept as NULL", extra={"signal": name})
+
+
 class Codec:
     """Builds the stored row of a Snapshot for one file's encodings (and decodes it again in Python).
 
-    The writer's hot path (once per car report, on the event loop): it walks only the values the
-    snapshot has and does each kind's arithmetic inline.
+    ``row`` is the writer's hot path (once per car report, on the event loop), so it walks fixed
+    per-kind lists with the rounding inlined rather than dispatching per value.
     """
 
     def __init__(self, encodings: Mapping[str, Encoding]) -> None:
         self.encodings = {s.name: encodings[s.name] for s in SIGNALS}
         own = [n for n, e in self.encodings.items() if e.column is None]
         flags = sorted({e.column for e in self.encodings.values() if e.column is not None})
-        # (vin, provider, ts_ms, received_delay_ms, source, *own signal columns, *flags columns)
+        # the physical columns a row fills, in order; the row holds (vin, provider) for "vehicle"
         self.columns: tuple[str, ...] = (*KEY_COLUMNS, *own, *flags)
         self.insert_sql = (
             f"INSERT OR IGNORE INTO {TABLE} ({', '.join(_q(c) for c in self.columns)}) "
             f"VALUES ({', '.join('?' for _ in self.columns)})"
         )
-        first = len(KEY_COLUMNS) + 1  # the row starts with vin AND provider, not the vehicle id
-        index = {c: first + i for i, c in enumerate((*own, *flags))}
-        self._width = first + len(own) + len(flags)
-        self._flag_slots = [index[c] for c in flags]
-        # name -> (index in the row, how, factor: float, or the int digit weight for a bool, codes)
-        self._slots: dict[str, tuple[int, int, Any, Mapping[str, int] | None]] = {}
+        index = {c: i for i, c in enumerate(self.columns)}
+        self._width = len(self.columns)
+        self._mul: list[tuple[str, int, float]] = []  # stored = round(value * f)
+        self._div: list[tuple[str, int, float]] = []  # stored = round(value / f)
+        self._ts: list[tuple[str, int]] = []  # stored = ms(value) - ts_ms
+        self._enum: list[tuple[str, int, dict[str, int]]] = []  # stored = index, or the string
+        self._bool: dict[int, list[tuple[str, int]]] = {}  # flags column -> (name, 3**digit)
         for name, e in self.encodings.items():
             if e.kind == "bool":
-                p = 3 ** ((e.flag or 0) % FLAG_DIGITS)
-                self._slots[name] = (index[flag_column(e.flag or 0)], _BOOL, p, None)
+                col = index[flag_column(e.flag or 0)]
+                self._bool.setdefault(col, []).append((name, 3 ** ((e.flag or 0) % FLAG_DIGITS)))
             elif e.kind == "enum":
-                codes = {s: i for i, s in enumerate(e.states or ())}
-                self._slots[name] = (index[name], _ENUM, 1.0, codes)
+                self._enum.append((name, index[name], {s: i for i, s in enumerate(e.states or ())}))
             elif e.kind == "timestamp":
-                self._slots[name] = (index[name], _TS, 1000.0, None)
+                self._ts.append((name, index[name]))
             else:
                 m, d = e.scale
-                self._slots[name] = (
-                    index[name],
-                    _MUL if d == 1 else _DIV,
-                    m if d == 1 else d,
-                    None,
-                )
+                if d == 1:
+                    self._mul.append((name, index[name], m))
+                else:
+                    self._div.append((name, index[name], d))
 
-    def row(self, snap: Snapshot) -> tuple[Any, ...]:
-        """(vin, provider, ts_ms, received_delay_ms, source, *stored values) for one report."""
+    def row(self, snap: Snapshot) -> list[Any]:
+        """[(vin, provider), ts_ms, received_delay_ms, source, *stored values]: ``columns``' values
+        once the writer has replaced the key with the vehicle id."""
         ts = ms(snap.car_time)
         out: list[Any] = [None] * self._width
-        out[0], out[1], out[2] = snap.vin, snap.provider, ts
-        out[3] = ms(snap.received_at) - ts
-        out[4] = _SOURCE_CODE.get(snap.source, snap.source)
-        for i in self._flag_slots:
-            out[i] = 0
-        slots = self._slots
-        for name, v in snap.values.items():
-            slot = slots.get(name)
-            if slot is None or v is None:
-                continue
-            i, how, f, codes = slot
-            if how == _BOOL:
-                out[i] += f + f if v else f
-            elif how == _ENUM:
-                out[i] = codes.get(v, v) if codes is not None and isinstance(v, str) else v
-            else:
-                x = float(v) / f if how == _DIV else float(v) * f
+        out[0] = (snap.vin, snap.provider)
+        out[1] = ts
+        out[2] = ms(snap.received_at) - ts
+        out[3] = _SOURCE_CODE.get(snap.source, snap.source)
+        get = snap.values.get
+        for name, i, f in self._mul:
+            v = get(name)
+            if v is not None:
+                x = v * f  # type: ignore[operator]
                 if -LIMIT < x < LIMIT:
-                    out[i] = _round(x) - ts if how == _TS else _round(x)
-                elif name not in _dropped:  # a parser bug, not a measurement: say so once
-                    _dropped.add(name)
-                    log.warning("history: value not storable, kept as NULL", extra={"signal": name})
-        return tuple(out)
+                    out[i] = int(x + 0.5) if x >= 0 else -int(0.5 - x)  # == SQLite's round()
+                else:
+                    _unstorable(name)
+        for name, i, f in self._div:
+            v = get(name)
+            if v is not None:
+                x = v / f  # type: ignore[operator]
+                if -LIMIT < x < LIMIT:
+                    out[i] = int(x + 0.5) if x >= 0 else -int(0.5 - x)
+                else:
+                    _unstorable(name)
+        for col, bools in self._bool.items():
+            flags = 0
+            for name, p in bools:
+                v = get(name)
+                if v is not None:
+                    flags += p + p if v else p
+            out[col] = flags
+        for name, i, codes in self._enum:
+            v = get(name)
+            if v is not None:
+                out[i] = codes.get(v, v) if isinstance(v, str) else v
+        for name, i in self._ts:
+            v = get(name)
+            if v is not None:
+                x = v * 1000.0  # type: ignore[operator]
+                if -LIMIT < x < LIMIT:
+                    out[i] = (int(x + 0.5) if x >= 0 else -int(0.5 - x)) - ts
+                else:
+                    _unstorable(name)
+        return out
 
     def decode(self, row: Sequence[Any]) -> tuple[Any, ...]:
         """A ``row()`` as the ``samples`` view reads it back (version 1's columns), in Python."""
-        ts = row[2]
-        src = row[4]
-        out: list[Any] = [row[0], ts / 1000.0, (ts + row[3]) / 1000.0, row[1]]
+        (vin, provider), ts, delay, src = row[:4]
+        out: list[Any] = [vin, ts / 1000.0, (ts + delay) / 1000.0, provider]
         out.append(SOURCES[src] if isinstance(src, int) and 0 <= src < len(SOURCES) else src)
-        for name, e in self.encodings.items():
-            i, how, f, _ = self._slots[name]
+        value: dict[str, Any] = {}
+        for name, i, f in self._mul:
+            value[name] = None if row[i] is None else row[i] / f
+        for name, i, f in self._div:
+            value[name] = None if row[i] is None else row[i] * f
+        for col, bools in self._bool.items():
+            for name, p in bools:
+                digit = row[col] // p % 3
+                value[name] = None if digit == 0 else digit - 1
+        for name, i, codes in self._enum:
+            states = list(codes)
             v = row[i]
-            if how == _BOOL:
-                digit = (v // f) % 3
-                out.append(None if digit == 0 else digit - 1)
-            elif v is None:
-                out.append(None)
-            elif how == _ENUM:
-                states = e.states or ()
-                out.append(states[v] if isinstance(v, int) and 0 <= v < len(states) else v)
-            elif how == _TS:
-                out.append((ts + v) / 1000.0)
-            else:
-                out.append(v / f if how == _MUL else v * f)
+            value[name] = states[v] if isinstance(v, int) and 0 <= v < len(states) else v
+        for name, i in self._ts:
+            value[name] = None if row[i] is None else (ts + row[i]) / 1000.0
+        out += [value[s.name] for s in SIGNALS]
         return tuple(out)
 
 
