@@ -231,6 +231,8 @@ class _Store:
 
     def handled(self, ch: _Changes) -> None:
         """Clear the late marks this run has handled, unless more late rows came meanwhile."""
+        if not ch.marks:  # a version-1 file has no marks (nor a vins table)
+            return
         self.conn.executemany(
             "UPDATE vins SET changed_since = NULL WHERE id = ? AND late_writes = ?", ch.marks
         )

@@ -476,3 +476,53 @@ def test_an_unupgraded_version_1_file_still_loads(tmp_path: Path) -> None:
     conn.close()
     old, new = analysis.load(tmp_path / "v1.db"), analysis.load(tmp_path / "v2.db")
     pd.testing.assert_frame_equal(old, new)
+
+
+def test_derive_carries_on_across_the_upgrade(tmp_path: Path) -> None:
+    """Derive on a version-1 file (rowids), late rows, the upgrade, more late rows: the derived
+    tables end up equal to a derive from scratch of all rows on a compact file."""
+    from analysis.testing import commuter, write_history
+
+    settings = analysis.Settings(timezone="Europe/Berlin")
+    frame = commuter(days=10, every=300.0, seed=3, vin=V1).frame()
+    late_a, late_b = frame.iloc[500:560], frame.iloc[1500:1560]  # reports delivered late
+    write_history(tmp_path / "all.db", [frame])
+    write_history(tmp_path / "src.db", [frame.drop(late_a.index).drop(late_b.index)])
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)  # the same rows as the version-1 writer kept them
+    with conn:
+        _v1(conn)
+        conn.execute("ATTACH DATABASE ? AS src", (str(tmp_path / "src.db"),))
+        conn.execute("INSERT INTO main.samples SELECT * FROM src.samples ORDER BY vin, ts")
+        conn.execute("INSERT INTO main.vehicles SELECT * FROM src.vehicles")
+        conn.execute("PRAGMA user_version=1")
+    conn.close()
+    analysis.derive(old, settings)
+    write_history(tmp_path / "late.db", [late_a])
+    with sqlite3.connect(old) as c:  # a version-1 tool appends late rows: new rowids
+        c.execute("ATTACH DATABASE ? AS late", (str(tmp_path / "late.db"),))
+        c.execute("INSERT INTO main.samples SELECT * FROM late.samples")
+    analysis.derive(old, settings)
+    c = connect(old)
+    assert migrate(c) == LATEST
+    with c:
+        assert layout.sync(c) == []  # the next start finds nothing to change
+        marked = c.execute("SELECT changed_since FROM vins").fetchall()
+    c.close()
+    assert marked == [(layout.ms(float(frame["ts"].iloc[0])),)]  # redo from the first sample once
+    analysis.derive(old, settings)
+    write_history(old, [late_b])  # late rows through the compact writer
+    with sqlite3.connect(old) as c:
+        assert c.execute("SELECT changed_since FROM vins").fetchall() == [
+            (layout.ms(float(late_b["ts"].iloc[0])),)
+        ]
+    analysis.derive(old, settings)
+    analysis.derive(tmp_path / "all.db", settings)
+    for name in ("trips", "charging_sessions"):
+        with sqlite3.connect(old) as a, sqlite3.connect(tmp_path / "all.db") as b:
+            q = f"SELECT * FROM {name} ORDER BY vin, start_ts"
+            got, want = pd.read_sql_query(q, a), pd.read_sql_query(q, b)
+        assert len(want) > 0
+        pd.testing.assert_frame_equal(got, want)
+    with sqlite3.connect(old) as c:
+        assert c.execute("SELECT changed_since FROM vins").fetchall() == [(None,)]
