@@ -38,7 +38,14 @@ async def _serve(args: argparse.Namespace) -> None:
     faults = Faults(clock=clock, seed=args.seed)
     if args.fault_rate > 0:
         faults.set_global_rate(args.fault_rate)
-    info: dict[str, Any] = {"urls": {}, "accounts": [], "smartcar": None}
+    faults.hang_seconds = args.hang_seconds
+    start, anchor = clock.anchor
+    info: dict[str, Any] = {
+        "urls": {},
+        "accounts": [],
+        "smartcar": None,
+        "clock": {"start": start, "anchor_monotonic": anchor, "speed": args.speed},
+    }
     closers = []
     if args.smart:
         smart_vins = [fleet.add(MODELS[i % len(MODELS)], cloud="smart") for i in range(args.smart)]
@@ -90,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--hang-seconds", type=float, default=40.0, help="real seconds a timeout hangs")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--redirect", default="http://127.0.0.1:9/connect/smartcar/callback")
     args = p.parse_args(argv)

@@ -51,6 +51,19 @@ class ScaledClock:
         self.cap_at_wall = cap_at_wall
         self._offset = 0.0
 
+    @classmethod
+    def shared(cls, start: float, anchor_monotonic: float, speed: float) -> ScaledClock:
+        """The clock another process built with ``start`` at ``anchor_monotonic``: the monotonic clock
+        is system-wide (Linux CLOCK_MONOTONIC), so a simulator child and the exporter under test agree."""
+        clock = cls(start, speed)
+        clock._t0_real = anchor_monotonic
+        return clock
+
+    @property
+    def anchor(self) -> tuple[float, float]:
+        """(start, monotonic anchor): what ``shared`` needs to rebuild this clock elsewhere."""
+        return self._t0, self._t0_real
+
     def _scaled(self) -> float:
         return self._t0 + (time.monotonic() - self._t0_real) * self.speed + self._offset
 

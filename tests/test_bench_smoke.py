@@ -19,6 +19,7 @@ from bench import (
     fleet_steady,
     history_bench,
     kill9,
+    memory_soak,
     metrics_render,
     poll_throughput,
     simproc,
@@ -85,6 +86,16 @@ async def test_fleet_scraper_reads_the_real_handler_from_another_process() -> No
         await runner.cleanup()
     assert seconds > 0
     assert 0 < size < len(scene.render())  # gzip on the wire, as Prometheus asks for it
+
+
+async def test_memory_soak_polls_an_external_simulator_on_a_shared_clock(tmp_path: Path) -> None:
+    args = argparse.Namespace(
+        days=1, smart=4, accounts=2, speed=40000.0, fault_rate=0.05, scrape_every=0.5
+    )
+    days = await memory_soak.run(args, tmp_path / "h.db")
+    (day, rss_mb, tracked, polls, _failed, rows) = days[0]
+    assert day == 1 and rss_mb > 10 and tracked > 1000
+    assert polls > 4 and rows > 4  # the cars were polled and their reports stored
 
 
 async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> None:
