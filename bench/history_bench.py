@@ -2,7 +2,8 @@
 
 Part 1 runs the real exporter runtime (embedded simulator, the demo smart account, default poll
 cadence) on an accelerated clock for a few simulated days, then measures the SQLite file (after a
-checkpoint and VACUUM, minus an empty database) per vehicle-day, and rows per vehicle-day. The
+checkpoint and VACUUM, minus an empty database) per vehicle-day, and rows per vehicle-day; also the
+file as the writer left it (before the VACUUM: pages as live appends filled them). The
 simulated cars commute, run errands, take longer drives and charge, as the vehicle model plans. The
 same rows (as the ``samples`` view reads them) are then copied into the version-1 layout (one REAL
 per signal, TEXT VIN and enums, rowid table with a (vin, ts) key index) and measured the same way:
@@ -44,6 +45,14 @@ def vacuumed_size(path: Path) -> int:
     return path.stat().st_size
 
 
+def written_size(path: Path) -> int:
+    """The file as the live writer left it (pages as filled by appends), WAL folded in."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path.stat().st_size
+
+
 async def storage(days: float, speed: float, tmp: Path) -> dict[str, float]:
     db = tmp / "storage.db"
     cfg = Config(
@@ -68,7 +77,9 @@ async def storage(days: float, speed: float, tmp: Path) -> dict[str, float]:
     e = connect(empty)
     migrate(e)
     e.close()
-    data = vacuumed_size(db) - vacuumed_size(empty)
+    empty_size = vacuumed_size(empty)
+    written = written_size(db) - empty_size
+    data = vacuumed_size(db) - empty_size
     vd = vehicles * elapsed_days
     v1 = v1_layout(db, tmp)
     return {
@@ -76,6 +87,7 @@ async def storage(days: float, speed: float, tmp: Path) -> dict[str, float]:
         "days": elapsed_days,
         "rows_per_vehicle_day": rows / vd,
         "bytes_per_vehicle_day": data / vd,
+        "written_per_vehicle_day": written / vd,
         "bytes_per_row": data / rows if rows else float("nan"),
         "v1_per_vehicle_day": v1 / vd,
         "v1_bytes_per_row": v1 / rows if rows else float("nan"),
@@ -152,6 +164,7 @@ async def main_async(args: argparse.Namespace) -> None:
                         "rows / vehicle-day",
                         "bytes / row",
                         "KB / vehicle-day",
+                        "as written (before VACUUM)",
                         "v1 layout: bytes / row",
                         "v1 layout: KB / vehicle-day",
                         "compact ÷ v1",
@@ -163,6 +176,7 @@ async def main_async(args: argparse.Namespace) -> None:
                             st["rows_per_vehicle_day"],
                             st["bytes_per_row"],
                             st["bytes_per_vehicle_day"] / 1000,
+                            st["written_per_vehicle_day"] / 1000,
                             st["v1_bytes_per_row"],
                             st["v1_per_vehicle_day"] / 1000,
                             f"{st['bytes_per_vehicle_day'] / st['v1_per_vehicle_day'] * 100:.0f} %",

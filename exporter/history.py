@@ -196,10 +196,13 @@ class History:
     def add(self, snap: Snapshot) -> None:
         """Queue one report (a Hub listener). The row is built now, so later mutation can't tear it."""
         codec = self._codec
-        if codec is None:  # refuse what could never be stored now, not when open() encodes it
-            layout.ms(snap.car_time), layout.ms(snap.received_at)
         row = codec.row(snap) if codec is not None else None
+        if row is None:  # before open(): refuse now what could never be stored; open() encodes it
+            layout.ms(snap.car_time)
+            layout.ms(snap.received_at)
         with self._lock:
+            if row is None and self._codec is not None:  # open() finished meanwhile
+                row = self._codec.row(snap)
             if row is None:
                 self._early.append(snap)
             else:
