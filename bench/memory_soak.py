@@ -75,8 +75,14 @@ async def run(args: argparse.Namespace, db: Path) -> list[Day]:
             store = MemoryTokenStore()
             for i, acc in enumerate(sim.info["accounts"]):
                 p = build(_account(i, acc), s, clock, store, sim.info["urls"]["smart"])
-                await p.start()
-                for info in await p.vehicles():
+                while True:  # faults hit the login too; retry as Runtime.add_provider does
+                    try:
+                        await p.start()
+                        vehicles = await p.vehicles()
+                        break
+                    except ProviderError:
+                        await clock.sleep(30)
+                for info in vehicles:
                     hub.register(info)
                     sched.add(info.vin, p)
             t0 = clock.now()
