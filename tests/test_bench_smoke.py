@@ -98,6 +98,24 @@ async def test_memory_soak_polls_an_external_simulator_on_a_shared_clock(tmp_pat
     assert polls > 4 and rows > 4  # the cars were polled and their reports stored
 
 
+def test_analysis_fleet_clones_vehicles_that_analyse_like_the_original(tmp_path: Path) -> None:
+    import analysis
+    from bench import analysis_speed
+
+    db = tmp_path / "f.db"
+    assert analysis_speed.build(db, 1, 7) > 0
+    with sqlite3.connect(db) as c:
+        (one,) = c.execute("SELECT count(*) FROM samples").fetchone()
+    assert analysis_speed.clone_vehicles(db, 3) == 3 * one
+    vins = analysis.vins(db)
+    assert len(vins) == 3
+    settings = analysis.Settings(timezone="Europe/Berlin")
+    first, last = (
+        analysis.Analysis(analysis.load(db, vin=v), settings) for v in (vins[0], vins[2])
+    )
+    assert len(first.trips) > 0 and len(first.trips) == len(last.trips)
+
+
 async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> None:
     snaps = clone(await real_snapshots(), 300, t0=1.7e9)
     assert history_bench.writer_rate(snaps, tmp_path / "w.db", 100) > 0
