@@ -11,6 +11,7 @@ volts, amperes, pascals, degrees Celsius, degrees of arc, unix seconds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -355,4 +356,7 @@ def check_value(name: str, value: Value) -> Value:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        # parsers turn inf/NaN into None (unknown); one that does not would export NaN and store NULL
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
     return float(value)

@@ -129,3 +129,6 @@ def test_bad_values_are_refused_before_they_reach_a_row() -> None:
         Snapshot.build("V", "smart", 1, 1, {"charging_state": "warp"})
     with pytest.raises(ValueError, match="expected a number"):
         Snapshot.build("V", "smart", 1, 1, {"battery_soc": "47"})
+    for not_finite in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="finite"):
+            Snapshot.build("V", "smart", 1, 1, {"odometer": not_finite})
