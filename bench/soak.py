@@ -96,12 +96,18 @@ class Counters(logging.Handler):
         super().__init__(level=logging.WARNING)
         self.by_msg: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
+        self.first_errors: list[str] = []  # whole message and traceback of the first few, to trace
 
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         self.by_msg[msg.split(":")[0][:60]] += 1
         if record.levelno >= logging.ERROR:
             self.errors[f"{record.name}: {msg[:80]}"] += 1
+            if len(self.first_errors) < 5:
+                trace = (
+                    logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+                )
+                self.first_errors.append(f"{record.name}: {msg}\n{trace}")
 
 
 class RetryAfterWatch:
@@ -338,6 +344,7 @@ class Soak:
             "served but not stored, by nearby fault": lost_why,
             "error logs": dict(self.log.errors.most_common(8)),
             "early requests (cloud, endpoint, vin, s too early)": watch.early_calls[:20],
+            "first error records": self.log.first_errors,
         }
 
     _crash_seen = 0
@@ -397,9 +404,12 @@ def main(argv: list[str] | None = None) -> None:
             "early requests (cloud, endpoint, vin, s too early)",
         )
     }
+    first_errors = result.pop("first error records")
     print(table(["measure", "value"], [[k, v] for k, v in result.items()]))
     for k, v in detail.items():
         print(f"\n{k}: {v}")
+    for text in first_errors:
+        print(f"\nerror record:\n{text}")
 
 
 if __name__ == "__main__":
