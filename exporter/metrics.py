@@ -35,7 +35,7 @@ from exporter.clock import Clock
 from exporter.health import Health, VehicleHealth
 from exporter.history import History
 from exporter.hub import Hub
-from exporter.signals import SIGNALS, Kind, Signal
+from exporter.signals import SIGNALS, Signal
 from exporter.snapshot import Snapshot, VehicleInfo
 
 CACHED = " Cached from the last poll; see carmetrics_last_update_timestamp_seconds for its age."
@@ -71,16 +71,12 @@ class _Line:
 
 @dataclass(frozen=True)
 class _Family:
-    name: str
-    help: str
-    label_keys: tuple[str, ...]  # after "vin"
-    signals: tuple[Signal, ...]
-    kind: Kind
-    lines: tuple[_Line, ...]
+    """One metric family of the signal table: several signals may share it (e.g. the four tyres)."""
 
-    @property
-    def header(self) -> bytes:
-        return _header(self.name, self.help, "gauge")
+    name: str
+    header: bytes  # HELP and TYPE lines
+    private: bool  # location: only with [metrics] export_location
+    lines: tuple[_Line, ...]
 
 
 def _line(name: str, sig: Signal) -> _Line:
@@ -96,15 +92,15 @@ def _families() -> tuple[_Family, ...]:
     by_metric: dict[str, list[Signal]] = {}
     for sig in SIGNALS:
         by_metric.setdefault(sig.full_metric, []).append(sig)
-    out = []
-    for name, sigs in by_metric.items():
-        first = sigs[0]
-        keys = tuple(k for k, _ in first.labels)
-        if first.kind is Kind.ENUM:
-            keys = (*keys, "state")
-        lines = tuple(_line(name, s) for s in sigs)
-        out.append(_Family(name, first.help + CACHED, keys, tuple(sigs), first.kind, lines))
-    return tuple(out)
+    return tuple(
+        _Family(
+            name,
+            _header(name, sigs[0].help + CACHED, "gauge"),
+            sigs[0].private,
+            tuple(_line(name, s) for s in sigs),
+        )
+        for name, sigs in by_metric.items()
+    )
 
 
 FAMILIES: Final = _families()
@@ -240,7 +236,7 @@ class VehicleCollector(Collector):
         self.export_location = export_location
         self.max_data_age = max_data_age
         self.history = history
-        self.families = tuple(f for f in FAMILIES if export_location or not f.signals[0].private)
+        self.families = tuple(f for f in FAMILIES if export_location or not f.private)
         # vin -> (the object the entry was rendered from, its rendered chunks); replaced, never mutated
         self._signals: dict[str, tuple[Snapshot, tuple[bytes, ...]]] = {}
         self._infos: dict[str, tuple[VehicleInfo, bytes]] = {}
