@@ -122,6 +122,11 @@ class AuthStats:
     by_rung: list[str] = field(default_factory=list)
 
 
+def _retrieve(task: asyncio.Future[ApiSession]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class Authenticator:
     """Owns one account's tokens: ``session()`` for a usable token, ``renew(failed)`` after 1402."""
 
@@ -183,6 +188,10 @@ class Authenticator:
                 return cur
             self.stats.renewals += 1
             self._inflight = asyncio.ensure_future(self._ladder())
+            # when every waiter was cancelled first (a poll timed out, the exporter stopped), shield
+            # drops its callback and nobody reads the outcome: read it here, or a failed renewal is
+            # logged by asyncio as "Task exception was never retrieved" (found by the soak)
+            self._inflight.add_done_callback(_retrieve)
         return await asyncio.shield(self._inflight)
 
     # -- the ladder ----------------------------------------------------------------------------
