@@ -17,83 +17,17 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import sys
 import tempfile
 import time
-import types
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from bench import simproc
 from bench.common import LoopLag, cpu_seconds, median, percentile, rss_bytes, table
-from bench.poll_throughput import _account
+from bench.pipeline import Pipeline, peak_rss_bytes, reset_peak_rss, scrape
 from exporter.clock import RealClock
 from exporter.config import PollConfig
-from exporter.health import Health
-from exporter.history import History
-from exporter.hub import Hub
-from exporter.metrics import VehicleCollector, make_registry
-from exporter.providers.base import MemoryTokenStore, ProviderError
-from exporter.providers.smart import build
-from exporter.scheduler import Scheduler
-from exporter.server import _RENDER, RUNTIME, metrics
-
-
-async def serve_metrics(registry: object, collector: object) -> tuple[web.AppRunner, int]:
-    """The real /metrics handler on a loopback port, over the bench's own pipeline pieces."""
-    app = web.Application()
-    app[RUNTIME] = types.SimpleNamespace(registry=registry, collector=collector)  # type: ignore[misc]
-    app[_RENDER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, int(port)
-
-
-_SCRAPER = """
-import sys, time, urllib.request
-req = urllib.request.Request(sys.argv[1], headers={"Accept-Encoding": "gzip"})
-t = time.perf_counter()
-with urllib.request.urlopen(req, timeout=120) as resp:
-    size = len(resp.read())
-print(time.perf_counter() - t, size)
-"""
-
-
-async def scrape(port: int) -> tuple[float, int]:
-    """One scrape as Prometheus does it (gzip), by another process: (seconds, bytes on the wire)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _SCRAPER,
-        f"http://127.0.0.1:{port}/metrics",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
-    seconds, size = out.split()
-    return float(seconds), int(size)
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM (Linux: write 5 to clear_refs), so the peak is of the measured window only."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def peak_rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 async def run(
@@ -101,30 +35,13 @@ async def run(
 ) -> None:
     clock = RealClock()
     with simproc.start(smart=vehicles, accounts=accounts, speed=1) as sim:
-        hub, health, history = Hub(), Health(), History(db)
-        history.open()
-        hub.subscribe(history.add)
-        hub.on_vehicle(history.add_vehicle)
-        polls = [0, 0]
-
-        def on_poll(_vin: str, result: object) -> None:
-            polls[1 if isinstance(result, ProviderError) else 0] += 1
-
-        sched = Scheduler(hub, health, clock, PollConfig(), on_poll=on_poll)
-        collector = VehicleCollector(hub, health, clock, history=history)
-        registry = make_registry(collector)
-        runner, port = await serve_metrics(registry, collector)
+        pipe = Pipeline(clock, db, PollConfig())
+        await pipe.start()
+        polls, history = pipe.polls, pipe.history
         lag = LoopLag(interval=0.05)
-        tasks = [asyncio.create_task(history.run()), asyncio.create_task(sched.run())]
+        lag_task = asyncio.create_task(lag.run())
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            store = MemoryTokenStore()
-            for i, acc in enumerate(sim.info["accounts"]):
-                p = build(_account(i, acc), session, clock, store, sim.info["urls"]["smart"])
-                await p.start()
-                for info in await p.vehicles():
-                    hub.register(info)
-                    sched.add(info.vin, p)
-            tasks.append(asyncio.create_task(lag.run()))
+            await pipe.add_smart_accounts(sim.info, session)
             await asyncio.sleep(warmup)
             peak_reset = reset_peak_rss()
             lag.samples.clear()
@@ -137,7 +54,7 @@ async def run(
             while time.perf_counter() < end:
                 s = time.perf_counter()
                 if scrape_every > 0:
-                    took, size = await scrape(port)
+                    took, size = await scrape(pipe.port)
                     scrapes.append(took)
                     sizes.append(size)
                 rss.append(rss_bytes())
@@ -146,11 +63,8 @@ async def run(
             peak = peak_rss_bytes() if peak_reset else max(rss)
             cpu = cpu_seconds() - c0
             sim_cpu = _sim_cpu(sim.pid) - c0_sim
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
-        history.close()
+            lag_task.cancel()
+        await pipe.stop()
     print(
         table(
             [

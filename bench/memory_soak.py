@@ -27,17 +27,9 @@ import aiohttp
 
 from bench import simproc
 from bench.common import rss_bytes, table
-from bench.fleet_steady import peak_rss_bytes, scrape, serve_metrics
-from bench.poll_throughput import _account
+from bench.pipeline import Pipeline, peak_rss_bytes, scrape
 from exporter.clock import ScaledClock
 from exporter.config import PollConfig
-from exporter.health import Health
-from exporter.history import History
-from exporter.hub import Hub
-from exporter.metrics import VehicleCollector, make_registry
-from exporter.providers.base import MemoryTokenStore, ProviderError
-from exporter.providers.smart import build
-from exporter.scheduler import Scheduler
 
 DAY = 86400.0
 
@@ -55,40 +47,18 @@ async def run(args: argparse.Namespace, db: Path) -> list[Day]:
     ) as sim:
         c = sim.info["clock"]
         clock = ScaledClock.shared(c["start"], c["anchor_monotonic"], c["speed"])
-        hub, health, history = Hub(), Health(), History(db)
-        history.open()
-        hub.subscribe(history.add)
-        hub.on_vehicle(history.add_vehicle)
-        polls = [0, 0]
-
-        def on_poll(_vin: str, result: object) -> None:
-            polls[1 if isinstance(result, ProviderError) else 0] += 1
-
         # client timeouts are real seconds: 1 s against the simulator's 1.5 s hang
-        sched = Scheduler(hub, health, clock, PollConfig(timeout=1.0), on_poll=on_poll)
-        collector = VehicleCollector(hub, health, clock, history=history)
-        runner, port = await serve_metrics(make_registry(collector), collector)
-        tasks = [asyncio.create_task(history.run()), asyncio.create_task(sched.run())]
+        pipe = Pipeline(clock, db, PollConfig(timeout=1.0))
+        await pipe.start()
+        polls, history = pipe.polls, pipe.history
         rows: list[Day] = []
         timeout = aiohttp.ClientTimeout(total=1.0)
         async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as s:
-            store = MemoryTokenStore()
-            for i, acc in enumerate(sim.info["accounts"]):
-                p = build(_account(i, acc), s, clock, store, sim.info["urls"]["smart"])
-                while True:  # faults hit the login too; retry as Runtime.add_provider does
-                    try:
-                        await p.start()
-                        vehicles = await p.vehicles()
-                        break
-                    except ProviderError:
-                        await clock.sleep(30)
-                for info in vehicles:
-                    hub.register(info)
-                    sched.add(info.vin, p)
+            await pipe.add_smart_accounts(sim.info, s)
             t0 = clock.now()
             for day in range(1, args.days + 1):
                 while clock.now() < t0 + day * DAY:
-                    await scrape(port)  # as Prometheus would, a few times per simulated day
+                    await scrape(pipe.port)  # as Prometheus would, a few times per simulated day
                     await asyncio.sleep(args.scrape_every)
                 rows.append(
                     (
@@ -101,11 +71,7 @@ async def run(args: argparse.Namespace, db: Path) -> list[Day]:
                     )
                 )
                 print(*rows[-1], flush=True)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
-        history.close()
+        await pipe.stop()
     return rows
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from bench import (
-    fleet_steady,
     history_bench,
     kill9,
     memory_soak,
     metrics_render,
+    pipeline,
     poll_throughput,
     simproc,
     smartcar_batch,
@@ -79,9 +79,9 @@ async def test_metrics_render_scene_holds_every_vehicle_and_churn_changes_it() -
 
 async def test_fleet_scraper_reads_the_real_handler_from_another_process() -> None:
     scene = metrics_render.Scene(3, await real_snapshots())
-    runner, port = await fleet_steady.serve_metrics(scene.registry, scene.collector)
+    runner, port = await pipeline.serve_metrics(scene.registry, scene.collector)
     try:
-        seconds, size = await fleet_steady.scrape(port)
+        seconds, size = await pipeline.scrape(port)
     finally:
         await runner.cleanup()
     assert seconds > 0
