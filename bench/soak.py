@@ -117,9 +117,13 @@ class RetryAfterWatch:
     def __init__(self, faults: Faults, clock: ScaledClock) -> None:
         self.clock = clock
         self.until: dict[tuple[str, str], float] = {}
+        self.cause: dict[tuple[str, str], str] = {}  # what got the Retry-After: "429 on soc"
+        self.restarts_at: list[float] = []  # sim times of the daily restarts (set by the soak)
         self.given = 0
         self.early = 0
         self.early_calls: list[tuple[str, str, str, float]] = []
+        self.early_why: list[str] = []
+        self.retry_after: dict[tuple[str, str], float] = {}
         # every injection (Faults.log keeps only the latest 10,000): (sim time, kind, cloud, vin)
         self.log: list[tuple[float, str, str, str | None]] = []
         original = faults.pick
@@ -131,12 +135,21 @@ class RetryAfterWatch:
                 self.early += 1
                 # what the early request was, for tracing: cloud, endpoint, VIN, seconds too early
                 self.early_calls.append((cloud, endpoint, vin, round(self.until[key] - now, 1)))
+                given = self.until[key] - self.retry_after.get(key, 0.0)
+                restarted = any(given <= t <= now for t in self.restarts_at)
+                self.early_why.append(
+                    f"{vin} {endpoint}: Retry-After from {self.cause.get(key)}, "
+                    f"{now - given:.1f} s earlier, exporter restarted in between: {restarted}"
+                )
             fault = original(cloud, endpoint, vin)
             if fault is not None:
                 self.log.append((now, fault.kind.value, cloud, vin))
             if vin is not None and fault is not None and fault.kind in _RETRY_AFTER:
                 self.given += 1
                 self.until[key] = now + fault.retry_after
+                self.retry_after[key] = fault.retry_after
+                code = "429" if fault.kind is FaultKind.RATE_LIMITED else "403"
+                self.cause[key] = f"{code} on {endpoint}"
             return fault
 
         faults.pick = pick  # type: ignore[method-assign]
@@ -300,6 +313,7 @@ class Soak:
             self.crashes += self.log.by_msg.get("poll crashed", 0) - self._crash_logs()
             self.rss_per_day.append(rss_bytes())
             if day < self.args.days:
+                watch.restarts_at.append(self.clock.now())
                 await self.stop_exporter(rt, runner)
                 rt, runner = await self.start_exporter(sim)
                 self.restarts += 1
@@ -345,6 +359,7 @@ class Soak:
             "error logs": dict(self.log.errors.most_common(8)),
             "early requests (cloud, endpoint, vin, s too early)": watch.early_calls[:20],
             "first error records": self.log.first_errors,
+            "why early": watch.early_why[:10],
         }
 
     _crash_seen = 0
@@ -405,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     }
     first_errors = result.pop("first error records")
+    for line in result.pop("why early"):
+        print(f"early: {line}")
     print(table(["measure", "value"], [[k, v] for k, v in result.items()]))
     for k, v in detail.items():
         print(f"\n{k}: {v}")
