@@ -119,6 +119,7 @@ class RetryAfterWatch:
         self.until: dict[tuple[str, str], float] = {}
         self.cause: dict[tuple[str, str], str] = {}  # what got the Retry-After: "429 on soc"
         self.restarts_at: list[float] = []  # sim times of the daily restarts (set by the soak)
+        self.health: Any = None  # the running exporter's Health: its view of the car, for tracing
         self.given = 0
         self.early = 0
         self.early_calls: list[tuple[str, str, str, float]] = []
@@ -139,7 +140,8 @@ class RetryAfterWatch:
                 restarted = any(given <= t <= now for t in self.restarts_at)
                 self.early_why.append(
                     f"{vin} {endpoint}: Retry-After from {self.cause.get(key)}, "
-                    f"{now - given:.1f} s earlier, exporter restarted in between: {restarted}"
+                    f"{now - given:.1f} s earlier, exporter restarted in between: {restarted}, "
+                    f"the client's last error for the car: {self._last_error(vin)!r}"
                 )
             fault = original(cloud, endpoint, vin)
             if fault is not None:
@@ -153,6 +155,10 @@ class RetryAfterWatch:
             return fault
 
         faults.pick = pick  # type: ignore[method-assign]
+
+    def _last_error(self, vin: str) -> str:
+        h = self.health.vehicles.get(vin) if self.health is not None else None
+        return str(h.last_error) if h is not None else "unknown"
 
 
 _RETRY_AFTER = (FaultKind.RATE_LIMITED, FaultKind.FORBIDDEN)
@@ -305,6 +311,7 @@ class Soak:
         t0 = self.clock.now()
         wall0 = time.perf_counter()
         rt, runner = await self.start_exporter(sim)
+        watch.health = rt.health
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             connect_attempts = await self.connect_smartcar(http) if self.args.smartcar else 0
         for day in range(1, int(self.args.days) + 1):
@@ -316,6 +323,7 @@ class Soak:
                 watch.restarts_at.append(self.clock.now())
                 await self.stop_exporter(rt, runner)
                 rt, runner = await self.start_exporter(sim)
+                watch.health = rt.health
                 self.restarts += 1
             print(
                 f"day {day}: rows {self._rows()}, rss {self.rss_per_day[-1] / 1e6:.0f} MB, "
