@@ -17,7 +17,7 @@ library's encoders (and tests) see exactly the same samples as a scrape.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from operator import itemgetter
@@ -140,6 +140,15 @@ _AGE_HEADER: Final = _header(
     "Seconds since the car's own last report, at scrape time.",
     "gauge",
 )
+_ROWS_HEADER: Final = _header(
+    "carmetrics_db_rows_written_total", "Rows written to the SQLite history.", "counter"
+)
+_ERRORS_HEADER: Final = _header(
+    "carmetrics_db_write_errors_total", "Failed history transactions (rows are retried).", "counter"
+)
+_LAST_WRITE_HEADER: Final = _header(
+    "carmetrics_db_last_write_timestamp_seconds", "When the history last committed rows.", "gauge"
+)
 _UP_HEADER: Final = _header(
     "carmetrics_api_up", "1 when the last call to a cloud account succeeded.", "gauge"
 )
@@ -208,7 +217,7 @@ def _health_chunks(vin: str, h: VehicleHealth) -> tuple[bytes, ...]:
     )
 
 
-def _columns(headers: list[bytes], rows: list[tuple[bytes, ...]]) -> list[bytes]:
+def _columns(headers: Sequence[bytes], rows: list[tuple[bytes, ...]]) -> list[bytes]:
     """Family ``i`` = its header + every vehicle's chunk ``i``.
 
     Not ``zip(*rows)``: that makes one iterator per vehicle, 10k short-lived GC-tracked objects that get
@@ -237,6 +246,7 @@ class VehicleCollector(Collector):
         self.max_data_age = max_data_age
         self.history = history
         self.families = tuple(f for f in FAMILIES if export_location or not f.private)
+        self._headers = tuple(f.header for f in self.families)
         # vin -> (the object the entry was rendered from, its rendered chunks); replaced, never mutated
         self._signals: dict[str, tuple[Snapshot, tuple[bytes, ...]]] = {}
         self._infos: dict[str, tuple[VehicleInfo, bytes]] = {}
@@ -283,7 +293,7 @@ class VehicleCollector(Collector):
                 hit = (snap, _signal_chunks(self.families, snap))
                 self._signals[vin] = hit
             rows.append(hit[1])
-        return _columns([f.header for f in self.families], rows)
+        return _columns(self._headers, rows)
 
     def _health_families(
         self, vehicles: dict[str, VehicleInfo], latest: dict[str, Snapshot], now: float
@@ -302,7 +312,7 @@ class VehicleCollector(Collector):
                 hit = (key, _health_chunks(vin, h))
                 self._healths[vin] = hit
             rows.append(hit[1])
-        out = _columns(list(_HEALTH_HEADERS), rows)
+        out = _columns(_HEALTH_HEADERS, rows)
         age = "".join(
             f'carmetrics_data_age_seconds{{vin="{_label(vin)}"}} '
             f"{_value(max(0.0, now - snap.car_time))}\n"
@@ -322,26 +332,13 @@ class VehicleCollector(Collector):
             return []
         h = self.history
         out = [
-            _header(
-                "carmetrics_db_rows_written_total", "Rows written to the SQLite history.", "counter"
-            )
-            + f"carmetrics_db_rows_written_total {_value(h.rows_written)}\n".encode(),
-            _header(
-                "carmetrics_db_write_errors_total",
-                "Failed history transactions (rows are retried).",
-                "counter",
-            )
+            _ROWS_HEADER + f"carmetrics_db_rows_written_total {_value(h.rows_written)}\n".encode(),
+            _ERRORS_HEADER
             + f"carmetrics_db_write_errors_total {_value(h.write_errors)}\n".encode(),
         ]
         if h.last_write is not None:
-            out.append(
-                _header(
-                    "carmetrics_db_last_write_timestamp_seconds",
-                    "When the history last committed rows.",
-                    "gauge",
-                )
-                + f"carmetrics_db_last_write_timestamp_seconds {_value(h.last_write)}\n".encode()
-            )
+            line = f"carmetrics_db_last_write_timestamp_seconds {_value(h.last_write)}\n"
+            out.append(_LAST_WRITE_HEADER + line.encode())
         return out
 
     def _forget_gone(self, vehicles: dict[str, VehicleInfo], latest: dict[str, Snapshot]) -> None:
