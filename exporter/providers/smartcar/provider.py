@@ -37,6 +37,7 @@ from exporter.providers.smartcar.budget import Budget, month_end
 from exporter.providers.smartcar.client import SmartcarApiError, SmartcarClient
 from exporter.providers.smartcar.errors import SmartcarError, parse_error, to_provider_error
 from exporter.providers.smartcar.parse import finish_v3, parse_time, v2_values, v3_values
+from exporter.providers.smartcar.rotation import RenewalPolicy, RotatingToken
 from exporter.providers.smartcar.settings import SmartcarSettings
 from exporter.providers.smartcar.webhooks import (
     Dedupe,
@@ -47,7 +48,6 @@ from exporter.providers.smartcar.webhooks import (
 )
 from exporter.signals import Value
 from exporter.snapshot import Snapshot, VehicleInfo
-from exporter.tokens import RenewalPolicy, RotatingToken
 
 log = logging.getLogger(__name__)
 
