@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.smartcar import api, connect, token
+from exporter.simulator.smartcar import admin, api, connect, token
 from exporter.simulator.smartcar.connect import CLOUD
 from exporter.simulator.smartcar.state import SmartcarCloud
 from exporter.simulator.smartcar.webhooks import WebhookEmitter
@@ -32,6 +32,8 @@ def make_apps(
         app[CLOUD] = cloud
         app[api.SIM_URLS] = urls
         add_routes(app)
+        if name == "api":
+            admin.routes(app)
         apps[name] = app
     return apps
 
