@@ -79,6 +79,7 @@ class Runtime:
                 )
             else:
                 clock = RealClock()
+        tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
         hub = Hub()
         health = Health()
         history = History(config.db)
@@ -101,7 +102,6 @@ class Runtime:
             # requests (the smart login sets the cookies it needs explicitly)
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        tokens = tokens_from_config(config)
         hub.subscribe(history.add)
         hub.on_vehicle(history.add_vehicle)
         rt = cls(
