@@ -118,6 +118,7 @@ class PollConfig:
     timeout: float = 30.0
     backoff_base: float = 30.0
     backoff_max: float = 3600.0
+    relist: float = 21600.0  # re-read each account's vehicle list this often (cars come and go)
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,7 @@ def _build(data: dict[str, Any], base: Path, in_file: set[str], source: str) -> 
         timeout=_num(p, "timeout", "poll", defaults.timeout, minimum=0.1),
         backoff_base=_num(p, "backoff_base", "poll", defaults.backoff_base, minimum=0.1),
         backoff_max=_num(p, "backoff_max", "poll", defaults.backoff_max, minimum=1),
+        relist=_num(p, "relist", "poll", defaults.relist, minimum=1),
     )
     if poll.jitter >= 1:
         raise ConfigError(

@@ -35,6 +35,7 @@ class Hub:
         self._latest: dict[str, Snapshot] = {}
         self._on_report: list[Listener] = []
         self._on_vehicle: list[Callable[[VehicleInfo], None]] = []
+        self._on_removed: list[Callable[[str], None]] = []
 
     # --- vehicles ---------------------------------------------------------------------------------
     def register(self, info: VehicleInfo) -> None:
@@ -45,9 +46,13 @@ class Hub:
                 cb(info)
 
     def forget(self, vin: str) -> None:
-        """Stop exporting a vehicle (removed from the account): its series disappear from /metrics."""
-        self._vehicles.pop(vin, None)
+        """Stop exporting a vehicle (removed from the account): its series disappear from /metrics.
+        Listeners hear of it once; the history keeps what was stored."""
+        known = self._vehicles.pop(vin, None)
         self._latest.pop(vin, None)
+        if known is not None:
+            for cb in self._on_removed:
+                cb(vin)
 
     @property
     def vehicles(self) -> Mapping[str, VehicleInfo]:
@@ -66,7 +71,12 @@ class Hub:
         self._on_report.append(on_report)
 
     def on_vehicle(self, cb: Callable[[VehicleInfo], None]) -> None:
+        """Call ``cb`` when a vehicle is first seen or its description changes."""
         self._on_vehicle.append(cb)
+
+    def on_vehicle_removed(self, cb: Callable[[str], None]) -> None:
+        """Call ``cb(vin)`` when a vehicle is forgotten (it left its account)."""
+        self._on_removed.append(cb)
 
     def publish(self, snap: Snapshot) -> Outcome:
         prev = self._latest.get(snap.vin)

@@ -21,6 +21,7 @@ class SmartSettings:
     vins: frozenset[str] | None  # None = every vehicle of the account
     hosts: SmartHosts
     request_timeout: float
+    account: str = ""  # the account's config name
 
 
 def read_settings(
@@ -71,4 +72,6 @@ def read_settings(
             hosts = SmartHosts.for_region(
                 region.name, table, simulator=account.simulator, key_prefix=account.key("hosts")
             )
-    return SmartSettings(region, username.strip(), password, vins, hosts, float(timeout))
+    return SmartSettings(
+        region, username.strip(), password, vins, hosts, float(timeout), account.name
+    )
