@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter.providers.smartcar.provider import SmartcarProvider
+from exporter.providers.smartcar.v3_provider import SmartcarV3Provider
 
 METRIC_NAMES = (
     "carmetrics_api_calls_total",
@@ -29,7 +30,9 @@ METRIC_NAMES = (
 
 
 class SmartcarCollector(Collector):
-    def __init__(self, providers: Callable[[], Iterable[SmartcarProvider]]) -> None:
+    def __init__(
+        self, providers: Callable[[], Iterable[SmartcarProvider | SmartcarV3Provider]]
+    ) -> None:
         self._providers = providers
 
     def describe(self) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ from exporter.simulator.smartcar import (
     api,
     connect,
     token,
+    v3_admin,
     v3_api,
     v3_iam,
     v3_webhooks,
@@ -51,6 +52,8 @@ def make_apps(
         add_routes(app)
         if name == "api":
             admin.routes(app)
+        if name == "management_api":
+            v3_admin.routes(app)
         apps[name] = app
     return apps
 
