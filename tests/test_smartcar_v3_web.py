@@ -64,6 +64,9 @@ async def test_the_demo_user_cars_show_without_a_click(served: Served) -> None:
         assert m[("carmetrics_battery_soc_ratio", (("vin", vin),))] == pytest.approx(
             truth.soc / 100, abs=1e-3
         )
+    # BEVs: the combustion signals are ERRORs (VEHICLE_NOT_CAPABLE), counted, the polls succeeded
+    key = (("account", "sc"), ("provider", "smartcar"), ("status", "ERROR"))
+    assert m[("carmetrics_signals_absent_total", key)] >= 2 * 3
 
 
 async def test_webhooks_verify_then_first_delivery_reaches_the_hub(served: Served) -> None:
