@@ -410,3 +410,21 @@ async def test_info_line_carries_v3_urls_and_logins() -> None:
             async with session.get(url, headers=headers) as r:
                 assert r.status == 200 and (await r.json())["meta"]["totalCount"] > 20
         assert isinstance(session, aiohttp.ClientSession)
+
+
+async def test_the_per_vehicle_throttle_answers_429_with_retry_after(env: V3Env) -> None:
+    tok = await env.token()
+    vid = env.vehicle_ids[0]
+    path = f"/vehicles/{vid}/signals/odometer-traveleddistance"
+    statuses = [(await env.call("GET", path, tok, user=env.user))[0] for _ in range(30)]
+    assert statuses == [200] * 30  # the bucket holds 30 (30 per hour refill)
+    status, body, headers = await env.call("GET", path, tok, user=env.user)
+    assert status == 429 and _err(body) == ("429", "RATE_LIMIT", "VEHICLE")
+    wait = int(headers["Retry-After"])
+    assert 100 <= wait <= 121  # one request per 120 s
+    env.clock.advance(wait - 5)
+    assert (await env.call("GET", path, tok, user=env.user))[0] == 429
+    env.clock.advance(5)
+    assert (await env.call("GET", path, tok, user=env.user))[0] == 200
+    other = env.vehicle_ids[1]  # the throttle is per vehicle
+    assert (await env.call("GET", f"/vehicles/{other}/signals", tok, user=env.user))[0] == 200
