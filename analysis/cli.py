@@ -46,7 +46,9 @@ def _context(config_path: Path | None, db: Path | None) -> Context:
         path = Path("config.toml")
     try:
         cfg = load_config(path)  # no file: defaults plus CARMETRICS_* environment overrides
-        settings = Settings.from_config(cfg.extra.get("analysis"))
+        settings = Settings.from_config(
+            cfg.extra.get("analysis"), cfg.extra.get("places"), cfg.extra.get("tariffs")
+        )
     except (ConfigError, SettingsError) as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
     db_path = db or cfg.db
@@ -96,8 +98,9 @@ def progress(items: Iterable[T], label: str, length: int | None = None) -> Itera
 def _analyses(
     ctx: Context, vin: str | None, since: str | None, until: str | None, label: str
 ) -> Iterator[Analysis]:
-    lo = parse_when(since, ctx.settings.timezone)
-    hi = parse_when(until, ctx.settings.timezone)
+    zone = ctx.settings.timezone_name("")  # the pinned zone, else the machine's
+    lo = parse_when(since, zone)
+    hi = parse_when(until, zone)
     chosen = [v for v in vins(ctx.db) if vin is None or v == vin]
     if vin is not None and not chosen:
         raise click.ClickException(f"no samples for vehicle {vin} in {ctx.db}")
