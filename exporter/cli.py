@@ -304,7 +304,17 @@ def _contrib() -> None:
         ("exporter.commands.cli", ("command", "vehicles")),
         (
             "analysis.cli",
-            ("trips", "charges", "drain", "efficiency", "battery", "summary", "report"),
+            (
+                "trips",
+                "charges",
+                "drain",
+                "efficiency",
+                "battery",
+                "summary",
+                "places",
+                "costs",
+                "report",
+            ),
         ),
         ("analysis.cli", ("derive",)),
     ):
