@@ -186,3 +186,12 @@ def test_the_readme_worked_example_costs_what_it_says(tmp_path: Path) -> None:
     assert "**7.91 EUR**" in section and row["cost"] == 7.91
     assert "3.77 EUR per 100 km" in section
     assert round(row["cost_per_100km_range"], 2) == 3.77
+
+
+def test_check_config_finds_a_bad_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text(CONFIG)
+    assert CliRunner().invoke(cli, ["check-config"]).exit_code == 0
+    (tmp_path / "config.toml").write_text(CONFIG.replace("latitude = 52.52", "latitude = 152.52"))
+    res = CliRunner().invoke(cli, ["check-config"])
+    assert res.exit_code != 0 and "places[0].latitude = 152.52" in res.output
