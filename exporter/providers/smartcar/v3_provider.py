@@ -107,6 +107,7 @@ class SmartcarV3Provider(BaseProvider):
             V3Urls(settings.iam_url, settings.vehicle_api_url, settings.management_api_url),
             tokens,
             command_timeout=settings.command_timeout,
+            mode=settings.mode,
         )
         self.budget = Budget(
             store,
