@@ -97,3 +97,21 @@ async def test_connect_adds_cars_and_revoked_ones_leave(served: Served) -> None:
     sim.v3.disconnect(gone.id)
     infos = await p.vehicles()
     assert added[0] not in {i.vin for i in infos} and added[1] in {i.vin for i in infos}
+
+
+async def test_an_account_issue_asks_the_owner_to_reconnect(served: Served) -> None:
+    from exporter.providers.base import ReauthRequired
+    from exporter.simulator.smartcar.errors import ApiFault
+
+    p = provider(served)
+    vin = served.rt.simulator.fleet.vins_for("smartcar")[0]
+    await until(lambda: vin in p.known_vins(), "the demo car")
+    served.sim.cloud.inject(vin, ApiFault("CONNECTED_SERVICES_ACCOUNT", "ACCOUNT_ISSUE"), times=-1)
+    result = await p.poll(vin)
+    assert isinstance(result.error, ReauthRequired)
+    assert "/connect/smartcar/reconnect?" in result.error.reauth_url
+    assert list(p.reauth_links()) == [vin]
+    status, _ = await served.get(p.reauth_links()[vin])
+    assert status == 302  # on to Smartcar Connect
+    served.sim.cloud.clear_faults(vin)
+    assert (await p.poll(vin)).error is None and p.reauth_links() == {}

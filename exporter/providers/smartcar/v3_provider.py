@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
@@ -33,12 +34,14 @@ from exporter.providers.base import (
     CommandRejected,
     PollResult,
     ProviderError,
+    ReauthRequired,
     Sink,
     TokenStore,
     UpstreamUnavailable,
     VehicleNotLinked,
 )
 from exporter.providers.smartcar.budget import Budget
+from exporter.providers.smartcar.errors import SmartcarError
 from exporter.providers.smartcar.v3_client import (
     ConnectionInfo,
     SmartcarV3Client,
@@ -272,6 +275,20 @@ class SmartcarV3Provider(BaseProvider):
             return frozenset()
         return frozenset(n for n, p in COMMAND_PERMISSIONS.items() if p in ref.permissions)
 
+    def reconnect_url(self, vin: str) -> str:
+        """Our own page that restarts Connect for this car (absolute, from the redirect URI)."""
+        p = urlsplit(self.settings.redirect_uri)
+        query = urlencode({"account": self.account, "vehicle": self.vehicle_id(vin) or ""})
+        return f"{p.scheme}://{p.netloc}/connect/smartcar/reconnect?{query}"
+
+    def reauth_links(self) -> dict[str, str]:
+        """VIN -> our reconnect page (relative: the exporter may sit behind a proxy)."""
+        out = {}
+        for vin in sorted(self.reauth):
+            href = self.reconnect_url(vin)
+            out[vin] = href[href.index("/connect/smartcar/reconnect") :]
+        return out
+
     def known_vins(self) -> list[str]:
         return list(self._vehicles)
 
@@ -310,11 +327,24 @@ class SmartcarV3Provider(BaseProvider):
         except ProviderError as exc:
             if exc.code == "BILLING:VEHICLE_REQUEST_LIMIT":
                 self.budget.exhausted(vin)
+            if isinstance(exc, ReauthRequired):  # only the owner can fix it: a new Connect
+                self.reauth[vin] = exc.code
+                exc.reauth_url = exc.reauth_url or self.reconnect_url(vin)
             return PollResult(error=exc)
         now = self.clock.now()
         if not parsed.values:
+            common = _common_error(parsed.absent)
+            if common is not None:
+                # every signal failed the same way (the per-signal form of an account or vehicle
+                # error [DOC get-signal example: CONNECTED_SERVICES_ACCOUNT, REAUTHENTICATE])
+                failed = v3_provider_error(common)
+                if isinstance(failed, ReauthRequired):
+                    self.reauth[vin] = failed.code
+                    failed.reauth_url = self.reconnect_url(vin)
+                return PollResult(error=failed)
             # e.g. the signal store is still empty (filled once the car is subscribed)
             return PollResult(error=UpstreamUnavailable("no signal values yet", code="empty"))
+        self.reauth.pop(vin, None)
         car_time = parsed.newest or now
         values = {k: v for k, v in parsed.values.items() if k != "last_update"}
         return PollResult(Snapshot.build(vin, NAME, car_time, now, values))
@@ -392,6 +422,24 @@ class SmartcarV3Provider(BaseProvider):
             outcome = "stale"
         self.webhook_events[(kind, outcome)] += 1
         return WebhookResult(200, {"status": "ok"}, snapshot=snap, outcome=outcome)
+
+
+def _common_error(absent: Mapping[str, str]) -> SmartcarError | None:
+    """The one ``ERROR:<type>:<code>`` the failed signals share, leaving out what fails for good
+    on this car (COMPATIBILITY: not fitted; PERMISSION: not granted) and UNAVAILABLE values."""
+    keys = {
+        v
+        for v in absent.values()
+        if v.startswith("ERROR:") and not v.startswith(("ERROR:COMPATIBILITY", "ERROR:PERMISSION"))
+    }
+    if len(keys) != 1:
+        return None
+    (key,) = keys
+    parts = key.split(":")
+    if parts[0] != "ERROR" or len(parts) < 2:
+        return None
+    code = parts[2] if len(parts) > 2 and parts[2] else None
+    return SmartcarError(status=0, type=parts[1], code=code, description="every signal failed")
 
 
 def _provider_error(exc: Exception) -> ProviderError:
