@@ -54,7 +54,7 @@ def client(env: V3Env, secret: str | None = None, **kw: Any) -> SmartcarV3Client
         vehicle_api=env.urls["vehicle_api"],
         management_api=env.urls["management_api"],
     )
-    return SmartcarV3Client(env.http, urls, tokens, **kw)
+    return SmartcarV3Client(env.http, urls, tokens, **{"mode": "simulated", **kw})
 
 
 # --- the application token ------------------------------------------------------------------------
@@ -90,7 +90,11 @@ async def test_bad_credentials_are_an_auth_error(env: V3Env) -> None:
 async def test_connections_are_paged_and_revoked_ones_disappear(env: V3Env) -> None:
     app_id = env.creds.app.application_id
     other = env.cloud.user_id("second@example.com")
-    env.v3.connect(app_id, other, [env.vin(env.vehicle_ids[1])], ["read_odometer"])
+    env.v3.connect(
+        app_id, other, [env.vin(env.vehicle_ids[1])], ["read_odometer"], mode="simulated"
+    )
+    live_only = client(env, mode="live")
+    assert await live_only.connections() == []  # Smartcar lists live connections by default
     c = client(env, page_size=1)
     conns = await c.connections()
     assert len(conns) == 3 and c.requests == 3  # one page per connection

@@ -17,6 +17,8 @@ from exporter.simulator.smartcar.errors import ApiFault
 from exporter.simulator.smartcar.headless import consent
 from tests.smartcar_v3_support import REDIRECT, V3Env, v3_env
 
+SIM = "filter[vehicle.mode]=simulated"
+
 
 @pytest.fixture
 async def env() -> AsyncIterator[V3Env]:
@@ -103,7 +105,7 @@ async def test_connect_redirects_with_user_id_and_creates_connections(env: V3Env
     assert q["state"] == ["st8"] and "code" in q
     (user,) = q["user_id"]
     tok = await env.token()
-    status, body, _ = await env.call("GET", f"/connections?filter[userId]={user}", tok)
+    status, body, _ = await env.call("GET", f"/connections?filter[userId]={user}&{SIM}", tok)
     assert status == 200
     vids = {c["relationships"]["vehicle"]["data"]["id"] for c in body["data"]}
     assert vids == set(env.vehicle_ids)  # the default login owns the fleet's cars
@@ -130,19 +132,21 @@ async def test_connect_error_outcomes_stay(env: V3Env) -> None:
 
 async def test_connections_paging_filters_and_revocation(env: V3Env) -> None:
     tok = await env.token()
-    status, body, _ = await env.call("GET", "/connections?page[size]=1", tok)
+    status, live, _ = await env.call("GET", "/connections", tok)
+    assert status == 200 and live["data"] == []  # the default is live; the demo is simulated
+    status, body, _ = await env.call("GET", f"/connections?page[size]=1&{SIM}", tok)
     assert status == 200 and body["meta"]["totalCount"] == 2 and len(body["data"]) == 1
     assert body["links"]["prev"] is None and body["links"]["next"]
     status, page2, _ = await env.call("GET", body["links"]["next"], tok)
     assert page2["meta"]["pageNumber"] == 2 and page2["links"]["next"] is None
     assert page2["data"][0]["id"] != body["data"][0]["id"]
     vid = env.vehicle_ids[1]
-    _, one, _ = await env.call("GET", f"/connections?filter[vehicleId]={vid}", tok)
+    _, one, _ = await env.call("GET", f"/connections?filter[vehicleId]={vid}&{SIM}", tok)
     assert [c["relationships"]["vehicle"]["data"]["id"] for c in one["data"]] == [vid]
     assert (await env.call("GET", "/connections?page[size]=101", tok))[0] == 400
     cid = one["data"][0]["id"]
     assert (await env.call("DELETE", f"/connections/{cid}", tok))[0] == 204
-    _, after, _ = await env.call("GET", "/connections", tok)
+    _, after, _ = await env.call("GET", f"/connections?{SIM}", tok)
     assert vid not in {c["relationships"]["vehicle"]["data"]["id"] for c in after["data"]}
     status, body, _ = await env.call("GET", f"/vehicles/{vid}/signals", tok, user=env.user)
     assert status == 403 and _err(body) == ("403", "AUTHENTICATION", "ACCESS_DENIED")

@@ -105,6 +105,7 @@ class SmartcarV3Client:
         command_timeout: float = COMMAND_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         page_size: int = PAGE_SIZE,
+        mode: str = "live",
     ) -> None:
         self.session = session
         self.urls = urls
@@ -112,6 +113,8 @@ class SmartcarV3Client:
         self.command_timeout = command_timeout
         self.read_timeout = read_timeout
         self.page_size = page_size
+        # the connections listed: Smartcar's default is live only [3P-LIVE §2.3]
+        self.mode = "live" if mode == "live" else "simulated"
         self._origins = urls.origins()
         self.requests = 0  # HTTP requests sent to the vehicle/management API (bench, tests)
         self.absent_total: dict[str, int] = {}  # ERROR | UNAVAILABLE | UNPARSED -> signals
@@ -189,7 +192,11 @@ class SmartcarV3Client:
         out: list[ConnectionInfo] = []
         number = 1
         while True:
-            params = {"page[number]": str(number), "page[size]": str(self.page_size)}
+            params = {
+                "page[number]": str(number),
+                "page[size]": str(self.page_size),
+                "filter[vehicle.mode]": self.mode,
+            }
             if user_id:
                 params["filter[userId]"] = user_id
             if vehicle_id:

@@ -189,7 +189,8 @@ def demo_v3(
     )
     owner = cloud.user_id(cloud.owner_email)
     cars = list(cloud.owner_vins) if vins is None else vins
-    v3.connect(app.application_id, owner, cars, ALL_PERMISSIONS)
+    # simulated mode, as the demo account connects (Connect mode=simulated)
+    v3.connect(app.application_id, owner, cars, ALL_PERMISSIONS, mode="simulated")
     ids = tuple(v3.vehicle_id(app.application_id, v) for v in cars)
     return v3, DemoV3(app, hook.id, ((owner, ids),) if cars else ())
 

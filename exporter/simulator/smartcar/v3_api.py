@@ -376,14 +376,16 @@ async def connections(request: web.Request) -> web.StreamResponse:
         )
     user = q.get("filter[userId]") or request.headers.get("sc-user-id") or None
     vehicle_id = q.get("filter[vehicleId]")
-    mode = q.get("filter[vehicle.mode]")
+    # live or simulated, default live [3P-LIVE reading vehicle.yml, §2.3]
+    mode = q.get("filter[vehicle.mode]", "live")
+    if mode not in ("live", "simulated"):
+        return error_response(_invalid("filter[vehicle.mode]", "live or simulated"), ctx.request_id)
     rows = ctx.v3.connections_of(ctx.application_id)
     if user:
         rows = [c for c in rows if c.user_id == user]
     if vehicle_id:
         rows = [c for c in rows if ctx.v3.vehicle_id(c.application_id, c.vin) == vehicle_id]
-    if mode:
-        rows = [c for c in rows if c.mode == mode]
+    rows = [c for c in rows if c.mode == mode]
     total = len(rows)
     last = max(1, -(-total // size))
     page = rows[(number - 1) * size : number * size]

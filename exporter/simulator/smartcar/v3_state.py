@@ -192,6 +192,7 @@ class V3Cloud:
         """Create (or renew) the user's connections; a re-connect replaces the grant."""
         out = []
         perms = tuple(sorted(set(permissions)))
+        mode = "live" if mode == "live" else "simulated"  # Connect's legacy "test" is simulated
         for vin in vins:
             cid = str(uuid.uuid5(_NS, f"{application_id}/{user_id}/{vin}"))
             conn = Connection(
