@@ -304,3 +304,26 @@ async def test_subscribe_once_then_409_is_not_an_error(env: V3Env) -> None:
     await c.unsubscribe(subs[0]["id"])
     assert await c.subscriptions(vid) == []
     await env.sim.v3_emitter.idle()
+
+
+async def test_the_runners_shared_faults_reach_v3_requests(env: V3Env) -> None:
+    from exporter.simulator.faults import Faults
+
+    faults = Faults(clock=env.clock, seed=1)
+    env.cloud.shared_faults = faults
+    c = client(env)
+    vid = env.vehicle_ids[0]
+    faults.script("malformed_json", cloud="smartcar", endpoint="signals")
+    with pytest.raises(BadReply):
+        await c.read(env.user, vid)
+    faults.script("token_expired", cloud="smartcar", endpoint="signals")
+    assert "odometer" in (await c.read(env.user, vid)).values  # a new token, one retry
+    assert c.tokens.fetches == 2
+    faults.script("garbage_fields", cloud="smartcar", endpoint="signals")
+    garbled = await c.read(env.user, vid)  # garbage values: dropped or counted, never a crash
+    for name, value in garbled.values.items():
+        check_value(name, value)
+    faults.script("rate_limited", cloud="smartcar", endpoint="signals", retry_after=77)
+    with pytest.raises(RateLimited) as err:
+        await c.read(env.user, vid)
+    assert err.value.retry_after is not None and err.value.retry_after >= 77

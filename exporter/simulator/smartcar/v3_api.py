@@ -9,6 +9,7 @@ the monthly plan (430 BILLING), then the data. Sources per behaviour are cited w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping
@@ -129,36 +130,73 @@ def open_vehicle(request: web.Request, ctx: Ctx, cost: int) -> VehicleCtx | web.
     return VehicleCtx(ctx, vin, v3.cloud.cars[vin], vehicle_id, perms)
 
 
-def _shared_fault(vc: VehicleCtx, endpoint: str) -> ApiFault | None:
-    """The runner's shared fault plan, in v3 terms (soak tests)."""
+@dataclass
+class Shared:
+    """A fault from the runner's shared plan (soak tests), in v3 terms."""
+
+    fault: ApiFault | None = None
+    hang: float = 0.0
+    malformed: bool = False
+    garble: Any = None  # the runner's Fault, for Faults.garble
+
+
+def _shared_fault(vc: VehicleCtx, endpoint: str) -> Shared:
     faults = vc.ctx.v3.cloud.shared_faults
     f = faults.pick("smartcar", endpoint, vc.vin) if faults is not None else None
     if f is None:
-        return None
+        return Shared()
     kind = str(f.kind)
     if kind in ("token_expired", "main_token_expired"):
         vc.ctx.v3.tokens.pop(vc.ctx.token_value, None)  # the token really dies
-        return ApiFault("AUTHENTICATION", "UNAUTHORIZED")
+        return Shared(ApiFault("AUTHENTICATION", "UNAUTHORIZED"))
     if kind == "rate_limited":
-        return ApiFault("RATE_LIMIT", "VEHICLE", retry_after=f.retry_after)
+        return Shared(ApiFault("RATE_LIMIT", "VEHICLE", retry_after=f.retry_after))
     if kind == "forbidden":
-        return ApiFault("RATE_LIMIT", "SMARTCAR_API")
+        return Shared(ApiFault("RATE_LIMIT", "SMARTCAR_API"))
     if kind == "server_error":
-        return ApiFault("SERVER", "INTERNAL")
+        return Shared(ApiFault("SERVER", "INTERNAL"))
     if kind == "data_unavailable":
-        return ApiFault("VEHICLE_STATE", "UNREACHABLE")
-    return None
+        return Shared(ApiFault("VEHICLE_STATE", "UNREACHABLE"))
+    if kind == "timeout":
+        return Shared(hang=faults.hang_for(f))
+    if kind == "malformed_json":
+        return Shared(malformed=True)
+    if kind == "garbage_fields":
+        return Shared(garble=f)
+    return Shared()
 
 
-def _fault(vc: VehicleCtx, endpoint: str) -> ApiFault | None:
-    """A scripted fault, a simulated-error VIN's error (§5.5 of smartcar-api.md) or a shared one."""
+def _fault(vc: VehicleCtx, endpoint: str) -> tuple[ApiFault | None, Shared]:
+    """A scripted fault, a simulated-error VIN's error (smartcar-api.md §5.5) or a shared one."""
     f = vc.ctx.v3.cloud.scripted_fault(vc.vin)
     if f is not None:
-        return f
+        return f, Shared()
     err = catalog.ERROR_VINS.get(vc.vin)
     if err is not None:
-        return ApiFault(*err)
-    return _shared_fault(vc, endpoint)
+        return ApiFault(*err), Shared()
+    shared = _shared_fault(vc, endpoint)
+    return shared.fault, shared
+
+
+async def _deliver(ctx: Ctx, shared: Shared, doc: Any) -> web.Response:
+    """The 200 reply, or what a shared fault makes of it (a hang, a cut body, garbage values)."""
+    if shared.hang:
+        await asyncio.sleep(shared.hang)  # real seconds: the client's own timeout must fire
+    if shared.malformed:
+        text = json.dumps(doc)
+        return web.Response(
+            status=200,
+            text=text[: max(1, len(text) // 2)],
+            content_type="application/json",
+            headers={"SC-Request-Id": ctx.request_id},
+        )
+    faults = ctx.v3.cloud.shared_faults
+    if shared.garble is not None and faults is not None:
+        for item in doc.get("data") if isinstance(doc.get("data"), list) else [doc.get("data")]:
+            body = item.get("attributes", {}).get("body") if isinstance(item, dict) else None
+            if isinstance(body, dict):  # garbage in values, never in the envelope
+                faults.garble(body, shared.garble)
+    return _json(200, doc, ctx)
 
 
 def _stamp(v3: V3Cloud, t: float) -> int | str:
@@ -238,7 +276,7 @@ async def signals(request: web.Request) -> web.StreamResponse:
     vc = open_vehicle(request, ctx, cost)
     if isinstance(vc, web.Response):
         return vc
-    fault = _fault(vc, "signals")
+    fault, shared = _fault(vc, "signals")
     if fault is not None and fault.type in REQUEST_LEVEL:
         return error_response(fault, ctx.request_id)
     data: list[dict[str, Any]] = []
@@ -252,7 +290,7 @@ async def signals(request: web.Request) -> web.StreamResponse:
         "links": {"self": self_link, "first": self_link, "previous": None, "next": None},
         "included": _included(vc),
     }
-    return _json(200, doc, ctx)
+    return await _deliver(ctx, shared, doc)
 
 
 async def one_signal(request: web.Request) -> web.StreamResponse:
@@ -266,14 +304,14 @@ async def one_signal(request: web.Request) -> web.StreamResponse:
     if code not in CATALOGUE or _store_empty(vc):
         # unknown (or not domain-prefixed) code, or nothing ingested yet: 404 [3P-LIVE §2.4]
         return error_response(ApiFault("RESOURCE_NOT_FOUND", "SIGNAL_NOT_FOUND"), ctx.request_id)
-    fault = _fault(vc, "signals")
+    fault, shared = _fault(vc, "signals")
     if fault is not None and fault.type in REQUEST_LEVEL:
         return error_response(fault, ctx.request_id)
     doc = {
         "data": signal_resource(vc, code, vc.car.read(), fault),
         "included": _included(vc),
     }  # wrapped in data, as 2026 docs and live clients read it [§2.2]
-    return _json(200, doc, ctx)
+    return await _deliver(ctx, shared, doc)
 
 
 async def vehicle(request: web.Request) -> web.StreamResponse:
@@ -565,7 +603,7 @@ async def command(request: web.Request) -> web.StreamResponse:
         return error_response(ApiFault("COMPATIBILITY", "VEHICLE_NOT_CAPABLE"), ctx.request_id)
     if (path.startswith("charge") and vc.car.powertrain == "ICE") or path not in COMMANDS:
         return error_response(ApiFault("COMPATIBILITY", "VEHICLE_NOT_CAPABLE"), ctx.request_id)
-    fault = _fault(vc, "command")
+    fault, _ = _fault(vc, "command")
     if fault is not None:
         return error_response(fault, ctx.request_id)
     clock = ctx.v3.cloud.clock
