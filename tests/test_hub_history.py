@@ -35,6 +35,20 @@ def test_hub_classifies_new_refresh_and_stale_reports() -> None:
     assert hub.latest("VIN00000000000001").car_time == 200  # type: ignore[union-attr]
 
 
+def test_forgetting_a_vehicle_tells_its_listeners_once() -> None:
+    hub = Hub()
+    removed: list[str] = []
+    hub.on_vehicle_removed(removed.append)
+    hub.register(VehicleInfo("VIN00000000000001", "smart"))
+    hub.publish(snap(100))
+    hub.forget("VIN00000000000001")
+    hub.forget("VIN00000000000001")  # already gone: nothing to tell
+    hub.forget("VIN00000000000002")  # never known
+    assert removed == ["VIN00000000000001"]
+    assert hub.latest("VIN00000000000001") is None
+    assert "VIN00000000000001" not in hub.vehicles
+
+
 def test_webhook_reports_fill_missing_signals_from_the_last_known() -> None:
     hub = Hub()
     hub.publish(snap(100, soc=0.5, locked=True))
