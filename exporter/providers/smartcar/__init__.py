@@ -1,6 +1,6 @@
 """The Smartcar provider: Connect, token rotation, ``/batch`` polling and webhooks-first ingestion.
 
-:data:`ENTRY` is its line in ``exporter.providers.registry``: ``settings`` validates an
+:data:`ENTRY` is its line in ``exporter.providers.registry``: ``account_settings`` validates an
 ``[[accounts]]`` entry with ``provider = "smartcar"``, ``build`` makes the provider and ``web.setup``
 adds the Connect, callback and webhook routes.
 """
@@ -16,7 +16,14 @@ from exporter.providers.smartcar import web
 from exporter.providers.smartcar.provider import SmartcarProvider
 from exporter.providers.smartcar.settings import SmartcarSettings, from_account
 
-__all__ = ["ENTRY", "SmartcarProvider", "SmartcarSettings", "build", "from_account", "settings"]
+__all__ = [
+    "ENTRY",
+    "SmartcarProvider",
+    "SmartcarSettings",
+    "account_settings",
+    "build",
+    "from_account",
+]
 
 
 def _simulated(
@@ -42,7 +49,7 @@ def _simulated(
     return replace(account, settings=values, secrets=secrets), dict(urls)
 
 
-def settings(account: AccountConfig, ctx: ProviderContext) -> SmartcarSettings:
+def account_settings(account: AccountConfig, ctx: ProviderContext) -> SmartcarSettings:
     """Validate ``account`` (ConfigError names the key)."""
     sim_urls = None
     if account.simulator:
@@ -61,4 +68,4 @@ def build(settings: SmartcarSettings, ctx: ProviderContext) -> SmartcarProvider:
     return provider
 
 
-ENTRY = ProviderEntry("smartcar", settings, build, web.setup)
+ENTRY = ProviderEntry("smartcar", account_settings, build, web.setup)
