@@ -223,6 +223,9 @@ class Runtime:
                     extra={"account": provider.account, "reason": exc.reason, "code": exc.code},
                 )
                 continue
+            except Exception:  # a parser bug must not end re-listing for good
+                log.exception("vehicle list not re-read", extra={"account": provider.account})
+                continue
             self._sync_vehicles(provider, vehicles)
 
     async def _wait_relist(self, wake: asyncio.Event) -> None:

@@ -16,6 +16,7 @@ from exporter.providers.base import (
     Command,
     CommandReceipt,
     PollResult,
+    ProviderContext,
     ProviderError,
 )
 from exporter.signals import Value
@@ -56,6 +57,7 @@ class FakeProvider(BaseProvider):
         }
         self.commands: list[tuple[str, Command]] = []
         self.closed = False
+        self.context: ProviderContext | None = None  # set by a registry entry's build, if any
 
     async def start(self) -> None:
         return None

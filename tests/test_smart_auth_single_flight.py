@@ -72,3 +72,23 @@ async def test_waiting_callers_still_get_the_renewal_error() -> None:
     results = await asyncio.gather(auth.renew(None), auth.renew(None), return_exceptions=True)
     assert all(isinstance(r, UpstreamUnavailable) for r in results)
     assert auth.stats.renewals == 1  # one shared ladder, not one per caller
+
+
+async def test_close_cancels_a_renewal_in_flight() -> None:
+    """The renewal is owned by the authenticator (and so by the provider's close()): nothing of it
+    outlives the provider."""
+    started = asyncio.Event()
+
+    async def endless_ladder() -> ApiSession:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    auth = bare_authenticator(endless_ladder)
+    waiter = asyncio.create_task(auth.renew(None))
+    await started.wait()
+    task = auth._renewal.task
+    await auth.close()
+    assert task is not None and task.cancelled()
+    results = await asyncio.gather(waiter, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)

@@ -300,5 +300,6 @@ async def test_a_revoked_car_leaves_metrics_and_the_other_stays(served: Served) 
     assert removed == [gone]
     m = await served.metrics()
     assert ("carmetrics_battery_soc_ratio", (("vin", gone),)) not in m
+    assert ("carmetrics_reauth_required", (("vin", gone),)) not in m  # Smartcar's own series too
     assert ("carmetrics_battery_soc_ratio", (("vin", stays),)) in m
     assert gone not in served.rt.scheduler.vins and stays in served.rt.scheduler.vins

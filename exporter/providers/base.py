@@ -191,9 +191,8 @@ class Sink(Protocol):
 class SimulatorLink:
     """What a ``simulator = true`` account needs from the embedded simulator, as plain data.
 
-    ``urls[cloud]`` are the base URLs per host, ``logins[name]`` the demo logins (never on disk);
-    ``admin[cloud]`` the base URL of that cloud's unsigned admin API (its "Dashboard"), which the
-    provider may call over HTTP like any other client of the simulator.
+    ``urls[cloud]`` are the base URLs per host, ``logins[name]`` the demo logins (never on disk).
+    A provider reaches the simulator only over HTTP, at these URLs, as it reaches a real cloud.
     """
 
     urls: Mapping[str, Mapping[str, str]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from exporter.config import AccountConfig
 from exporter.providers.base import Provider, ProviderContext
@@ -31,12 +31,15 @@ class WebContext:
     registry: CollectorRegistry  # where an entry's own metrics collector is registered
 
 
+S = TypeVar("S")  # a provider kind's settings type
+
+
 @dataclass(frozen=True, slots=True)
-class ProviderEntry:
+class ProviderEntry(Generic[S]):
     """One provider kind. ``settings(account, ctx)`` validates the account (``ConfigError``);
     ``build(settings, ctx)`` makes the provider; ``web(app, wctx)`` adds routes once per app."""
 
     name: str
-    settings: Callable[[AccountConfig, ProviderContext], Any]
-    build: Callable[[Any, ProviderContext], Provider]
+    settings: Callable[[AccountConfig, ProviderContext], S]
+    build: Callable[[S, ProviderContext], Provider]
     web: Callable[[web.Application, WebContext], None] | None = field(default=None)

@@ -9,6 +9,8 @@ Tests register throw-away providers with :func:`register`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from exporter.config import AccountConfig, ConfigError
 from exporter.providers import smart, smartcar
 from exporter.providers.base import Provider, ProviderContext
@@ -17,13 +19,13 @@ from exporter.providers.entry import ProviderEntry, WebContext
 __all__ = ["ENTRIES", "ProviderEntry", "WebContext", "build", "entry_for", "register", "unregister"]
 
 
-ENTRIES: dict[str, ProviderEntry] = {
+ENTRIES: dict[str, ProviderEntry[Any]] = {
     smart.ENTRY.name: smart.ENTRY,
     smartcar.ENTRY.name: smartcar.ENTRY,
 }
 
 
-def register(entry: ProviderEntry) -> None:
+def register(entry: ProviderEntry[Any]) -> None:
     """Add (or replace) an entry at run time: for tests and plug-ins; the shipped ones are above."""
     ENTRIES[entry.name] = entry
 
@@ -32,7 +34,7 @@ def unregister(name: str) -> None:
     ENTRIES.pop(name, None)
 
 
-def entry_for(account: AccountConfig) -> ProviderEntry:
+def entry_for(account: AccountConfig) -> ProviderEntry[Any]:
     entry = ENTRIES.get(account.provider)
     if entry is None:
         raise ConfigError(

@@ -9,8 +9,8 @@ a shipped provider adds to ``exporter.providers.registry.ENTRIES``; the test reg
 from __future__ import annotations
 
 from exporter.providers.entry import ProviderEntry
-from tests.toy_provider.provider import ToyProvider, ToySettings, build, settings
+from tests.toy_provider.provider import ToyProvider, ToySettings, account_settings, build
 
-ENTRY = ProviderEntry("toy", settings, build)
+ENTRY = ProviderEntry("toy", account_settings, build)
 
 __all__ = ["ENTRY", "ToyProvider", "ToySettings"]

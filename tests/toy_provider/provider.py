@@ -24,7 +24,7 @@ class ToySettings:
     url: str
 
 
-def settings(account: AccountConfig, ctx: ProviderContext) -> ToySettings:
+def account_settings(account: AccountConfig, ctx: ProviderContext) -> ToySettings:
     """``url``: the toy cloud's base URL (loopback only: it is a test cloud)."""
     url = account.setting("url", None, kind=str)
     if not url or not url.startswith("http://127.0.0.1:"):

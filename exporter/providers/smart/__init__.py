@@ -15,10 +15,10 @@ from exporter.providers.smart.hosts import SmartHosts
 from exporter.providers.smart.provider import SmartProvider
 from exporter.providers.smart.settings import SmartSettings, read_settings
 
-__all__ = ["ENTRY", "SmartHosts", "SmartProvider", "build", "settings"]
+__all__ = ["ENTRY", "SmartHosts", "SmartProvider", "account_settings", "build"]
 
 
-def settings(account: AccountConfig, ctx: ProviderContext) -> SmartSettings:
+def account_settings(account: AccountConfig, ctx: ProviderContext) -> SmartSettings:
     """Validate ``account``; a simulator account gets the simulator's URLs and demo login (never
     written to any file). Raises ConfigError naming the key."""
     sim_urls = None
@@ -42,4 +42,4 @@ def build(settings: SmartSettings, ctx: ProviderContext) -> SmartProvider:
     return SmartProvider(settings, ctx.session, ctx.clock, ctx.tokens)
 
 
-ENTRY = ProviderEntry("smart", settings, build)
+ENTRY = ProviderEntry("smart", account_settings, build)

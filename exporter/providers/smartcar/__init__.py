@@ -2,7 +2,7 @@
 ``GET /signals`` per poll, payload-4.0 webhooks), v2 behind ``api_version = 2`` (Connect, token
 rotation, ``/batch`` polling) for applications that have not migrated.
 
-:data:`ENTRY` is its line in ``exporter.providers.registry``: ``settings`` validates an
+:data:`ENTRY` is its line in ``exporter.providers.registry``: ``account_settings`` validates an
 ``[[accounts]]`` entry with ``provider = "smartcar"``, ``build`` makes the provider and ``web.setup``
 adds the Connect, callback and webhook routes.
 """
@@ -26,9 +26,9 @@ __all__ = [
     "SmartcarSettings",
     "SmartcarV3Provider",
     "SmartcarV3Settings",
+    "account_settings",
     "build",
     "from_account",
-    "settings",
 ]
 
 
@@ -78,7 +78,9 @@ def _simulated_v3(
     return replace(account, settings=values, secrets=secrets), dict(urls)
 
 
-def settings(account: AccountConfig, ctx: ProviderContext) -> SmartcarSettings | SmartcarV3Settings:
+def account_settings(
+    account: AccountConfig, ctx: ProviderContext
+) -> SmartcarSettings | SmartcarV3Settings:
     """Validate ``account`` (ConfigError names the key): ``api_version`` 3 (default) or 2."""
     default_redirect = ctx.public_url + web.DEFAULT_CALLBACK
     if api_version(account) == 3:
@@ -115,4 +117,4 @@ def build(
     return provider
 
 
-ENTRY = ProviderEntry("smartcar", settings, build, web.setup)
+ENTRY = ProviderEntry("smartcar", account_settings, build, web.setup)
