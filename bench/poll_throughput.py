@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
         help="write cProfile stats of carmetrics' measured windows (all runs, all sizes) here",
     )
     args = ap.parse_args(argv)
-    profile = cProfile.Profile() if args.profile else None
+    # CPU time, not wall time: on a shared machine a preempted call would look expensive
+    profile = cProfile.Profile(time.thread_time) if args.profile else None
     logging.basicConfig(level=logging.CRITICAL)
     if args.skip_select:
         SmartProvider._select = _no_select  # type: ignore[method-assign]
