@@ -12,6 +12,7 @@ volts, amperes, pascals, degrees Celsius, degrees of arc, unix seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -360,3 +361,27 @@ def check_value(name: str, value: Value) -> Value:
         # parsers turn inf/NaN into None (unknown); one that does not would export NaN and store NULL
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     return float(value)
+
+
+# The kinds check_values() can accept without the full check: a finite float for a number or a
+# timestamp, a bool for a flag (the same value check_value would return).
+_FLOAT_OK: Final = frozenset(s.name for s in SIGNALS if s.kind in (Kind.NUMBER, Kind.TIMESTAMP))
+_BOOL_OK: Final = frozenset(s.name for s in SIGNALS if s.kind is Kind.BOOL)
+
+
+def check_values(values: Mapping[str, Value]) -> dict[str, Value]:
+    """``{name: check_value(name, v)}`` for every known (not None) value, in order: what every
+    snapshot does with its values, so the common cases skip the general check."""
+    out: dict[str, Value] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if type(value) is float:
+            if name in _FLOAT_OK and value - value == 0.0:  # finite: inf - inf is NaN
+                out[name] = value
+                continue
+        elif type(value) is bool and name in _BOOL_OK:
+            out[name] = value
+            continue
+        out[name] = check_value(name, value)
+    return out
