@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import random
 import sys
 from collections.abc import Iterator
@@ -25,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.providers.base import BadReply
-from exporter.providers.smart.parse import parse_status, to_snapshot
+from exporter.providers.smart.parse import num, parse_status, to_snapshot
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "smart_parse_golden.json"
@@ -149,6 +152,38 @@ def test_the_parser_returns_exactly_what_it_returned_before() -> None:
 def test_the_golden_file_is_not_trivial(name: str) -> None:
     pinned_values = json.loads(GOLDEN.read_text())[name]["values"]
     assert sum(v != "None" for v in pinned_values.values()) > 30
+
+
+def _num_reference(value: object) -> float | None:
+    """num() as first written: the definition the fast path must keep."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        out = float(value)
+    elif isinstance(value, str):
+        try:
+            out = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return out if math.isfinite(out) else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789.-+eE_ \t\u00a0\u2003naifNIF", max_size=12),
+        st.text(max_size=6),
+        st.floats(),
+        st.integers(min_value=-(10**30), max_value=10**30),
+        st.booleans(),
+        st.none(),
+        st.lists(st.integers(), max_size=1),
+    )
+)
+def test_num_equals_its_first_definition(value: object) -> None:
+    assert repr(num(value)) == repr(_num_reference(value))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,6 @@ nonce. Logs carry the method, a VIN-masked path and the code; never a token, a p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -85,6 +84,7 @@ class Transport:
         self.hosts = hosts
         self.clock = clock
         self.timeout = timeout
+        self._client_timeout = _bounded(session.timeout, timeout)
         self._origins = hosts.origins()
         self._login_origins = frozenset(
             origin_of(u) for u in (hosts.awsapi, hosts.auth, hosts.socialize, hosts.sg_app_api)
@@ -118,16 +118,14 @@ class Transport:
             raise BadReply(f"refusing to call {origin}: not one of the configured smart hosts")
         target = URL(url, encoded=True)
         try:
-            async with (
-                asyncio.timeout(self.timeout),
-                self.session.request(
-                    method,
-                    target,
-                    headers=headers,  # aiohttp copies them; never changed here
-                    data=body,
-                    allow_redirects=False,
-                ) as resp,
-            ):
+            async with self.session.request(
+                method,
+                target,
+                headers=headers,  # aiohttp copies them; never changed here
+                data=body,
+                allow_redirects=False,
+                timeout=self._client_timeout,  # covers connecting, sending and reading the body
+            ) as resp:
                 raw = await resp.read()
                 reply = RawReply(
                     resp.status,
@@ -176,6 +174,21 @@ def decode_json(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         raise BadReply("reply is not valid JSON") from None
+
+
+def _bounded(base: aiohttp.ClientTimeout, seconds: float) -> aiohttp.ClientTimeout:
+    """The session's timeouts with the total capped at ``seconds``, enforced by aiohttp's own
+    per-request timer (an ``asyncio.timeout`` around the request would add a second timer to
+    every request). aiohttp rounds totals above ``ceil_threshold`` up to a whole second; the
+    threshold is raised so the cap holds to the moment."""
+    total = seconds if not base.total or base.total <= 0 else min(base.total, seconds)
+    return aiohttp.ClientTimeout(
+        total=total,
+        connect=base.connect,
+        sock_read=base.sock_read,
+        sock_connect=base.sock_connect,
+        ceil_threshold=max(base.ceil_threshold, total + 1.0),
+    )
 
 
 def parse_envelope(reply: RawReply) -> Reply:
