@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.providers.base import BadReply
-from exporter.providers.smart.parse import num, parse_status, to_snapshot
+from exporter.providers.smart.parse import integer, num, parse_status, to_snapshot
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "smart_parse_golden.json"
@@ -173,7 +173,7 @@ def _num_reference(value: object) -> float | None:
 @settings(max_examples=500, deadline=None)
 @given(
     st.one_of(
-        st.text(alphabet="0123456789.-+eE_ \t\u00a0\u2003naifNIF", max_size=12),
+        st.text(alphabet="0123456789.-+eE_ \t\u00a0\u2003naifNIF", max_size=18),
         st.text(max_size=6),
         st.floats(),
         st.integers(min_value=-(10**30), max_value=10**30),
@@ -182,8 +182,10 @@ def _num_reference(value: object) -> float | None:
         st.lists(st.integers(), max_size=1),
     )
 )
-def test_num_equals_its_first_definition(value: object) -> None:
+def test_num_and_integer_equal_their_first_definitions(value: object) -> None:
     assert repr(num(value)) == repr(_num_reference(value))
+    got = _num_reference(value)
+    assert repr(integer(value)) == repr(int(got) if got is not None and got.is_integer() else None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -117,6 +117,13 @@ def _num_other(value: object) -> float | None:
 
 
 def integer(value: object) -> int | None:
+    if type(value) is str and len(value) < 16:
+        # the usual "0"/"2047": int() reads it exactly as float() would (fewer than 16 characters
+        # stay below 2**53); "1.0", "1e3" or garbage take the general path
+        try:
+            return int(value)
+        except ValueError:
+            pass
     got = num(value)
     return int(got) if got is not None and got.is_integer() else None
 
