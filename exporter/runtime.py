@@ -23,6 +23,7 @@ from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
 from exporter.history import History
 from exporter.hub import Hub
+from exporter.hub_metrics import HubCollector
 from exporter.logs import mask_vin
 from exporter.metrics import VehicleCollector, make_registry
 from exporter.providers.base import MemoryTokenStore, Provider, ProviderError, TokenStore
@@ -77,6 +78,7 @@ class Runtime:
             history=history,
         )
         registry = make_registry(collector)
+        registry.register(HubCollector(hub))
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=config.poll.timeout, connect=min(10.0, config.poll.timeout)
