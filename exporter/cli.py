@@ -121,10 +121,14 @@ def run(
         f"carmetrics {__version__}: serving http://{cfg.listen}:{cfg.port}/metrics (config {cfg.source})",
         err=True,
     )
+    from exporter.history import HistoryError
+
     try:
         serve(cfg)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

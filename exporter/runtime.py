@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from exporter.clock import Clock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
-from exporter.history import History
+from exporter.history import History, preflight
 from exporter.hub import Hub
 from exporter.hub_metrics import HubCollector
 from exporter.logs import mask_vin
@@ -54,7 +54,10 @@ class Runtime:
     # --- construction -----------------------------------------------------------------------------
     @classmethod
     async def create(cls, config: Config, clock: Clock | None = None) -> Runtime:
-        """Build every piece (nothing started yet). ``clock`` overrides the choice made from config."""
+        """Build every piece (nothing started yet). ``clock`` overrides the choice made from config.
+
+        The history file is checked first (HistoryError: one line, nothing else opened yet)."""
+        await asyncio.to_thread(preflight, config.db)
         if clock is None:
             if config.simulator.enabled:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now".
