@@ -288,6 +288,8 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(f"config file {path} does not exist (pass --config PATH)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
         base = path.resolve().parent
         source = str(path)
     in_file = _secret_paths(data)
@@ -328,7 +330,7 @@ def _build(data: dict[str, Any], base: Path, in_file: set[str], source: str) -> 
             f"log.level = {log.get('level')!r}: expected DEBUG, INFO, WARNING or ERROR"
         )
     fmt = log.get("format", "text")
-    if fmt not in {"text", "json"}:
+    if not isinstance(fmt, str) or fmt not in {"text", "json"}:
         raise ConfigError(f"log.format = {fmt!r}: expected 'text' or 'json'")
 
     met = data.get("metrics", {})

@@ -151,3 +151,33 @@ async def test_connect_for_an_unknown_account_is_404(served: Served) -> None:  #
     assert status == 404
     status, _ = await served.get("/connect/smartcar?account=sc")
     assert status == 302
+
+
+def test_a_signed_webhook_with_huge_numbers_is_answered_not_crashed() -> None:
+    import hashlib
+    import hmac
+    import json
+
+    from tests.test_smartcar_webhooks import AMT
+    from tests.test_smartcar_webhooks import _provider as webhook_provider
+
+    p = webhook_provider(ManualClock())
+    for i, (value, when) in enumerate([(HUGE, 1_767_225_600_000), (50, HUGE), (HUGE, -HUGE)]):
+        doc = {
+            "eventId": f"e{i}",
+            "eventType": "VEHICLE_STATE",
+            "vehicleId": "veh-1",
+            "data": {
+                "signals": [
+                    {
+                        "code": "tractionbattery-stateofcharge",
+                        "body": {"value": value, "unit": "percent"},
+                        "meta": {"oemUpdatedAt": when},
+                    }
+                ]
+            },
+            "meta": {"deliveredAt": when},
+        }
+        body = json.dumps(doc).encode()
+        res = p.handle_webhook(body, hmac.new(AMT.encode(), body, hashlib.sha256).hexdigest())
+        assert res.status == 200

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from exporter.config import AccountConfig
 from exporter.logs import mask_vin
+from exporter.providers.base import ReauthRequired
 from exporter.providers.smartcar import scopes
 from exporter.providers.smartcar.metrics import SmartcarCollector
 from exporter.providers.smartcar.provider import SmartcarProvider
@@ -200,11 +201,13 @@ def setup(app: web.Application, runtime: Any) -> None:
                 "smartcar code exchange failed",
                 extra={"account": provider.account, "error": str(exc)[:200]},
             )
+            # a code Smartcar refuses (expired, replayed, made up) is the request's fault: 400;
+            # only Smartcar itself failing is a 502
             return _page(
                 "Connecting failed",
                 "<p id='error'>Smartcar did not accept the sign-in (it may have expired). "
                 f"<a href='{CONNECT_PATH}'>Please start again</a>.</p>",
-                502,
+                400 if isinstance(exc, ReauthRequired) else 502,
             )
         for info in infos:
             runtime.hub.register(info)
