@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from exporter import history_layout as layout
 from exporter.history_layout import BASE_COLUMNS, SIGNAL_COLUMNS, VIEW_COLUMNS, stored_row
+from exporter.logs import mask_vin
 from exporter.signals import SIGNALS
 from exporter.snapshot import Snapshot, VehicleInfo
 
@@ -214,9 +215,18 @@ class History:
     """Batched, single-writer history. ``add`` is cheap and non-blocking; ``flush`` commits."""
 
     def __init__(
-        self, path: Path | str, *, batch_size: int = 500, flush_interval: float = 1.0
+        self,
+        path: Path | str,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        one_timeline: bool = False,
     ) -> None:
+        """``one_timeline``: refuse reports older than the file's last row per car (see
+        ``_keeps``); on for the embedded demo, whose simulator restarts its own timeline. Off for
+        real cars, whose late reports (a webhook retried across a restart) are welcome."""
         self.path = Path(path)
+        self.one_timeline = one_timeline
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self._pending: list[list[Any]] = []  # Codec.row()s
@@ -231,6 +241,9 @@ class History:
         self.rows_written = 0
         self.write_errors = 0
         self._failing = 0  # consecutive failed flushes
+        self._floor: dict[str, int] = {}  # vin -> the newest ts_ms the file held when opened
+        self._skip_logged: set[str] = set()
+        self.skipped_older = 0
         self.last_write: float | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -246,10 +259,31 @@ class History:
         self._conn = connect(self.path)
         migrate(self._conn)
         codec = layout.codec(self._conn)
+        floor = last_report_ms(self._conn) if self.one_timeline else {}
         with self._lock:
             self._codec = codec
+            self._floor = floor
             early, self._early = self._early, []
-            self._pending[:0] = [codec.row(s) for s in early]
+            self._pending[:0] = [r for r in (codec.row(s) for s in early) if self._keeps(r)]
+
+    def _keeps(self, row: list[Any]) -> bool:
+        """False for a report not newer than the last row this file held for the car when it was
+        opened: within one run the hub passes only newer reports, so such a report comes from a
+        source that restarted its own timeline (a fresh demo simulator replaying its first days),
+        and storing it would interleave two timelines (trips at 200 km/h). Callers hold the lock."""
+        vin = row[0][0]
+        last = self._floor.get(vin)
+        if last is None or row[1] > last:
+            return True
+        self.skipped_older += 1
+        if vin not in self._skip_logged:
+            self._skip_logged.add(vin)
+            log.warning(
+                "report older than the history's last row for this car not stored "
+                "(a restarted simulator, or a car clock set back)",
+                extra={"vin": mask_vin(vin), "last_row_ms": last, "report_ms": row[1]},
+            )
+        return False
 
     async def run(self) -> None:
         """Flush periodically until cancelled; the final flush happens in ``close``."""
@@ -289,7 +323,7 @@ class History:
                 row = self._codec.row(snap)
             if row is None:
                 self._early.append(snap)
-            else:
+            elif self._keeps(row):
                 self._pending.append(row)
             n = len(self._pending)
         if n >= self.batch_size and self._wake is not None:
@@ -397,6 +431,42 @@ class History:
             return list(self._conn.execute(sql, params))
 
         return self._executor.submit(run).result()
+
+
+def last_report_ms(conn: sqlite3.Connection, now: float | None = None) -> dict[str, int]:
+    """The newest stored report time per VIN (ms). A row dated after ``now`` plus the hub's skew
+    allowance is left out: a report from the future, stored before the hub refused such reports,
+    must not hold a car's history back forever."""
+    from exporter.hub import MAX_SKEW
+
+    limit = layout.ms((time.time() if now is None else now) + MAX_SKEW)
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vins'"
+    ).fetchone():
+        return {}
+    out: dict[str, int] = {}
+    rows = conn.execute(
+        f"SELECT v.vin, (SELECT max(ts_ms) FROM {layout.TABLE} "
+        "WHERE vehicle = v.id AND ts_ms <= ?) FROM vins AS v",
+        (limit,),
+    )
+    for vin, last in rows:
+        if last is not None:
+            out[vin] = max(out.get(vin, last), int(last))
+    return out
+
+
+def last_report_time(path: Path | str) -> float | None:
+    """The newest report the file holds (unix seconds), None for a new or empty file: where a
+    restarted demo's clock continues, so the history is not replayed into from weeks back."""
+    if not Path(path).exists():
+        return None
+    conn = connect(path, readonly=True)
+    try:
+        last = last_report_ms(conn)
+    finally:
+        conn.close()
+    return max(last.values()) / 1000.0 if last else None
 
 
 def backup(src: Path, dest: Path) -> None:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from exporter.clock import Clock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
-from exporter.history import History, preflight
+from exporter.history import History, last_report_time, preflight
 from exporter.hub import Hub
 from exporter.hub_metrics import HubCollector
 from exporter.logs import mask_vin
@@ -60,9 +60,15 @@ class Runtime:
         await asyncio.to_thread(preflight, config.db)
         if clock is None:
             if config.simulator.enabled:
-                # The demo starts a few weeks in the past and runs fast until it reaches "now".
+                # The demo starts a few weeks in the past and runs fast until it reaches "now";
+                # a restarted demo continues from its history's last report instead
+                start = time.time() - config.simulator.history_days * 86400
+                resumed = await asyncio.to_thread(last_report_time, config.db)
+                if resumed is not None and resumed > start:
+                    log.info("demo continues where its history stopped", extra={"at": resumed})
+                    start = min(resumed, time.time())
                 clock = ScaledClock(
-                    start=time.time() - config.simulator.history_days * 86400,
+                    start=start,
                     speed=config.simulator.speed,
                     cap_at_wall=True,
                 )
@@ -70,7 +76,7 @@ class Runtime:
                 clock = RealClock()
         hub = Hub()
         health = Health()
-        history = History(config.db)
+        history = History(config.db, one_timeline=config.simulator.enabled)
         scheduler = Scheduler(hub, health, clock, config.poll)
         collector = VehicleCollector(
             hub,

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from exporter.clock import RealClock, ScaledClock
 from exporter.commands.audit import AuditLog
 from exporter.commands.auth import Authenticator, Caller
 from exporter.commands.metrics import CommandCounter
@@ -197,4 +198,5 @@ def build_service(runtime: Runtime, settings: CommandSettings | None = None) -> 
         runtime.scheduler,
         AuditLog(runtime.history.path),
         counter,
+        limits_clock=RealClock() if isinstance(runtime.clock, ScaledClock) else runtime.clock,
     )
