@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 ENV_PREFIX: Final = "CARMETRICS_"
+API_TOKEN_ENV: Final = "CARMETRICS_API_TOKEN"  # the command API token (server and client)
 SECRET_KEYS: Final = frozenset(
     {
         "password",
@@ -300,6 +301,10 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
                 f"{sec_path}: secrets are not allowed in the config file; set "
                 f"{ENV_PREFIX}{section.upper()}__{key.upper()} or {sec_path}_file instead"
             )
+    if API_TOKEN_ENV in env and f"{ENV_PREFIX}COMMANDS__TOKEN" not in env:
+        # one name for the command API token on the server and in `carmetrics command`; the
+        # generic override CARMETRICS_COMMANDS__TOKEN stays accepted
+        env = {**env, f"{ENV_PREFIX}COMMANDS__TOKEN": env[API_TOKEN_ENV]}
     data = _apply_env(data, env)
     return _build(data, base, in_file, source)
 

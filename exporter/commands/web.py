@@ -122,7 +122,7 @@ async def _disabled(request: web.Request) -> web.StreamResponse:
         {
             "error": "disabled",
             "message": "the command API is disabled: no token is configured "
-            "(set CARMETRICS_COMMANDS__TOKEN or commands.token_file)",
+            "(set CARMETRICS_API_TOKEN or commands.token_file)",
         },
         status=404,
     )
@@ -155,7 +155,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
     if not settings.enabled:
         log.warning(
             "command API disabled: no token configured "
-            "(set CARMETRICS_COMMANDS__TOKEN or [commands] token_file)"
+            "(set CARMETRICS_API_TOKEN or [commands] token_file)"
         )
         _add_routes(app, None)
         return
