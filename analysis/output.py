@@ -169,7 +169,8 @@ def write(df: pd.DataFrame, fmt: str, out: Path | None, kind: str) -> str | None
         return None
     if fmt == "csv":
         buf = io.StringIO()
-        data.to_csv(buf, index=False)
+        # nanometre precision is plenty and hides binary float noise (1.7, not 1.7000000000000015)
+        data.round(9).to_csv(buf, index=False)
         text = buf.getvalue()
     elif fmt == "json":
         text = to_json_text(data)
