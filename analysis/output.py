@@ -32,7 +32,7 @@ VIEWS: Final[dict[str, tuple[tuple[str, str, int | None], ...]]] = {
         ("energy_kwh", "kWh", 2),
         ("consumption_kwh_100km", "kWh/100km", 1),
         ("outside_temp_c", "°C", 0),
-        ("flags", "", None),
+        ("flags", "notes", None),
     ),
     "charges": (
         ("vin", "vin", None),
@@ -45,7 +45,7 @@ VIEWS: Final[dict[str, tuple[tuple[str, str, int | None], ...]]] = {
         ("energy_added_kwh", "kWh", 2),
         ("avg_power_kw", "avg kW", 1),
         ("peak_power_kw", "peak kW", 1),
-        ("flags", "", None),
+        ("flags", "notes", None),
     ),
     "drain": (
         ("vin", "vin", None),
