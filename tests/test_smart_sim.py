@@ -599,9 +599,22 @@ async def test_command_refusals(sim: SimulatorHandle, session: aiohttp.ClientSes
     vin = (await p.vehicles())[0].vin
     state = sim.fleet.live_state(vin)
     assert not state.plugged  # a parked, unplugged car cannot start charging
-    with pytest.raises(CommandRejected) as info:
-        await p.command(vin, Command("charge_start"))
-    assert info.value.code == "CMD_REFUSED"
+    # the cloud only queues it: accepted now, refused by the car when it acts
+    receipt = await p.command(vin, Command("charge_start"))
+    assert receipt.accepted
+    clock_of(sim).advance(120)
+    snap = await p.snapshot(vin)
+    assert snap.get("charging_state") not in ("charging", "dc_charging")
+    last = sim.fleet.ground_truth(vin)["commands"][-1]
+    assert last["name"] == "charge_start" and last["ok"] is False
+    assert "not plugged" in last["reason"] and last["effective"] > last["time"]
+    # a car that refuses whatever its state (the strict cloud's fault knob): accepted, not done
+    sim.faults.script("car_refuses", endpoint="command", cloud="smart")
+    was_locked = sim.fleet.live_state(vin).locked
+    assert (await p.command(vin, Command("unlock" if was_locked else "lock"))).accepted
+    clock_of(sim).advance(120)
+    assert sim.fleet.live_state(vin).locked is was_locked
+    assert sim.fleet.ground_truth(vin)["commands"][-1]["ok"] is False
     attempts = len(sim.faults.log)
     off_grid = Command("charge_limit", {"percent": 42})
     with pytest.raises(CommandRejected):

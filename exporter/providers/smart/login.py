@@ -22,6 +22,7 @@ log = logging.getLogger("exporter.providers.smart")
 GIGYA_API_KEY: Final = "3_L94eyQ-wvJhWm7Afp1oBhfTGXZArUfSHHW9p9Pncg513hZELXsxCfMWHrF8f5P5a"
 INTL_CA_KEY: Final = "204587190"
 INTL_LOGIN_APP_ID: Final = "SmartAPPGlobal"
+INTL_LOGIN_UA: Final = "ALIYUN-ANDROID-DEMO"  # the gateway SDK's agent (hello_smart INTL login)
 MAX_HOPS: Final = 5
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 WEBVIEW_UA: Final = (
@@ -35,10 +36,25 @@ _BROWSER_HEADERS: Final = {
     "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
     "accept-language": "de-DE,de;q=0.9,en;q=0.8",
 }
-# Gigya error codes (HTTP 200 bodies): wrong credentials only the user can fix; lockouts are rate
-# limits.
-_GIGYA_BAD_CREDENTIALS: Final = frozenset({403042, 403043, 400006})
-_GIGYA_LOCKOUT: Final = frozenset({403120, 403048, 403047, 429001})
+# What the app's login webview sends as Origin; Gigya refuses a JS-SDK call from elsewhere.
+APP_ORIGIN: Final = "https://app.id.smart.com"
+# Gigya error codes (HTTP 200 bodies; names from the Gigya Web SDK's GSErrors table). Only
+# INVALID_LOGINID and LOGINID_DOES_NOT_EXIST mean a wrong username or password; 400006 (invalid
+# parameter value) is a request the client built wrong, 403043 a registration conflict.
+_GIGYA_BAD_CREDENTIALS: Final = frozenset({403042, 403047})
+_GIGYA_LOCKOUT: Final = frozenset({403120, 403048})  # temporary lockout, API rate limit
+# challenges only the owner can answer in the app: captcha, pending registration / consent /
+# verification, password change, two-factor, a disabled account
+_GIGYA_OWNER_ACTION: Final = {
+    401020: "a captcha",
+    401021: "a captcha",
+    206001: "accepting the new terms (consent)",
+    206002: "verifying the e-mail address",
+    403100: "a password change",
+    403101: "a two-factor check",
+    403102: "a two-factor registration",
+    403041: "re-enabling the disabled account",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +138,7 @@ async def eu_login(transport: Transport, username: str, password: str) -> OAuthT
         **_BROWSER_HEADERS,
         "accept": "*/*",
         "content-type": "application/x-www-form-urlencoded",
+        "origin": APP_ORIGIN,
     }
     if cookie:
         headers["cookie"] = cookie
@@ -134,6 +151,12 @@ async def eu_login(transport: Transport, username: str, password: str) -> OAuthT
             raise ReauthRequired("smart login refused the username or password", code=code)
         if error_code in _GIGYA_LOCKOUT:
             raise RateLimited("smart login gateway is throttling this account", code=code)
+        if isinstance(error_code, int) and error_code in _GIGYA_OWNER_ACTION:
+            raise ReauthRequired(
+                f"smart login needs {_GIGYA_OWNER_ACTION[error_code]}: log in once in the smart "
+                "app, then carmetrics retries",
+                code=code,
+            )
         raise AuthError("smart login failed", code=code)
     session_info = doc.get("sessionInfo")
     login_token = session_info.get("login_token") if isinstance(session_info, dict) else None
@@ -174,13 +197,17 @@ async def _gigya_bootstrap(transport: Transport) -> str:
 
 
 def _intl_headers(now: float) -> dict[str, str]:
+    """The Alibaba API gateway headers of the INTL login (hello_smart's working INTL code, the only
+    source; docs/SMART_COMMANDS.md "INTL facts"). Its own user agent, so the session's default
+    ``User-Agent: carmetrics`` never reaches the gateway."""
     return {
         "X-Ca-Key": INTL_CA_KEY,
         "X-Ca-Nonce": str(uuid.uuid4()),
         "X-Ca-Timestamp": str(int(now * 1000)),
         "X-App-Id": INTL_LOGIN_APP_ID,
-        "accept": "application/json",
-        "content-type": "application/json",
+        "Accept": "application/json;charset=UTF-8",
+        "Content-Type": "application/json;charset=UTF-8",
+        "User-Agent": INTL_LOGIN_UA,
     }
 
 

@@ -37,7 +37,13 @@ class SmartCloudConfig:
     login_limit: int = 30  # login chains allowed per window before the WAF blocks
     login_window: float = 600.0
     login_block: float = 1800.0
-    timestamp_tolerance: float | None = None  # None: do not check x-timestamp against the clock
+    # strict (the default): refuse what the real cloud refuses - command bodies outside the
+    # documented parameter sets, a stale x-timestamp, missing app headers, a Gigya login without
+    # the app's origin - and judge commands in the car after accepting them. Lenient: the older,
+    # forgiving simulator (every client dialect, refusals at once), kept for experiments.
+    strict: bool = True
+    # |x-timestamp - simulator clock| above this is refused (code 1446) in strict mode; None: never
+    timestamp_tolerance: float | None = 300.0
     nonce_ttl: float = 3600.0
     journal_grant_rotates_token: bool = True
     require_webview_ua: bool = True  # awsapi answers 403 to the iOS app user agent
