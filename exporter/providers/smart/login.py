@@ -29,15 +29,32 @@ WEBVIEW_UA: Final = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/120.0.0.0 Mobile Safari/537.36"
 )
-_BROWSER_HEADERS: Final = {
+# Header sets of the app's login webview, step by step as pysmarthashtag 0.15 sends them
+# (api/authentication.py); docs/SMART_COMMANDS.md lists where ours differ and why.
+_LANGUAGES: Final = "de-DE,de;q=0.9,en-DE;q=0.8,en-US;q=0.7,en;q=0.6"
+_BROWSER_HEADERS: Final = {  # the OIDC redirect chain on awsapi / auth
     "x-app-id": "SmartAPPEU",
+    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "accept-language": _LANGUAGES,
     "x-requested-with": "com.smart.hellosmart",
     "user-agent": WEBVIEW_UA,
-    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-    "accept-language": "de-DE,de;q=0.9,en;q=0.8",
+    "content-type": "application/json; charset=utf-8",
 }
-# What the app's login webview sends as Origin; Gigya refuses a JS-SDK call from elsewhere.
-APP_ORIGIN: Final = "https://app.id.smart.com"
+_BOOTSTRAP_HEADERS: Final = {"accept": "*/*", "user-agent": WEBVIEW_UA}  # socialize.getIDs
+_LOGIN_HEADERS: Final = {  # accounts.login (+ cookie)
+    "accept": "*/*",
+    "accept-language": "de",
+    "content-type": "application/x-www-form-urlencoded",
+    "x-requested-with": "com.smart.hellosmart",
+    "origin": "https://app.id.smart.com",
+    "user-agent": WEBVIEW_UA,
+}
+_CONTINUE_HEADERS: Final = {  # authorize/continue and its hops (+ cookie)
+    "accept": "*/*",
+    "accept-language": _LANGUAGES,
+    "x-requested-with": "com.smart.hellosmart",
+    "user-agent": WEBVIEW_UA,
+}
 # Gigya error codes (HTTP 200 bodies; names from the Gigya Web SDK's GSErrors table). Only
 # INVALID_LOGINID and LOGINID_DOES_NOT_EXIST mean a wrong username or password; 400006 (invalid
 # parameter value) is a request the client built wrong, 403043 a registration conflict.
@@ -134,12 +151,7 @@ async def eu_login(transport: Transport, username: str, password: str) -> OAuthT
             "format": "json",
         }
     ).encode()
-    headers = {
-        **_BROWSER_HEADERS,
-        "accept": "*/*",
-        "content-type": "application/x-www-form-urlencoded",
-        "origin": APP_ORIGIN,
-    }
+    headers = dict(_LOGIN_HEADERS)
     if cookie:
         headers["cookie"] = cookie
     reply = await transport.send("POST", f"{hosts.auth}/accounts.login", headers=headers, body=form)
@@ -166,7 +178,7 @@ async def eu_login(transport: Transport, username: str, password: str) -> OAuthT
     query = urlencode({"context": context, "login_token": login_token})
     cont = f"{hosts.auth}/oidc/op/v1.0/{GIGYA_API_KEY}/authorize/continue?{query}"
     glt = f"glt_{GIGYA_API_KEY}={login_token}"
-    headers = {**_BROWSER_HEADERS, "cookie": f"{cookie}; {glt}" if cookie else glt}
+    headers = {**_CONTINUE_HEADERS, "cookie": f"{cookie}; {glt}" if cookie else glt}
     final = await _walk(transport, cont, headers, "access_token", "authorize/continue")
     return OAuthTokens(
         access_token=_param(final, "access_token"),
@@ -181,7 +193,9 @@ async def _gigya_bootstrap(transport: Transport) -> str:
     query = urlencode({"APIKey": GIGYA_API_KEY, "format": "json", "includeTicket": "true"})
     try:
         reply = await transport.send(
-            "GET", f"{transport.hosts.socialize}/socialize.getIDs?{query}", headers=_BROWSER_HEADERS
+            "GET",
+            f"{transport.hosts.socialize}/socialize.getIDs?{query}",
+            headers=_BOOTSTRAP_HEADERS,
         )
         doc = _json(reply.text, "socialize.getIDs")
     except RateLimited:
