@@ -372,6 +372,20 @@ async def test_a_refusal_after_acceptance_is_not_claimed_as_success(served: Serv
     assert not s.fleet.live_state(vin).charging
 
 
+async def test_an_effect_that_comes_late_is_still_verified(served: Served) -> None:
+    """Accepted now, applied by the car 45 s later: the first checks see the old state and the
+    check goes on until the car's report shows the new one."""
+    s = served
+    vin = vin_of(s, "smart", "#3")
+    s.fleet.vehicle(vin).command_delay = 45
+    was_locked = s.fleet.live_state(vin).locked
+    rec = await s.send(vin, {"command": "unlock" if was_locked else "lock"})
+    assert rec["outcome"] == "verified", rec
+    seconds = float(rec["detail"].split(", ")[-1].split(" s after")[0])
+    assert 45 <= seconds < 90
+    assert s.fleet.live_state(vin).locked is not was_locked
+
+
 async def test_an_effect_that_never_shows_is_not_verified(served: Served) -> None:
     s = served
     vin = vin_of(s, "smart", "#3")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pysmarthashtag
 import pytest
 
+from exporter.clock import ManualClock
+from exporter.simulator.smart import SmartCloudConfig
 from tests.test_sim_support import SignedClient, command_body, logged_in, running_sim
 
 REPLYS = Path(pysmarthashtag.__file__).parent / "tests" / "replys"
@@ -266,3 +269,52 @@ async def test_state_tbox_ota_journal() -> None:
         assert journal["data"]["pagination"]["totleSize"] == len(trips) > 0
         newest = journal["data"]["list"][0]
         assert newest["traveledDistance"] == pytest.approx(trips[-1]["distance_km"], abs=0.05)
+
+
+async def test_a_stale_timestamp_is_refused_with_its_own_code() -> None:
+    """More than 5 minutes off the simulator's clock: 1446, not the signature's 1445."""
+    async with running_sim() as (handle, clock, session):
+        client = await logged_in(handle, session)
+        assert (await client.vehicles()).code == "1000"
+        for offset in (-301.0, 301.0):
+            skewed = replace(client, clock=ManualClock(clock.now() + offset))
+            reply = await skewed.vehicles()
+            assert reply.code == "1446", reply.text
+            assert reply.json()["message"] == "request timestamp out of range"
+        assert (await replace(client, clock=ManualClock(clock.now() - 299)).vehicles()).code == (
+            "1000"
+        )
+
+
+async def test_the_timestamp_window_is_configurable() -> None:
+    options = {"smart": SmartCloudConfig(timestamp_tolerance=30.0)}
+    async with running_sim(options=options) as (handle, clock, session):
+        client = await logged_in(handle, session)
+        assert (await replace(client, clock=ManualClock(clock.now() - 29)).vehicles()).code == (
+            "1000"
+        )
+        assert (await replace(client, clock=ManualClock(clock.now() - 31)).vehicles()).code == (
+            "1446"
+        )
+
+
+async def test_required_app_headers_are_checked() -> None:
+    async with running_sim() as (handle, _clock, session):
+        client = await logged_in(handle, session)
+        for name in ("accept", "x-app-id", "x-operator-code", "x-device-identifier"):
+            reply = await client.vehicles(headers={name: ""})
+            assert reply.code == "1400", (name, reply.text)
+            assert name in reply.json()["message"]
+        wrong_region = await client.vehicles(headers={"x-operator-code": "SMART-ISRAEL"})
+        assert wrong_region.code == "1400"
+
+
+async def test_lenient_mode_still_takes_the_seed_dialect() -> None:
+    options = {"smart": SmartCloudConfig(strict=False)}
+    async with running_sim(options=options) as (handle, _clock, session):
+        client = await logged_in(handle, session)
+        vin = handle.info()["vins"]["smart_eu"][0]
+        await client.select(vin)
+        assert (await client.command(vin, command_body("RHL", {"rhl.horn": "1"}))).code == "1000"
+        skewed = replace(client, clock=ManualClock(1_000_000_000.0))
+        assert (await skewed.vehicles()).code == "1000"

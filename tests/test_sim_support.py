@@ -246,12 +246,13 @@ class SignedClient:
 
     # ---------------------------------------------------------------- API calls
 
-    async def vehicles(self) -> Reply:
+    async def vehicles(self, **kw: Any) -> Reply:
         return await self.call(
             "GET",
             "api_v1",
             "/device-platform/user/vehicle/secure",
             f"needSharedCar=1&userId={self.user_id}",
+            **kw,
         )
 
     async def select(self, vin: str, host: str = "api_v1") -> Reply:

@@ -167,6 +167,41 @@ async def test_wrong_password_needs_the_user(
             await p.start()
 
 
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [("401020", ReauthRequired), ("206001", ReauthRequired), ("403120", RateLimited)],
+)
+async def test_gigya_login_challenges(
+    sim: SimulatorHandle, session: aiohttp.ClientSession, code: str, kind: type[Exception]
+) -> None:
+    """Captcha and consent need the owner in the app; a lockout is a rate limit that lifts."""
+    sim.faults.script("login_challenge", endpoint="accounts.login", cloud="smart", code=code)
+    p = make(sim, session)
+    with pytest.raises(kind) as info:
+        await p.start()
+    assert info.value.code == code  # type: ignore[attr-defined]
+    if kind is ReauthRequired:
+        assert "smart app" in str(info.value)
+
+
+async def test_gigya_400006_is_not_a_wrong_password(
+    sim: SimulatorHandle, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400006 "invalid parameter value" (here: no bootstrap cookie) is our request's fault: a
+    plain login failure, retried after the breaker's pause, never 're-enter the password'."""
+    from exporter.providers.smart import login
+
+    async def no_bootstrap(_transport: object) -> str:
+        return ""
+
+    monkeypatch.setattr(login, "_gigya_bootstrap", no_bootstrap)
+    p = make(sim, session)
+    with pytest.raises(AuthError) as info:
+        await p.start()
+    assert info.value.code == "400006"
+    assert not isinstance(info.value, ReauthRequired)
+
+
 async def test_the_5_is_read_on_v2_and_a_wrong_host_heals(
     sim: SimulatorHandle, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:

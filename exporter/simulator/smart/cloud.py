@@ -42,7 +42,8 @@ class SmartCloudConfig:
     # the app's origin - and judge commands in the car after accepting them. Lenient: the older,
     # forgiving simulator (every client dialect, refusals at once), kept for experiments.
     strict: bool = True
-    # |x-timestamp - simulator clock| above this is refused (code 1446) in strict mode; None: never
+    # |x-timestamp - simulator clock| above this is refused (code 1446) in strict mode; None: never.
+    # Real seconds: on an accelerated clock (the demo, the soak) it is scaled by the clock's speed.
     timestamp_tolerance: float | None = 300.0
     nonce_ttl: float = 3600.0
     journal_grant_rotates_token: bool = True

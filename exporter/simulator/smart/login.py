@@ -247,7 +247,8 @@ def auth_app(cloud: SmartCloud) -> web.Application:
             # a JS-SDK call from a page outside the site's trusted domains [inferred: the Gigya
             # code for it (INVALID_SITE_DOMAIN) from the Web SDK table; no capture]
             return _gigya_error(now, 400120, "Invalid site domain", "origin not trusted")
-        fault = picked[0] if picked else None
+        # challenges have their own endpoint name, so a script aims at this step of the chain
+        fault = picked[0] if picked else cloud.faults.pick(CLOUD, "accounts.login")
         if fault is not None and fault.kind is FaultKind.LOGIN_CHALLENGE:
             code = fault.code if fault.code in CHALLENGES else "403120"
             message, details = CHALLENGES[code]
