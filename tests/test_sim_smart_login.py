@@ -107,10 +107,19 @@ async def test_intl_login_uses_its_own_key() -> None:
         async with session.post(sg, json=creds, headers={"Xs-Client-Id": "2232193363e44527"}) as r:
             ok = await r.json()
         assert ok["code"] == "200" and ok["result"]["userId"] == client.user_id
-        async with session.post(
-            sg, json={**creds, "password": "x"}, headers={"X-Ca-Key": "204587190"}
-        ) as r:
+        gateway = {
+            "X-Ca-Key": "204587190",
+            "X-Ca-Nonce": "n-1",
+            "X-Ca-Timestamp": "1767225600000",
+            "X-App-Id": "SmartAPPGlobal",
+        }
+        async with session.post(sg, json={**creds, "password": "x"}, headers=gateway) as r:
             assert (await r.json())["code"] not in {"200", 200}
+        for name in ("X-Ca-Nonce", "X-Ca-Timestamp", "X-App-Id"):  # the gateway headers are checked
+            partial = {k: v for k, v in gateway.items() if k != name}
+            async with session.post(sg, json=creds, headers=partial) as r:
+                refused = await r.json()
+            assert refused["code"] == "400" and name in refused["message"]
         # the same request signed with the EU key is refused
         path = "/device-platform/user/vehicle/secure"
         query = f"needSharedCar=1&userId={client.user_id}"

@@ -219,7 +219,12 @@ class SignedClient:
 
     async def login_intl(self, username: str, password: str) -> None:
         s, u = self.session, self.urls
-        ca = {"X-Ca-Key": "204587190", "X-Ca-Nonce": secrets.token_hex(8)}
+        ca = {
+            "X-Ca-Key": "204587190",
+            "X-Ca-Nonce": secrets.token_hex(8),
+            "X-Ca-Timestamp": self.now_ms(),
+            "X-App-Id": "SmartAPPGlobal",
+        }
         async with s.post(
             f"{u['sg_app_api']}/iam/service/api/v1/login",
             json={"email": username, "password": password},

@@ -323,6 +323,21 @@ def _intl(code: str, result: Any, message: str = "success") -> web.Response:
     return web.json_response({"code": code, "message": message, "result": result})
 
 
+def _missing_gateway_header(request: web.Request) -> str:
+    """The INTL login's gateway headers as reference §1.2 lists them for the X-Ca-Key flavour
+    (hello_smart): nonce, millisecond timestamp and the login app id. '' when all are there
+    [inferred: the gateway's exact reply to a missing one is not captured]."""
+    if request.headers.get("X-Ca-Key") is None:
+        return ""  # the Xs-* flavour (pysmarthashtag's INTL branch) carries no X-Ca-* set
+    if not request.headers.get("X-Ca-Nonce"):
+        return "X-Ca-Nonce"
+    if not request.headers.get("X-Ca-Timestamp", "").isdigit():
+        return "X-Ca-Timestamp"
+    if request.headers.get("X-App-Id") != "SmartAPPGlobal":
+        return "X-App-Id"
+    return ""
+
+
 def intl_app(cloud: SmartCloud) -> web.Application:
     async def login(request: web.Request) -> web.Response:
         blocked = await _gateway(cloud, "login")
@@ -332,6 +347,9 @@ def intl_app(cloud: SmartCloud) -> web.Application:
         ca_key = request.headers.get("X-Ca-Key")
         if ca_key != INTL_CA_KEY and (ca_key is not None or "Xs-Client-Id" not in request.headers):
             return _intl("401", None, "Invalid AppKey")
+        missing = _missing_gateway_header(request) if cloud.config.strict else ""
+        if missing:
+            return _intl("400", None, f"Missing or invalid header {missing}")
         wait = cloud.throttle.check()
         if wait is not None:
             return wire.waf_block(wait)
@@ -364,6 +382,9 @@ def intl_app(cloud: SmartCloud) -> web.Application:
         blocked = await _gateway(cloud, "login")
         if blocked is not None:
             return blocked
+        missing = _missing_gateway_header(request) if cloud.config.strict else ""
+        if missing:
+            return _intl("400", None, f"Missing or invalid header {missing}")
         ident = cloud.identity
         access = ident.get(request.query.get("accessToken"), "intl_access")
         idt = ident.get(request.headers.get("Xs-Auth-Token"), "intl_id")
