@@ -1,4 +1,4 @@
-"""Telematics payloads (seed "Vehicle Commands") and the login circuit breaker's arithmetic."""
+"""Telematics payloads (docs/SMART_COMMANDS.md) and the login circuit breaker's arithmetic."""
 
 from __future__ import annotations
 
