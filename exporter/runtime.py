@@ -57,9 +57,10 @@ class Runtime:
         """Build every piece (nothing started yet). ``clock`` overrides the choice made from config.
 
         The history file is checked first (HistoryError: one line, nothing else opened yet)."""
+        if clock is None:
+            _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
         await asyncio.to_thread(preflight, config.db)
         if clock is None:
-            _refuse_real_accounts_on_the_demo_clock(config)
             if config.simulator.enabled:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now";
                 # a restarted demo continues from its history's last report instead
