@@ -153,11 +153,24 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
             np.where(has_prev & ~np.isnan(back), back, soc[f]),
         )
 
-        moved_out = (x[nxt] - x[last]) >= _MOVED_M
-        tail_soc = np.where(has_next & ~moved_out, np.maximum(soc[nxt] - soc[last], 0.0), 0.0)
-        tail = np.nan_to_num(np.minimum(tail_soc / per_s_last, t[nxt] - t[last]))
+        drove_out = np.maximum(np.nan_to_num(x[nxt] - x[last]), 0.0)
+        moved_out = drove_out >= _MOVED_M
+        # Left the charger and drove before the next report (coarse polls): the car unplugged with
+        # at least the SoC it arrived with plus what that drive used, so charging went on unseen.
+        left_with = soc[nxt] + drove_out * p.soc_per_m[last]
+        gained_out = np.where(has_next & moved_out, np.fmax(left_with - soc[last], 0.0), 0.0)
+        tail_soc = np.where(
+            has_next & ~moved_out, np.maximum(soc[nxt] - soc[last], 0.0), np.nan_to_num(gained_out)
+        )
+        # it cannot have charged while driving there: the drive takes at least drove_out / 40 m/s
+        room = np.maximum(t[nxt] - t[last] - np.where(moved_out, drove_out / 40.0, 0.0), 0.0)
+        tail = np.nan_to_num(np.minimum(tail_soc / per_s_last, room))
         end = t[last] + np.where(has_next, tail, 0.0)
-        end_soc = np.where(has_next & ~moved_out, np.fmax(soc[nxt], soc[last]), soc[last])
+        end_soc = np.where(
+            has_next & ~moved_out,
+            np.fmax(soc[nxt], soc[last]),
+            soc[last] + np.nan_to_num(gained_out),
+        )
 
     # Aggregates over the session's samples (first..last): one groupby on an owner array.
     lengths = last - f + 1

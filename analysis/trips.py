@@ -297,6 +297,14 @@ def _rows(
         at_charger = has_b & charged & ~np.isnan(arrival)
         soc_b = np.where(at_charger, np.minimum(arrival, soc_b), soc_b)
         soc_b = np.where(np.isnan(soc_b), soc[np.where(inferred, lo, in_hi)], soc_b)
+        # Started from a charger whose last report came before charging ended (coarse polls): the
+        # car left with more than that report says, at least the arrival SoC plus the drive's use.
+        # More generally a trip never gains charge: where the SoCs say it did, the drive's energy
+        # comes from the vehicle's typical consumption instead (never a negative energy).
+        used = np.nan_to_num(dist) * p.soc_per_m[lo]
+        from_charger = p.charging[lo]
+        soc_a = np.where(from_charger, np.fmax(soc_a, soc_b + used), soc_a)
+        soc_a = np.where(soc_a < soc_b, soc_b + used, soc_a)
         cap = p.capacity_kwh[lo]
         energy = (soc_a - soc_b) * cap
         duration = end - start
