@@ -4,13 +4,20 @@ between two polls, a red light at poll time."""
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 import analysis
 from analysis.clean import clean
 from analysis.settings import Settings
-from analysis.testing import Car
+from analysis.testing import Car, write_history
+from exporter.cli import cli
 
 S = Settings(timezone="UTC")
 
@@ -101,18 +108,22 @@ def test_leaving_a_charger_between_polls_gives_no_negative_energy(every: float) 
     assert dc["energy_added_kwh"].iloc[0] == pytest.approx(true_kwh, rel=0.10)
 
 
-def test_a_red_light_at_poll_time_does_not_split_the_drive() -> None:
+@pytest.mark.parametrize("every", [60.0, 300.0])
+def test_a_red_light_at_poll_time_does_not_split_the_drive(every: float) -> None:
     car = Car()
     car.sample()
-    car.park(1800, every=300)
-    car.drive(6, 10, every=300)
-    car.sample(speed=0.0, power_state="driving")  # stopped at a light, ignition on
+    car.park(1800, every=every)
+    car.drive(6, 10, every=every, report_at_park=False)
+    # stopped at a light, engine running: smart says powerMode 2 ("on"), speed 0
+    car.sample(speed=0.0, power_state="on")
     car.now += 45
-    car.drive(6, 10, every=300)
-    car.park(1800, every=300)
-    t = analysis.trips(car.frame(), S)
+    car.drive(6, 10, every=every)
+    car.park(1800, every=every)
+    df = car.frame()
+    df["odometer"] = (df["odometer"] // 1000) * 1000  # smart: whole kilometres
+    t = analysis.trips(df, S)
     assert len(t) == 1
-    assert t["distance_km"].iloc[0] == pytest.approx(12, abs=0.1)
+    assert t["distance_km"].iloc[0] == pytest.approx(12, abs=1.0)
 
 
 def test_trip_rows_are_never_negative_on_a_simulated_month() -> None:
@@ -122,3 +133,85 @@ def test_trip_rows_are_never_negative_on_a_simulated_month() -> None:
     a = analysis.Analysis(car.frame(), S)
     assert (a.trips["energy_kwh"].dropna() >= 0).all()
     assert (a.charges["energy_added_kwh"].dropna() >= 0).all()
+
+
+# --- the window and the zone a user asks for ------------------------------------------------------
+
+
+@pytest.fixture
+def late_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A drive 23:40-00:20 UTC across midnight and a charge 23:00-02:00 UTC, then a quiet day."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("CARMETRICS_")]:
+        monkeypatch.delenv(name)
+    car = Car(
+        vin="HESXR1C4WINDOW001", soc=0.5, now=datetime(2026, 3, 1, 20, tzinfo=UTC).timestamp()
+    )
+    car.sample()
+    car.park(datetime(2026, 3, 1, 23, 40, tzinfo=UTC).timestamp() - car.now, every=300)
+    car.drive(30, 40, every=60)
+    car.park(datetime(2026, 3, 2, 23, 0, tzinfo=UTC).timestamp() - car.now, every=600)
+    car.plug()
+    car.charge(0.95, 7.4, every=300)
+    car.unplug()
+    car.park(86400, every=600)
+    db = tmp_path / "h.db"
+    write_history(db, [car.frame()])
+    return db
+
+
+def cli_json(*args: str) -> list[dict[str, object]]:
+    res = CliRunner().invoke(cli, [*args, "--format", "json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rows: list[dict[str, object]] = json.loads(res.output)
+    return rows
+
+
+def test_since_and_until_select_whole_trips_that_start_in_the_window(late_history: Path) -> None:
+    db = str(late_history)
+    trips = cli_json(
+        "trips", "--db", db, "--tz", "UTC", "--since", "2026-03-01", "--until", "2026-03-01T23:59"
+    )
+    assert len(trips) == 1
+    assert trips[0]["distance_km"] == pytest.approx(30, abs=0.1)  # not cut at midnight
+    assert str(trips[0]["end_local"]).startswith("2026-03-02T00:20")
+    none = cli_json(
+        "trips",
+        "--db",
+        db,
+        "--tz",
+        "UTC",
+        "--since",
+        "2026-03-02T00:00",
+        "--until",
+        "2026-03-02T22:00",
+    )
+    assert none == []  # it started the day before
+    charges = cli_json(
+        "charges", "--db", db, "--tz", "UTC", "--since", "2026-03-02", "--until", "2026-03-02T23:30"
+    )
+    assert len(charges) == 1 and float(charges[0]["end_soc_pct"]) == pytest.approx(95, abs=0.5)
+
+
+def test_tz_shows_local_times_in_the_zone_asked_for(late_history: Path) -> None:
+    db = str(late_history)
+    tokyo = cli_json("trips", "--db", db, "--tz", "Asia/Tokyo")
+    assert str(tokyo[0]["start_local"]).startswith("2026-03-02T08:40") and str(
+        tokyo[0]["start_local"]
+    ).endswith("+09:00")
+    res = CliRunner().invoke(cli, ["trips", "--db", db, "--tz", "Mars/Olympus"])
+    assert res.exit_code == 2 and "Mars/Olympus" in res.output and "--tz" in res.output
+    for command in (
+        "trips",
+        "charges",
+        "drain",
+        "efficiency",
+        "battery",
+        "summary",
+        "places",
+        "costs",
+        "report",
+    ):
+        help_text = CliRunner().invoke(cli, [command, "--help"]).output
+        assert "--tz" in help_text, command
+    assert "--tz" in CliRunner().invoke(cli, ["db", "derive", "--help"]).output
