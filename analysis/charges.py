@@ -277,12 +277,16 @@ def _unseen(p: Prepared, s: Settings) -> pd.DataFrame:
         return empty_raw()
     cap = p.capacity_kwh[a]
     drove = np.maximum(np.nan_to_num(p.x[b] - p.x[a]), 0.0)
-    # The charge began no earlier than the drive to the charger could have ended.
-    start = p.t[a] + drove / s.default_speed_mps
-    start = np.minimum(start, p.t[b])
+    # Still plugged in when seen again: the car drove to the charger first, so the charge began no
+    # earlier than that drive could have ended. Unplugged: it charged where it stood, then drove,
+    # so the charge ended before that drive (trips.detect places the drive the same way).
+    last_plugged = p.plugged[b] | p.charging[b]
+    drive_s = drove / s.default_speed_mps
+    start = np.where(last_plugged, np.minimum(p.t[a] + drive_s, p.t[b]), p.t[a])
+    end = np.where(last_plugged, p.t[b], np.maximum(p.t[b] - drive_s, p.t[a]))
     from_soc = p.soc_ff[a] - drove * p.soc_per_m[a]
     rise = p.soc_ff[b] - from_soc
-    span = p.t[b] - start
+    span = end - start
     energy = rise * cap
     with np.errstate(invalid="ignore", divide="ignore"):
         stayed = drove < _MOVED_M
@@ -291,13 +295,13 @@ def _unseen(p: Prepared, s: Settings) -> pd.DataFrame:
         {
             "vin": p.vin[a],
             "start_ts": start,
-            "end_ts": p.t[b],
+            "end_ts": end,
             "duration_min": span / 60.0,
             "charging_min": np.nan,
             # Only a rise faster than any AC charger is known to be DC; otherwise we cannot tell.
             "kind": np.where(min_kw * 1000.0 > s.dc_power_w, "dc", "unknown"),
-            "latitude": np.where(stayed, p.lat_ff[a], p.lat_ff[b]),
-            "longitude": np.where(stayed, p.lon_ff[a], p.lon_ff[b]),
+            "latitude": np.where(stayed | ~last_plugged, p.lat_ff[a], p.lat_ff[b]),
+            "longitude": np.where(stayed | ~last_plugged, p.lon_ff[a], p.lon_ff[b]),
             "odometer_km": p.x[b] / 1000.0,
             "start_soc_pct": from_soc * 100.0,
             "end_soc_pct": p.soc_ff[b] * 100.0,

@@ -241,9 +241,15 @@ def _times(
         end = np.where(at_charger, began, end)
         dist = np.nan_to_num(x[hi] - x[lo])
         inf_start = np.maximum(t[lo], end - dist / s.default_speed_mps)
-        # Charge was added unseen in the same gap: the car drove first and then charged (the
-        # charging is why its park report was not the one polled), so put the drive at the start.
-        rose = inferred & ~at_charger & (unseen_rise(p, s, lo, hi) >= 0)
+        # Charge was added unseen in the same gap. Still plugged in when seen again: it drove to the
+        # charger first, so the drive goes at the gap's start. Unplugged: it charged where it stood
+        # and drove afterwards, so the drive stays at the gap's end.
+        rose = (
+            inferred
+            & ~at_charger
+            & (unseen_rise(p, s, lo, hi) >= 0)
+            & (p.plugged[hi] | p.charging[hi])
+        )
         inf_start = np.where(rose, t[lo], inf_start)
         end = np.where(rose, np.minimum(t[lo] + dist / s.default_speed_mps, t[hi]), end)
     start = np.where(inferred, inf_start, start)

@@ -215,3 +215,50 @@ def test_tz_shows_local_times_in_the_zone_asked_for(late_history: Path) -> None:
         help_text = CliRunner().invoke(cli, [command, "--help"]).output
         assert "--tz" in help_text, command
     assert "--tz" in CliRunner().invoke(cli, ["db", "derive", "--help"]).output
+
+
+def gap_with_charge_and_drive(charge_first: bool) -> tuple[Car, pd.DataFrame, float]:
+    """Reports stop at 12:00 and resume at 17:30; in the gap the car charged and drove 20 km.
+    charge_first: charged at home 12:30-14:00, unplugged, drove at 16:22 (arrives unplugged);
+    else: drove at 12:41 to a charger and is still plugged in when next seen."""
+    t0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC).timestamp()
+    car = Car(soc=0.40, now=t0 - 3600)
+    car.park(3600, every=600)  # reports up to 12:00
+    if charge_first:
+        car.park(1800, every=None)
+        car.plug(every_report=False)
+        car.charge(0.80, 11.0, every=None)
+        car.unplug(every_report=False)
+        drive_at = datetime(2026, 3, 4, 16, 22, tzinfo=UTC).timestamp()
+        car.park(drive_at - car.now, every=None)
+        car.drive(20, 25, every=None, report_at_park=False)
+    else:
+        drive_at = datetime(2026, 3, 4, 12, 41, tzinfo=UTC).timestamp()
+        car.park(drive_at - car.now, every=None)
+        car.drive(20, 25, every=None, report_at_park=False)
+        car.plug(every_report=False)
+        car.charge(0.80, 11.0, every=None)
+    car.park(datetime(2026, 3, 4, 17, 30, tzinfo=UTC).timestamp() - car.now, every=None)
+    car.sample()  # plugged (charging_state "plugged") only when it charged last
+    car.park(3600, every=600)
+    df = car.frame()
+    quiet = (df["ts"] > t0) & (df["ts"] < t0 + 5.5 * 3600)  # the "complete" report is not polled
+    return car, df.loc[~quiet].reset_index(drop=True), drive_at
+
+
+@pytest.mark.parametrize("charge_first", [True, False])
+def test_an_inferred_trip_beside_an_unseen_charge_goes_where_the_plug_says(
+    charge_first: bool,
+) -> None:
+    car, df, drive_at = gap_with_charge_and_drive(charge_first)
+    a = analysis.Analysis(df, S)
+    assert len(a.trips) == 1 and bool(a.trips["inferred"].iloc[0])
+    trip = a.trips.iloc[0]
+    # when in the gap the drive began is unknowable; which end of the gap it is near is not
+    assert abs(trip["start_ts"] - drive_at) < 3600, (trip["start_local"], drive_at)
+    charge = a.charges.iloc[0]
+    assert bool(charge["unseen"])
+    if charge_first:
+        assert charge["end_ts"] <= trip["start_ts"]
+    else:
+        assert charge["start_ts"] >= trip["end_ts"]
