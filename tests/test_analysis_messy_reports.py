@@ -250,7 +250,7 @@ def gap_with_charge_and_drive(charge_first: bool) -> tuple[Car, pd.DataFrame, fl
 def test_an_inferred_trip_beside_an_unseen_charge_goes_where_the_plug_says(
     charge_first: bool,
 ) -> None:
-    car, df, drive_at = gap_with_charge_and_drive(charge_first)
+    _car, df, drive_at = gap_with_charge_and_drive(charge_first)
     a = analysis.Analysis(df, S)
     assert len(a.trips) == 1 and bool(a.trips["inferred"].iloc[0])
     trip = a.trips.iloc[0]
