@@ -82,6 +82,9 @@ VIEWS: Final[dict[str, tuple[tuple[str, str, int | None], ...]]] = {
         ("capacity_p75_kwh", "p75", 1),
         ("nominal_kwh", "nominal", 1),
         ("health_pct", "health %", 1),
+        ("health_low_pct", "90% from", 1),
+        ("health_high_pct", "to", 1),
+        ("note", "note", None),
     ),
     "summary": (
         ("vin", "vin", None),
