@@ -375,9 +375,10 @@ def check_value(name: str, value: Value) -> Value:
     return float(value)
 
 
-# The kinds check_values() can accept without the full check: a finite float for a number or a
-# timestamp, a bool for a flag (the same value check_value would return).
-_FLOAT_OK: Final = frozenset(s.name for s in SIGNALS if s.kind in (Kind.NUMBER, Kind.TIMESTAMP))
+# The kinds check_values() handles without the full check: a finite float for a number (rounded
+# as check_value rounds it) or a timestamp, a bool for a flag - the values check_value returns.
+_NUMBERS: Final = frozenset(s.name for s in SIGNALS if s.kind is Kind.NUMBER)
+_TIMESTAMPS: Final = frozenset(s.name for s in SIGNALS if s.kind is Kind.TIMESTAMP)
 _BOOL_OK: Final = frozenset(s.name for s in SIGNALS if s.kind is Kind.BOOL)
 
 
@@ -389,9 +390,13 @@ def check_values(values: Mapping[str, Value]) -> dict[str, Value]:
         if value is None:
             continue
         if type(value) is float:
-            if name in _FLOAT_OK and value - value == 0.0:  # finite: inf - inf is NaN
-                out[name] = value
-                continue
+            if value - value == 0.0:  # finite: inf - inf is NaN
+                if name in _NUMBERS:
+                    out[name] = float(f"{value:.12g}")  # check_value's rounding of binary noise
+                    continue
+                if name in _TIMESTAMPS:
+                    out[name] = value
+                    continue
         elif type(value) is bool and name in _BOOL_OK:
             out[name] = value
             continue
