@@ -21,6 +21,7 @@ from bench import (
     memory_soak,
     metrics_render,
     pipeline,
+    poll_stages,
     poll_throughput,
     simproc,
     smartcar_batch,
@@ -54,6 +55,14 @@ async def test_poll_throughput_all_three_clients_poll(
     assert ceiling.polls > 0 and peer.polls > 0 and peer.errors == 0
     with sqlite3.connect(tmp_path / "h.db") as c:  # the pipeline really stored reports
         assert c.execute("SELECT COUNT(DISTINCT vin) FROM samples").fetchone()[0] == 6
+
+
+def test_poll_stages_times_every_stage_on_real_replies(capsys: pytest.CaptureFixture[str]) -> None:
+    per, fns = poll_stages.stages()
+    assert per == 3 and set(fns) >= {"envelope x3", "parse_status", "snapshot", "sign x3"}
+    poll_stages.main(["--rounds", "1", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert all(f"| {name} |" in out for name in fns) and "| total |" in out
 
 
 async def test_smartcar_batch_both_clients_poll(sim: simproc.SimProcess) -> None:
