@@ -35,6 +35,7 @@ class Hub:
         self._latest: dict[str, Snapshot] = {}
         self._on_report: list[Listener] = []
         self._on_vehicle: list[Callable[[VehicleInfo], None]] = []
+        self._on_vehicle_removed: list[Callable[[str], None]] = []
 
     # --- vehicles ---------------------------------------------------------------------------------
     def register(self, info: VehicleInfo) -> None:
@@ -46,8 +47,11 @@ class Hub:
 
     def forget(self, vin: str) -> None:
         """Stop exporting a vehicle (removed from the account): its series disappear from /metrics."""
-        self._vehicles.pop(vin, None)
+        known = self._vehicles.pop(vin, None)
         self._latest.pop(vin, None)
+        if known is not None:
+            for cb in self._on_vehicle_removed:
+                cb(vin)
 
     @property
     def vehicles(self) -> Mapping[str, VehicleInfo]:
@@ -67,6 +71,10 @@ class Hub:
 
     def on_vehicle(self, cb: Callable[[VehicleInfo], None]) -> None:
         self._on_vehicle.append(cb)
+
+    def on_vehicle_removed(self, cb: Callable[[str], None]) -> None:
+        """Call ``cb`` with the VIN of a vehicle that left its account (after ``forget``)."""
+        self._on_vehicle_removed.append(cb)
 
     def publish(self, snap: Snapshot) -> Outcome:
         prev = self._latest.get(snap.vin)
