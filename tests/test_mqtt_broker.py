@@ -63,6 +63,7 @@ verify_timeout = 90
 [mqtt]
 url = "{url}"
 username = "carmetrics"
+commands = true
 reconnect_min = 0.05
 reconnect_max = 0.4
 status_interval = 300

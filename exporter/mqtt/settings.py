@@ -14,7 +14,7 @@ so the exporter has no token of its own for MQTT.
     topic_prefix = "carmetrics"        # <prefix>/<vin>/<signal>
     discovery_prefix = "homeassistant" # Home Assistant's discovery prefix
     discovery = true                   # publish Home Assistant discovery configs
-    commands = true                    # accept commands on <prefix>/<vin>/command
+    commands = false                   # true: accept commands on <prefix>/<vin>/command
     qos = 1                            # 0, 1 or 2, for everything published
     retain = true                      # state topics retained (discovery is always retained)
     client_id = "carmetrics"
@@ -73,7 +73,7 @@ class MqttSettings:
     topic_prefix: str = "carmetrics"
     discovery_prefix: str = "homeassistant"
     discovery: bool = True
-    commands: bool = True
+    commands: bool = False  # like the HTTP API: nobody commands a car unless the owner says so
     qos: int = 1
     retain: bool = True
     client_id: str = "carmetrics"
@@ -245,6 +245,12 @@ def load_settings(config: Config) -> MqttSettings:
         reconnect_max=_number(t, "reconnect_max", d.reconnect_max, minimum=0.01),
         status_interval=_number(t, "status_interval", d.status_interval, minimum=1),
     )
+    if s.commands and s.username is None and s.tls_cert_file is None:
+        raise ConfigError(
+            f"{_key('commands')} = true needs {_key('username')} (or a TLS client certificate): "
+            "commands are authorised by the broker's logins and ACL, and an anonymous client "
+            "cannot be told apart from any other"
+        )
     if s.reconnect_max < s.reconnect_min:
         raise ConfigError(
             f"{_key('reconnect_max')} = {s.reconnect_max:g}: must be at least "
