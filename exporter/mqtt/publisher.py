@@ -39,7 +39,8 @@ from exporter.snapshot import Snapshot, VehicleInfo
 
 log = logging.getLogger(__name__)
 
-BATCH: Final = 500  # messages published concurrently before the next look at what is dirty
+BATCH: Final = 500  # messages taken per look at what is dirty
+WINDOW: Final = 32  # of them, at most this many wait for their PUBACK at once
 FLUSH_TIMEOUT: Final = 5.0  # s (wall) stop() waits for the last messages (offline status, results)
 
 
@@ -91,6 +92,7 @@ class Publisher:
         self._topics: dict[str, set[str]] = {}
         self._seen: dict[str, set[str]] = {}  # topic suffixes a car's reports have filled
         self._dirty: set[str] = set()  # cars whose state may differ from _sent
+        self._age_due: set[str] = set()  # cars whose data age the status tick refreshes
         self._stale_configs: set[str] = set()  # cars whose discovery may differ from _configs
         self._removed: dict[str, set[str]] = {}  # cars gone: topics to clear
         self._misc: dict[str, Message] = {}  # latest message per topic (status, results)
@@ -160,6 +162,18 @@ class Publisher:
                 max_data_age=self.max_data_age,
             )
         )
+        # the data age moves every second: between ticks only a jump (a silent car reporting
+        # again) is worth a message, not every report of a car that reports often
+        prev = self._sent.get(vin, {}).get(t.DATA_AGE)
+        age = out.get(t.DATA_AGE)
+        if (
+            prev is not None
+            and age is not None
+            and vin not in self._age_due
+            and abs(int(age) - int(prev)) < self.settings.status_interval
+        ):
+            out[t.DATA_AGE] = prev
+        self._age_due.discard(vin)
         return out
 
     def _car(self, vin: str) -> Car | None:
@@ -270,10 +284,10 @@ class Publisher:
             clean_session=True,
             keepalive=s.keepalive,
             tls_context=tls,
-            max_inflight_messages=100,
+            max_inflight_messages=2 * WINDOW,
             timeout=10,
         )
-        client.pending_calls_threshold = 2 * BATCH  # a batch in flight is not a warning
+        client.pending_calls_threshold = 2 * WINDOW  # a full window is not worth a warning
         return client
 
     def _on_connect(self) -> None:
@@ -335,7 +349,6 @@ class Publisher:
             task.result()
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
-        qos = self.settings.qos
         while True:
             batch = self._collect()
             if not batch:
@@ -344,20 +357,29 @@ class Publisher:
                 self._wake.clear()
                 continue
             self._idle.clear()
+            try:
+                await self._publish(client, batch)
+            except BaseException as exc:
+                self._requeue(batch)
+                if isinstance(exc, BaseExceptionGroup):
+                    raise _first(exc) from None
+                raise
 
-            async def one(m: Message) -> None:
+    async def _publish(self, client: aiomqtt.Client, batch: list[Message]) -> None:
+        """A few publishers share the batch, so up to WINDOW messages wait for their PUBACK at
+        once: one at a time would wait a round trip per message, all at once costs aiomqtt time
+        that grows with the number of calls pending."""
+        qos = self.settings.qos
+        todo = iter(batch)
+
+        async def worker() -> None:
+            for m in todo:  # shared: each message is taken by exactly one worker
                 await client.publish(m.topic, m.payload, qos, retain=m.retain)
                 self._confirm(m)
 
-            try:
-                results = await asyncio.gather(*(one(m) for m in batch), return_exceptions=True)
-            except BaseException:
-                self._requeue(batch)
-                raise
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                self._requeue(batch)
-                raise errors[0]
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(WINDOW, len(batch))):
+                tg.create_task(worker())
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -381,6 +403,7 @@ class Publisher:
         while True:
             await self.clock.sleep(self.settings.status_interval)
             self._dirty.update(self.hub.vehicles)
+            self._age_due.update(self.hub.vehicles)
             self._wake.set()
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -407,6 +430,14 @@ class Publisher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (a lost connection fails every worker alike)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _suffix(tp: t.Topics, m: Message) -> str:
