@@ -3,6 +3,7 @@ the publisher's bookkeeping (what it sends next, and that a long outage leaves a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,32 @@ def test_a_car_that_leaves_is_cleared(tmp_path: Path) -> None:
     cleared = pub._collect()
     assert {m.topic for m in cleared} == {m.topic for m in sent if m.payload}
     assert all(m.payload == "" and m.retain for m in cleared)
+
+
+async def test_data_age_waits_for_the_status_tick_unless_it_jumps(tmp_path: Path) -> None:
+    hub, clock = Hub(), ManualClock(start=10_000.0)
+    pub = make_publisher(tmp_path, hub, clock)  # status_interval: the default 60 s
+    age = f"carmetrics/{VIN}/data_age"
+
+    def sent() -> dict[str, str]:
+        got = pub._collect()
+        for m in got:
+            pub._confirm(m)
+        return {m.topic: m.payload for m in got}
+
+    hub.publish(Snapshot.build(VIN, "smart", 9_990.0, 9_990.0, {"battery_soc": 0.5}))
+    assert sent()[age] == "10"
+    clock.advance(5)  # a car reporting often: its age stays small, no message for it
+    hub.publish(Snapshot.build(VIN, "smart", 10_004.0, 10_004.0, {"battery_soc": 0.49}))
+    assert age not in sent()
+    tick = asyncio.create_task(pub._status_tick())
+    try:
+        await clock.run_until(clock.now() + 61)  # the tick refreshes every car's age
+        assert sent()[age] == "62"
+        clock.advance(3600)  # silent for an hour, then a report: the jump goes out at once
+        hub.publish(
+            Snapshot.build(VIN, "smart", clock.now() - 2, clock.now(), {"battery_soc": 0.4})
+        )
+        assert sent()[age] == "2"
+    finally:
+        tick.cancel()

@@ -24,11 +24,7 @@ from exporter.signals import BY_NAME, CHARGING_STATES
 from exporter.snapshot import VehicleInfo
 
 DIAGNOSTIC: Final = "diagnostic"
-ORIGIN: Final = {
-    "name": "carmetrics",
-    "sw_version": __version__,
-    "support_url": "https://github.com/carmetrics/carmetrics",
-}
+ORIGIN: Final = {"name": "carmetrics", "sw_version": __version__}
 
 
 @dataclass(frozen=True, slots=True)
