@@ -40,7 +40,7 @@ from exporter.snapshot import Snapshot, VehicleInfo
 log = logging.getLogger(__name__)
 
 BATCH: Final = 500  # messages taken per look at what is dirty
-WINDOW: Final = 32  # of them, at most this many wait for their PUBACK at once
+WINDOW: Final = 64  # of them, at most this many wait for their PUBACK at once
 FLUSH_TIMEOUT: Final = 5.0  # s (wall) stop() waits for the last messages (offline status, results)
 
 
