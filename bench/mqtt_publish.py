@@ -237,6 +237,50 @@ async def run(
     )
 
 
+async def library_floor(broker: Broker, qos: int, n: int = 10_000) -> dict[str, float]:
+    """CPU µs per message of the client libraries alone (no exporter code), same broker: a bare
+    aiomqtt loop with 32 publishes in flight, and paho-mqtt driven by its own network thread."""
+    import aiomqtt
+    import paho.mqtt.client as paho
+
+    out = {}
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.port,
+        username="carmetrics",
+        password=USERS["carmetrics"],
+        max_inflight_messages=64,
+    ) as c:
+        c.pending_calls_threshold = 10**6
+        todo = iter(range(n))
+
+        async def worker() -> None:
+            for i in todo:
+                await c.publish(f"carmetrics/FLOOR/t{i % 50}", "12.5", qos, retain=True)
+
+        c0 = cpu_seconds()
+        await asyncio.gather(*(worker() for _ in range(32)))
+        out["aiomqtt"] = 1e6 * (cpu_seconds() - c0) / n
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.username_pw_set("carmetrics", USERS["carmetrics"])
+    client.max_inflight_messages_set(64)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        c0 = cpu_seconds()
+        infos = [
+            client.publish(f"carmetrics/FLOOR/t{i % 50}", "12.5", qos, retain=True)
+            for i in range(n)
+        ]
+        for info in infos:
+            info.wait_for_publish(30)
+        out["paho"] = 1e6 * (cpu_seconds() - c0) / n
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> list[Result]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     results = []
@@ -253,6 +297,19 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
                     )
                 finally:
                     broker.stop()
+        if args.floor:
+            for qos in args.qos:
+                broker = Broker(binary, Path(tmp) / f"broker-floor-{qos}")
+                broker.start()
+                try:
+                    got = await library_floor(broker, qos)
+                finally:
+                    broker.stop()
+                print(
+                    f"library floor, qos {qos}: aiomqtt {got['aiomqtt']:.0f} µs CPU/message, "
+                    f"paho (own thread) {got['paho']:.0f} µs CPU/message",
+                    flush=True,
+                )
     return results
 
 
@@ -306,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--profile", type=lambda v: v.split(","), default=["moving", "parked"], help="moving,parked"
     )
+    ap.add_argument("--floor", action="store_true", help="also measure the client libraries alone")
     ap.add_argument("--subscriber", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.subscriber:
