@@ -248,6 +248,10 @@ async def test_discovery_configs_have_home_assistant_shape_and_stable_ids(
             published = set(w.latest)
     finally:
         await ex.server.close()
+    # a clean stop says offline itself (the last will covers only a lost connection)
+    async with watching(broker) as after:
+        await until(lambda: "carmetrics/status" in after.latest, "the retained status")
+        assert after.latest["carmetrics/status"] == "offline"
     vins = set(ex.rt.hub.vehicles)
     errors = [e for topic, cfg in first.items() for e in validate_config(topic, cfg)]
     assert errors == []
