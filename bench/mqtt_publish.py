@@ -183,7 +183,7 @@ async def run(
     assert sub.stdout is not None
     json.loads(sub.stdout.readline())  # subscribed
     pub.start()
-    while not (pub.connected and pub.backlog() == 0):  # the first full publish is not measured
+    while not pub.idle:  # the first full publish is not measured
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)
     assert broker.proc is not None
@@ -205,7 +205,7 @@ async def run(
         next_t += step
         await asyncio.sleep(max(0.0, next_t - time.monotonic()))
     last = time.monotonic()
-    while pub.backlog() > 0 or not pub._idle.is_set():
+    while not pub.idle:
         await asyncio.sleep(0.005)
     drained = time.monotonic()
     wall = drained - w0

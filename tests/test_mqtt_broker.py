@@ -154,7 +154,7 @@ class Exporter:
 
     async def quiet(self) -> None:
         """Until the publisher has sent what it has (compare with the broker only then)."""
-        await until(lambda: self.publisher.connected and self.publisher.backlog() == 0, "a flush")
+        await until(lambda: self.publisher.idle, "a flush")
         await asyncio.sleep(0.05)
 
 
@@ -189,6 +189,11 @@ async def exporter(broker: Broker, tmp_path: Path) -> AsyncIterator[Exporter]:
         yield ex
     finally:
         await ex.server.close()
+
+
+def n_configs(ex: Exporter) -> int:
+    """How many discovery configs the exporter has confirmed to the broker (cars + the bridge)."""
+    return sum(len(v) for v in ex.publisher._configs.values()) + 1
 
 
 def vin_of(ex: Exporter, model: str) -> str:
@@ -242,8 +247,9 @@ async def test_discovery_configs_have_home_assistant_shape_and_stable_ids(
     ex = await start_exporter(broker, tmp_path, clock)
     try:
         async with watching(broker) as w:
-            await until(lambda: len(w.configs()) > 40, "retained discovery configs")
-            await asyncio.sleep(0.2)
+            want = n_configs(ex)
+            assert want > 40
+            await until(lambda: len(w.configs()) == want, "every retained discovery config")
             first = w.configs()
             published = set(w.latest)
     finally:
@@ -286,7 +292,8 @@ async def test_discovery_configs_have_home_assistant_shape_and_stable_ids(
     ex2 = await start_exporter(broker, tmp_path, ManualClock())  # same history file
     try:
         async with watching(broker) as w2:
-            await until(lambda: len(w2.configs()) >= len(first), "configs after the restart")
+            assert n_configs(ex2) == len(first)
+            await until(lambda: len(w2.configs()) == len(first), "configs after the restart")
             second = w2.configs()
     finally:
         await ex2.server.close()
@@ -300,10 +307,13 @@ async def test_states_arrive_on_change_in_display_units(exporter: Exporter, brok
     ex = exporter
     vin = vin_of(ex, "#1")
     async with watching(broker) as w:
-        await until(lambda: f"carmetrics/{vin}/state" in w.latest, "the retained state")
-        await asyncio.sleep(0.1)
         snap = ex.rt.hub.latest(vin)
         assert snap is not None
+        present = [n for n in (*CHECKED, "state") if n == "state" or snap.values.get(n) is not None]
+        await until(
+            lambda: all(f"carmetrics/{vin}/{n}" in w.latest for n in present), "retained states"
+        )
+        await asyncio.sleep(0.1)
         for name in CHECKED:
             value = snap.values.get(name)
             topic = f"carmetrics/{vin}/{name}"
@@ -470,15 +480,14 @@ async def test_broker_restart_is_survived_and_latest_state_wins(
                 datetime.fromtimestamp(snap.car_time, UTC).strftime("%Y-%m-%dT%H:%M")
             )
         assert w.latest["carmetrics/status"] == "online"
-        assert len(w.configs()) > 40  # discovery is back too
+        await until(lambda: len(w.configs()) == n_configs(ex) > 40, "discovery back too")
 
 
 async def test_discovery_again_when_home_assistant_comes_online(
     exporter: Exporter, broker: Broker
 ) -> None:
     async with watching(broker) as w:
-        await until(lambda: len(w.configs()) > 40, "configs")
-        await asyncio.sleep(0.1)
+        await until(lambda: len(w.configs()) == n_configs(exporter) > 40, "every config")
         n = len(w.configs())
         before = w.count(lambda t: t.endswith("/config"))
         async with aiomqtt.Client(
@@ -495,8 +504,7 @@ async def test_a_car_leaving_clears_its_configs_and_topics(
     gone = vin_of(ex, "#5")
     stays = vin_of(ex, "#1")
     async with watching(broker) as w:
-        await until(lambda: len(w.configs()) > 40, "configs")
-        await asyncio.sleep(0.1)
+        await until(lambda: len(w.configs()) == n_configs(exporter) > 40, "every config")
         mine = [t for t in w.configs() if f"/carmetrics_{gone}/" in t]
         assert mine
         ex.rt.hub.forget(gone)

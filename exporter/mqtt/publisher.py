@@ -138,6 +138,11 @@ class Publisher:
         self._misc[topic] = Message(topic, payload, retain)
         self._wake.set()
 
+    @property
+    def idle(self) -> bool:
+        """Connected with nothing left to send and nothing in flight."""
+        return self.connected and self._idle.is_set() and self.backlog() == 0
+
     def backlog(self) -> int:
         """Work waiting for the broker: bounded by the number of cars, however long it is down."""
         return (
