@@ -175,6 +175,19 @@ def validate_features(cfg: Config) -> None:
     tokens_from_config(cfg)
 
 
+def _validate_analysis(cfg: Config) -> None:
+    """[analysis], [[places]] and [tariffs]: read by the analysis commands, not by `run` (so `run`
+    never imports pandas), but a typo there should still be found before the first report."""
+    from analysis.settings import Settings, SettingsError
+
+    try:
+        Settings.from_config(
+            cfg.extra.get("analysis"), cfg.extra.get("places"), cfg.extra.get("tariffs")
+        )
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @cli.command("check-config")
 @config_option
 def check_config(config_path: Path | None) -> None:
@@ -187,6 +200,7 @@ def check_config(config_path: Path | None) -> None:
     cfg = _load_config(config_path)
     try:
         validate_features(cfg)
+        _validate_analysis(cfg)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
     click.echo(f"config {cfg.source}: ok")
@@ -304,7 +318,17 @@ def _contrib() -> None:
         ("exporter.commands.cli", ("command", "vehicles")),
         (
             "analysis.cli",
-            ("trips", "charges", "drain", "efficiency", "battery", "summary", "report"),
+            (
+                "trips",
+                "charges",
+                "drain",
+                "efficiency",
+                "battery",
+                "summary",
+                "places",
+                "costs",
+                "report",
+            ),
         ),
         ("analysis.cli", ("derive",)),
     ):
