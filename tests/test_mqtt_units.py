@@ -360,3 +360,18 @@ async def test_data_age_waits_for_the_status_tick_unless_it_jumps(tmp_path: Path
         assert sent()[age] == "2"
     finally:
         tick.cancel()
+
+
+def test_check_config_validates_the_mqtt_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from exporter.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n')
+    assert CliRunner().invoke(cli, ["check-config"]).exit_code == 0
+    (tmp_path / "config.toml").write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1883"\nqos = 5\n')
+    res = CliRunner().invoke(cli, ["check-config"])
+    assert res.exit_code != 0 and "mqtt.qos = 5: expected 0, 1 or 2" in res.output
