@@ -359,4 +359,8 @@ def check_value(name: str, value: Value) -> Value:
     if not math.isfinite(value):
         # parsers turn inf/NaN into None (unknown); one that does not would export NaN and store NULL
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if sig.kind is Kind.NUMBER:
+        # 12 significant digits, far finer than any signal's resolution, drop the binary noise
+        # a unit conversion leaves: 47.6 % is 0.476 on /metrics, not 0.47600000000000003
+        return float(f"{value:.12g}")
     return float(value)
