@@ -309,6 +309,14 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "V",
         resolution=1e-3,
     ),
+    Signal(  # Smartcar v3 lowvoltagebattery-stateofcharge (percent)
+        "aux_battery_soc",
+        _N,
+        "aux_battery_soc_ratio",
+        "State of charge of the 12 V auxiliary battery (0-1).",
+        "ratio",
+        resolution=0.01,
+    ),
     Signal(
         "service_distance",
         _N,
