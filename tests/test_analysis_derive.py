@@ -152,3 +152,31 @@ def test_table_schemas_match_the_documentation(tmp_path: Path) -> None:
             section = doc.split(f"### `{name}`", 1)[1].split("###", 1)[0]
             documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
             assert documented == have, name
+
+
+def test_an_older_derived_table_gains_a_new_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A results column added to the analysis reaches existing files without a hand-written
+    migration (sqlite-utils ``transform``); a table already in shape is left alone."""
+    db = tmp_path / "h.db"
+    write_history(db, [week().frame()])
+    analysis.derive(db, S)
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT count(*), sum(distance_km) FROM trips").fetchone()
+        conn.execute(
+            "ALTER TABLE trips DROP COLUMN consumption_kwh_100km"
+        )  # a file from before it existed
+        assert "consumption_kwh_100km" not in [
+            r[1] for r in conn.execute("PRAGMA table_info(trips)")
+        ]
+    analysis.derive(db, S)  # nothing new to derive: only the schema changes
+    with sqlite3.connect(db) as conn:
+        assert [r[1] for r in conn.execute("PRAGMA table_info(trips)")] == [*TRIP_COLUMNS, *EXTRA]
+        assert conn.execute("SELECT count(*), sum(distance_km) FROM trips").fetchone() == before
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'trips'").fetchone()[0]
+        assert sql.rstrip().endswith("STRICT")
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        from analysis.derive import ensure_schema
+
+        ensure_schema(conn)
+    assert not [s for s in statements if re.match(r"\s*(CREATE TABLE|ALTER|DROP|INSERT)", s, re.I)]
