@@ -316,13 +316,14 @@ def db_prune(config_path: Path | None, db_path: Path | None, older_than_days: fl
 @config_option
 @click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def db_info(config_path: Path | None, db_path: Path | None) -> None:
-    """Print schema version, row counts and the time span per vehicle.
+    """Print schema version, rows and bytes per table, and the time span per vehicle.
 
     \b
     Example:
       carmetrics db info --db carmetrics.db
     """
     from exporter.history import connect
+    from exporter.history_info import tables
 
     cfg = _load_config(config_path, db=db_path)
     if not cfg.db.exists():
@@ -331,6 +332,9 @@ def db_info(config_path: Path | None, db_path: Path | None) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         click.echo(f"{cfg.db}: schema version {version}, {cfg.db.stat().st_size} bytes")
+        for t in tables(conn):
+            size = "" if t.bytes is None else f", {t.bytes:,} bytes"
+            click.echo(f"  table {t.name}: {t.rows:,} rows{size}")
         for vin, n, t0, t1 in conn.execute(
             "SELECT vin, count(*), min(ts), max(ts) FROM samples GROUP BY vin"
         ):
