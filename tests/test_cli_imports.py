@@ -55,6 +55,17 @@ def test_help_and_exporter_commands_load_no_analysis_stack(args: tuple[str, ...]
     assert _loaded_after(_cli(*args)) == []
 
 
+def test_no_exporter_module_loads_the_analysis_stack() -> None:
+    # What `carmetrics run` may import (server, runtime, providers, simulators, web extensions):
+    # every module of the exporter package, so a new import of pandas anywhere there fails here.
+    code = """
+        import importlib, pkgutil, exporter
+        for m in pkgutil.walk_packages(exporter.__path__, "exporter."):
+            importlib.import_module(m.name)
+        """
+    assert _loaded_after(code) == []
+
+
 def test_an_analysis_command_loads_its_module_when_used() -> None:
     loaded = _loaded_after(_cli("trips", "--help"))
     assert "analysis.cli" in loaded and "pandas" in loaded
