@@ -41,9 +41,18 @@ from .settings import Settings
 from .trips import TRIP_COLUMNS
 from .trips import detect as detect_trips
 
-VERSION: Final = 1  # bump when detection changes, so derived tables are rebuilt
+VERSION: Final = 2  # bump when detection changes, so derived tables are rebuilt (2: places, costs)
 
-_TEXT: Final = {"vin", "start_local", "end_local", "kind"}
+_TEXT: Final = {
+    "vin",
+    "start_local",
+    "end_local",
+    "kind",
+    "start_place",
+    "end_place",
+    "place",
+    "currency",
+}
 _INT: Final = {"samples", "inferred", "ongoing", "unseen"}
 TABLES: Final = {
     "trips": TRIP_COLUMNS,
@@ -105,12 +114,17 @@ def _connect(db_path: Path | str) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the derived tables, or reshape them (``transform``) when the analysis gained, lost or
-    retyped a column since they were made, so a new result column needs no hand-written migration.
-    Their rows are rebuilt anyway when ``VERSION`` changes."""
+    """Create the derived tables, or reshape them when an older carmetrics made them with other
+    columns: sqlite-utils' ``transform`` adds, drops, retypes and reorders columns in place, so
+    rows older than the oldest sample (whose samples retention removed) are kept; every vehicle's
+    derive state is then cleared, so this run rebuilds all rows it still has samples for and the
+    new columns get values. An up-to-date table is left alone."""
     db = _database(conn)
+    reshaped = False
     for table, cols in TABLES.items():
         t, types = db.table(table), _types(cols)
+        have = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        reshaped |= bool(have) and have != list(types)
         t.create(
             types,
             pk=_KEY,
@@ -120,9 +134,10 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             transform=True,
         )
         t.create_index(["vin", "end_ts"], index_name=f"{table}_vin_end", if_not_exists=True)
-    db.table("derive_state").create(
-        STATE_COLUMNS, pk="vin", not_null=set(STATE_COLUMNS), strict=True, transform=True
-    )
+    state = db.table("derive_state")
+    state.create(STATE_COLUMNS, pk="vin", not_null=set(STATE_COLUMNS), strict=True, transform=True)
+    if reshaped:
+        conn.execute("DELETE FROM derive_state")
     conn.commit()
 
 

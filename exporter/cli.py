@@ -91,6 +91,14 @@ ANALYSIS: Final = {
         "analysis.cli:efficiency",
         "Consumption (kWh/100 km) by outside-temperature band, speed band and month.",
     ),
+    "places": LazyCommand(
+        "analysis.cli:places",
+        "Places each car keeps returning to, with visits, nights and a [[places]] snippet.",
+    ),
+    "costs": LazyCommand(
+        "analysis.cli:costs",
+        "What charging cost per month, by place and AC/DC ([tariffs] and [[places]] in config).",
+    ),
     "report": LazyCommand(
         "analysis.cli:report",
         "Write one self-contained HTML report with tables and plots (PNGs also saved alongside).",
@@ -223,6 +231,19 @@ def validate_features(cfg: Config) -> None:
     tokens_from_config(cfg)
 
 
+def _validate_analysis(cfg: Config) -> None:
+    """[analysis], [[places]] and [tariffs]: read by the analysis commands, not by `run` (so `run`
+    never imports pandas), but a typo there should still be found before the first report."""
+    from analysis.settings import Settings, SettingsError
+
+    try:
+        Settings.from_config(
+            cfg.extra.get("analysis"), cfg.extra.get("places"), cfg.extra.get("tariffs")
+        )
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @cli.command("check-config")
 @config_option
 def check_config(config_path: Path | None) -> None:
@@ -235,6 +256,7 @@ def check_config(config_path: Path | None) -> None:
     cfg = _load_config(config_path)
     try:
         validate_features(cfg)
+        _validate_analysis(cfg)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
     click.echo(f"config {cfg.source}: ok")
