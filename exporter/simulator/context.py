@@ -35,10 +35,12 @@ class CloudHandle:
 
     name: str
     urls: dict[str, str]
-    logins: dict[str, dict[str, str]]
+    logins: dict[str, dict[str, Any]]
     vins: dict[str, list[str]]  # login name -> VINs of that account
     close: Callable[[], Awaitable[None]]
     service: Any = None  # the cloud object itself, for in-process control in tests
+    # further host groups served by the same cloud (e.g. "smartcar_v3": iam, vehicle_api, ...)
+    extra_urls: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 CloudFactory = Callable[[SimContext], Awaitable[CloudHandle | None]]

@@ -61,11 +61,14 @@ class SimulatorHandle:
 
     @property
     def urls(self) -> dict[str, dict[str, str]]:
-        return {name: dict(c.urls) for name, c in self.clouds.items()}
+        out = {name: dict(c.urls) for name, c in self.clouds.items()}
+        for c in self.clouds.values():
+            out.update({k: dict(v) for k, v in c.extra_urls.items()})
+        return out
 
     @property
-    def logins(self) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
+    def logins(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         for c in self.clouds.values():
             out.update({k: dict(v) for k, v in c.logins.items()})
         return out
