@@ -362,13 +362,13 @@ def db_info(config_path: Path | None, db_path: Path | None) -> None:
         size = _human_size(cfg.db.stat().st_size)
         extra = f" + {_human_size(wal_size)} write-ahead log" if wal_size else ""
         click.echo(f"{cfg.db}: schema version {version}, {size}{extra}")
-        for t in tables(conn):
-            on_disk = "" if t.bytes is None else f", {_human_size(t.bytes)}"
-            click.echo(f"  table {t.name}: {t.rows:,} rows{on_disk}")
         for vin, n, t0, t1 in conn.execute(
             "SELECT vin, count(*), min(ts), max(ts) FROM samples GROUP BY vin"
         ):
             click.echo(f"  {vin}: {n} rows, {_utc(t0)} .. {_utc(t1)}")
+        for t in tables(conn):
+            on_disk = "" if t.bytes is None else f", {_human_size(t.bytes)}"
+            click.echo(f"  table {t.name}: {t.rows:,} rows{on_disk}")
     finally:
         conn.close()
 
