@@ -856,6 +856,9 @@ class SimVehicle:
             self._arrived_at = t - HOUR
         elif index % 3 == 1:
             self._s.soc = min(self._s.soc, 35.0)
+            # stays home for the first hour whatever the time of day (a commute due now would
+            # otherwise take it away before the cable goes in)
+            self._arrived_at = t + HOUR - 600.0
             self._push(t + STEP, "plug", "AC-now")
 
     # ------------------------------------------------------------------ commands
