@@ -147,8 +147,12 @@ def simulate(
     """
     cfg = _load_config(config_path)
     sim = cfg.simulator
-    sim = replace(
-        sim, enabled=True, speed=speed or sim.speed, seed=sim.seed if seed is None else seed
+    sim = sim.model_copy(
+        update={
+            "enabled": True,
+            "speed": speed or sim.speed,
+            "seed": sim.seed if seed is None else seed,
+        }
     )
     logsetup.setup(log_level, "text")
     from exporter.simulator.runner import start_simulator

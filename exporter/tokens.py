@@ -33,14 +33,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import ClassVar, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from exporter.clock import Clock
-from exporter.config import Config, ConfigError
+from exporter.config import Config, ConfigError, Secret
 from exporter.providers.base import MemoryTokenStore, ReauthRequired, TokenStore
+from exporter.settings import Section, read_section
 
 log = logging.getLogger(__name__)
 
@@ -188,37 +189,24 @@ def _needs_vault(config: Config) -> bool:
     return any(not a.simulator for a in config.accounts)
 
 
+class TokensSection(Section):
+    """``[tokens]``: the vault key, from ``CARMETRICS_TOKENS__KEY`` or ``key_file`` only."""
+
+    secret_hint: ClassVar[str] = "create one with `carmetrics tokens genkey`"
+    key: Secret | None = None
+
+
 def _key_from_config(config: Config, env: Mapping[str, str]) -> tuple[str, str] | None:
     """(raw key text, where it came from), or None when no key is configured."""
-    section: Any = config.extra.get("tokens", {})
-    if not isinstance(section, Mapping):
-        raise ConfigError("tokens: expected a table ([tokens])")
-    for k in section:
-        if k not in {"key", "key_file"}:
-            raise ConfigError(f"tokens.{k}: unknown key; expected one of: key_file")
+    src = Path(config.source)
+    base = src.resolve().parent if config.source != "<defaults>" else Path.cwd()
+    section = read_section(TokensSection, config.extra.get("tokens"), "tokens", base=base)
     if env.get(KEY_ENV):
         return env[KEY_ENV], KEY_ENV
-    if "key" in section:
-        # the env override was not set, so the value came from the TOML file itself
-        raise ConfigError(
-            f"tokens.key: keys are not allowed in the config file; set {KEY_ENV} "
-            "or point tokens.key_file at a file holding it"
-        )
-    key_file = section.get("key_file")
-    if key_file is None:
+    if section.key is None:
         return None
-    if not isinstance(key_file, str) or not key_file:
-        raise ConfigError(f"tokens.key_file = {key_file!r}: expected the path of a key file")
-    p = Path(key_file)
-    if not p.is_absolute() and config.source != "<defaults>":
-        p = Path(config.source).resolve().parent / p
-    try:
-        text = p.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"tokens.key_file = {key_file!r}: cannot read the key file ({exc})"
-        ) from None
-    return text, "tokens.key_file"
+    raw = config.extra.get("tokens", {})
+    return section.key.reveal(), "tokens.key_file" if "key_file" in raw else KEY_ENV
 
 
 def tokens_from_config(config: Config, env: Mapping[str, str] | None = None) -> TokenStore:

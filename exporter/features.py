@@ -1,0 +1,21 @@
+"""The config tables owned by features, and the model that validates each.
+
+Adding a feature's table is one line here plus its model (an ``exporter.settings.Section``) in the
+feature's own module; ``check-config`` and ``run`` then validate it (``exporter.preflight``).
+``analysis`` is validated by the analysis commands (its package loads pandas, which ``run`` never
+does), so it is listed without a model.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from exporter.commands.settings import CommandsSection
+from exporter.settings import Section
+from exporter.tokens import TokensSection
+
+FEATURE_SECTIONS: Final[dict[str, type[Section] | None]] = {
+    "commands": CommandsSection,
+    "tokens": TokensSection,
+    "analysis": None,
+}
