@@ -111,10 +111,10 @@ def run(
         config_path, port=port, listen=listen, db=db, log_level=log_level, log_format=log_format
     )
     logsetup.setup(cfg.log_level, cfg.log_format)
-    try:
-        validate_features(cfg)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+    import logging
+
+    for warning in validate(cfg):
+        logging.getLogger("exporter.preflight").warning(warning)
     from exporter.server import serve
 
     click.echo(
@@ -170,13 +170,15 @@ def simulate(
         asyncio.run(main())
 
 
-def validate_features(cfg: Config) -> None:
-    """Run the detailed validation that features do at start-up, without starting anything."""
-    from exporter.commands.settings import load_settings
-    from exporter.tokens import tokens_from_config
+def validate(cfg: Config) -> list[str]:
+    """The validation ``run`` does before it starts anything (``check-config`` does the same);
+    returns the warnings to show."""
+    from exporter.preflight import preflight
 
-    load_settings(cfg)
-    tokens_from_config(cfg)
+    try:
+        return preflight(cfg)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
 
 
 @cli.command("check-config")
@@ -189,10 +191,8 @@ def check_config(config_path: Path | None) -> None:
       CARMETRICS_ACCOUNTS__0__PASSWORD=... carmetrics check-config --config config.toml
     """
     cfg = _load_config(config_path)
-    try:
-        validate_features(cfg)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+    for warning in validate(cfg):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"config {cfg.source}: ok")
     click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
     click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")

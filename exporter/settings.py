@@ -386,6 +386,8 @@ def _line(err: dict[str, Any], model: type[BaseModel], prefix: str) -> ConfigErr
     if kind in ("too_short", "string_too_short"):
         what = "list" if kind == "too_short" else "string"
         return ConfigError(f"{key}{shown}: expected a non-empty {what}")
+    if kind == "finite_number":
+        return ConfigError(f"{key}{shown}: expected {_TYPE_WORDS[kind]}")
     if kind in _TYPE_WORDS:
         return ConfigError(f"{key}{shown}: expected {hint or _TYPE_WORDS[kind]}")
     msg = str(err["msg"]).removeprefix("Value error, ")
