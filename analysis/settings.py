@@ -26,11 +26,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Annotated, Any, Final, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, model_validator
+
+from exporter.settings import ConfigError, Section, invalid, read_section
 
 # Usable (net) capacity by model, kWh. Smart #1/#3: 66 kWh gross, 62 usable; #5: 100 gross, 94
 # usable; the others are the models the Smartcar simulator offers (exporter/simulator/catalogue.py).
@@ -50,7 +55,7 @@ SERIES_CAPACITY_KWH: Final = MappingProxyType({"HX1": 62.0, "HC1": 62.0, "HY1": 
 FALLBACK_CAPACITY_KWH: Final = 60.0
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """One user-facing line naming the ``[analysis]`` key that is wrong."""
 
 
@@ -74,22 +79,43 @@ def machine_timezone() -> str:
     return "UTC"
 
 
-def _zone(name: object, key: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise SettingsError(f"{key} = {name!r}: expected an IANA zone name such as 'Europe/Berlin'")
+def _zone(name: str, field: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(
-            f"{key} = {name!r}: unknown timezone; expected an IANA name such as 'Europe/Berlin'"
+        raise invalid(
+            "unknown timezone; expected an IANA name such as 'Europe/Berlin'",
+            field=field,
+            value=name,
         ) from None
     return name
 
 
-def _positive(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise SettingsError(f"{key} = {value!r}: expected a positive number")
-    return float(value)
+Zone = Annotated[str, Field(min_length=1, description="an IANA zone name such as 'Europe/Berlin'")]
+Amount = Annotated[float, Field(gt=0, description="a positive number")]
+
+
+class AnalysisSection(Section):
+    """``[analysis]`` as written (see the module docstring)."""
+
+    timezone: Zone | None = None
+    timezones: dict[str, Zone] = Field(
+        default_factory=dict, description="a table of VIN = zone name"
+    )
+    capacity_kwh: dict[str, Amount] = Field(
+        default_factory=dict, description="a table of VIN or model = kWh"
+    )
+    idle_hours: Amount = 6.0
+    min_trip_m: Amount = 100.0
+    merge_pause_h: Amount = 24.0
+
+    @model_validator(mode="after")
+    def _zones(self) -> Self:
+        if self.timezone is not None:
+            _zone(self.timezone, "timezone")
+        for vin, name in self.timezones.items():
+            _zone(name, f"timezones.{vin}")
+        return self
 
 
 def _norm_model(model: str) -> str:
@@ -100,9 +126,9 @@ def _norm_model(model: str) -> str:
 class Settings:
     """Analysis knobs. The defaults are what the accuracy run (docs/ACCURACY.md) measured."""
 
-    timezone: str = field(default_factory=machine_timezone)
-    timezones: Mapping[str, str] = field(default_factory=dict)  # per VIN
-    capacity_kwh: Mapping[str, float] = field(default_factory=dict)  # per VIN or model
+    timezone: str = dc_field(default_factory=machine_timezone)
+    timezones: Mapping[str, str] = dc_field(default_factory=dict)  # per VIN
+    capacity_kwh: Mapping[str, float] = dc_field(default_factory=dict)  # per VIN or model
     idle_hours: float = 6.0
     # trips
     min_trip_m: float = 100.0  # shorter trips are noise (TeslaMate drops < 10 m; 100 m per issue)
@@ -143,41 +169,19 @@ class Settings:
     @staticmethod
     def from_config(section: Mapping[str, Any] | None) -> Settings:
         """Build from the ``[analysis]`` table of config.toml; errors name the offending key."""
-        section = dict(section or {})
-        known = {
-            "timezone",
-            "timezones",
-            "capacity_kwh",
-            "idle_hours",
-            "min_trip_m",
-            "merge_pause_h",
+        try:
+            t = read_section(AnalysisSection, dict(section or {}), "analysis")
+        except ConfigError as exc:
+            raise SettingsError(str(exc)) from None
+        kwargs: dict[str, Any] = {
+            "timezones": dict(t.timezones),
+            "capacity_kwh": dict(t.capacity_kwh),
+            "idle_hours": t.idle_hours,
+            "min_trip_m": t.min_trip_m,
+            "merge_pause_s": t.merge_pause_h * 3600.0,
         }
-        for key in section:
-            if key not in known:
-                raise SettingsError(
-                    f"analysis.{key}: unknown key; expected one of: {', '.join(sorted(known))}"
-                )
-        kwargs: dict[str, Any] = {}
-        if "timezone" in section:
-            kwargs["timezone"] = _zone(section["timezone"], "analysis.timezone")
-        tzs = section.get("timezones", {})
-        if not isinstance(tzs, Mapping):
-            raise SettingsError("analysis.timezones: expected a table of VIN = zone name")
-        kwargs["timezones"] = {str(k): _zone(v, f"analysis.timezones.{k}") for k, v in tzs.items()}
-        caps = section.get("capacity_kwh", {})
-        if not isinstance(caps, Mapping):
-            raise SettingsError("analysis.capacity_kwh: expected a table of VIN or model = kWh")
-        kwargs["capacity_kwh"] = {
-            str(k): _positive(v, f"analysis.capacity_kwh.{k}") for k, v in caps.items()
-        }
-        if "idle_hours" in section:
-            kwargs["idle_hours"] = _positive(section["idle_hours"], "analysis.idle_hours")
-        if "min_trip_m" in section:
-            kwargs["min_trip_m"] = _positive(section["min_trip_m"], "analysis.min_trip_m")
-        if "merge_pause_h" in section:
-            kwargs["merge_pause_s"] = (
-                _positive(section["merge_pause_h"], "analysis.merge_pause_h") * 3600.0
-            )
+        if t.timezone is not None:
+            kwargs["timezone"] = t.timezone
         return Settings(**kwargs)
 
 
