@@ -153,8 +153,8 @@ class Section(BaseModel):
                     path_value = data.pop(f"{name}_file")
                     if name not in data:  # the environment wins over a file
                         data[name] = _read_secret_file(path_value, name, Path(base))
-            elif isinstance(data.get(name), EnvValue):
-                data[name] = _from_env(data[name], field.annotation)
+            elif name in data:
+                data[name] = _coerce(data[name], field.annotation)
         return data
 
 
@@ -202,6 +202,20 @@ def _wants_text(annotation: Any) -> bool:
         ):
             return True
     return False
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """Environment text anywhere in ``value`` (also inside a table or list) read for its type."""
+    if isinstance(value, EnvValue):
+        return _from_env(value, annotation)
+    if isinstance(value, dict | list):
+        for part in _parts(annotation):
+            origin, args = typing.get_origin(part), typing.get_args(part)
+            if origin is dict and isinstance(value, dict) and len(args) == 2:
+                return {k: _coerce(v, args[1]) for k, v in value.items()}
+            if origin in (list, tuple) and isinstance(value, list) and args:
+                return [_coerce(v, args[0]) for v in value]
+    return value
 
 
 def _from_env(raw: EnvValue, annotation: Any) -> Any:

@@ -85,3 +85,15 @@ def test_env_text_is_read_as_the_field_wants() -> None:
 def test_a_table_that_is_not_a_table() -> None:
     with pytest.raises(ConfigError, match=r"^mqtt = 'on': expected a table \(\[mqtt\]\)"):
         read_section(Broker, "on", "mqtt")
+
+
+class Limits(Section):
+    per_vin: dict[str, float] = Field(default_factory=dict)
+    names: list[str] = Field(default_factory=list)
+
+
+def test_env_text_inside_tables_and_lists_is_read_for_its_type() -> None:
+    t = read_section(
+        Limits, {"per_vin": {"v1": EnvValue("2.5")}, "names": [EnvValue("007")]}, "limits"
+    )
+    assert t.per_vin == {"v1": 2.5} and t.names == ["007"]
