@@ -29,6 +29,7 @@ Rules every table gets for free:
 from __future__ import annotations
 
 import difflib
+import tomllib
 import types
 import typing
 from pathlib import Path
@@ -220,8 +221,6 @@ def _coerce(value: Any, annotation: Any) -> Any:
 
 def _from_env(raw: EnvValue, annotation: Any) -> Any:
     """Environment values are text; a field that is not text reads them as a TOML scalar."""
-    import tomllib
-
     if _wants_text(annotation):
         return str(raw)
     try:
