@@ -130,6 +130,7 @@ class Section(BaseModel):
         allow_inf_nan=False,
         arbitrary_types_allowed=True,
         hide_input_in_errors=False,
+        defer_build=True,  # build validators on first use: `carmetrics --help` never pays for them
     )
     # the message for a missing secret adds this (e.g. "generate one with ...")
     secret_hint: ClassVar[str] = ""
