@@ -195,3 +195,19 @@ async def test_a_failed_start_closes_what_it_opened(tmp_path: Path) -> None:
         await runner.setup()
     assert rt.session.closed
     await runner.cleanup()
+
+
+def test_run_says_at_start_that_stored_tokens_will_not_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[Any] = []
+    monkeypatch.setattr("exporter.server.serve", lambda cfg: started.append(cfg))
+    store = EncryptedTokenStore(tmp_path / "carmetrics.db", parse_keys(generate_key(), "k"))
+    store.save("smartcar:home:index", {"connections": []})
+    store.close()
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    result = CliRunner().invoke(cli_module.cli, ["run", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1
+    assert "home" in result.output and KEY_ENV in result.output
