@@ -27,7 +27,7 @@ DEFAULT_URLS: Final = {
     "auth": "https://auth.smartcar.com",
     "api": "https://api.smartcar.com",
 }
-MODES: Final = ("live", "simulated", "test")
+Mode = Literal["live", "simulated", "test"]
 Positive = Annotated[float, Field(gt=0, description="a positive number")]
 Count = Annotated[int, Field(gt=0, description="a positive whole number")]
 Scopes = Annotated[list[str], Field(description="a list of permission names")]
@@ -40,7 +40,7 @@ class SmartcarAccount(AccountSection):
     client_secret: Secret | None = None
     management_token: Secret | None = None
     redirect_uri: str | None = None
-    mode: Literal["live", "simulated", "test"] | None = None
+    mode: Mode | None = None  # default: "simulated" for a simulator account, else "live"
     scopes: Scopes | None = None
     required_scopes: Scopes | None = None
     make: str | None = None
@@ -51,9 +51,8 @@ class SmartcarAccount(AccountSection):
     webhook_id: str | None = None
     webhook_poll_interval: Positive = 12 * 3600.0  # the safety net while webhooks deliver
     budget_calls_per_vehicle: Count = 500
-    budget_reserve_calls: int = Field(
-        default=20, ge=0
-    )  # kept back for commands and a manual refresh
+    # kept back for commands and a manual refresh
+    budget_reserve_calls: int = Field(default=20, ge=0)
     budget_app_calls_per_month: Count | None = None
     token_renew_days: Positive = 30.0
     reauth_probe_interval: Positive = 86400.0
@@ -72,7 +71,7 @@ class SmartcarAccount(AccountSection):
             if self.webhooks and self.management_token is None:
                 raise missing("management_token")
             if self.redirect_uri is None:
-                _redirect(None)
+                raise missing("redirect_uri", REGISTERED)
         for name in ("scopes", "required_scopes"):
             for i, scope in enumerate(getattr(self, name) or ()):
                 if not scope:
@@ -153,15 +152,17 @@ def check_url(value: object, key: str, *, simulator: bool) -> str:
         raise ConfigError(f"{key} = {value!r}: {exc}") from None
 
 
+REGISTERED: Final = (
+    "expected the callback URL registered in the Smartcar Dashboard, "
+    "e.g. https://cars.example.org/connect/smartcar/callback"
+)
+
+
 def _redirect(value: object) -> str:
-    registered = (
-        "expected the callback URL registered in the Smartcar Dashboard, "
-        "e.g. https://cars.example.org/connect/smartcar/callback"
-    )
     if value is None:
-        raise missing("redirect_uri", registered)
+        raise missing("redirect_uri", REGISTERED)
     if not isinstance(value, str) or not value:
-        raise invalid(registered, field="redirect_uri", value=value)
+        raise invalid(REGISTERED, field="redirect_uri", value=value)
     parts = urlsplit(value)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host or parts.fragment:
