@@ -11,7 +11,8 @@ Reads the SQLite file the exporter writes (never the exporter's objects)::
     analysis.battery(charges)             # usable capacity per month from charging sessions
     analysis.summary(trips, charges, period="week")
 
-Battery size and timezone come from ``analysis.Settings`` (``[analysis]`` in config.toml).
+Battery size, timezone, places and tariffs come from ``analysis.Settings`` (``[analysis]``,
+``[[places]]`` and ``[tariffs]`` in config.toml).
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from .costs import add_session_costs
 from .prep import Prepared, local_iso, mean2, prepare
 from .settings import Settings
+from .zones import zones
 
 CHARGE_COLUMNS: Final = (
     "vin",
@@ -36,6 +38,7 @@ CHARGE_COLUMNS: Final = (
     "kind",
     "latitude",
     "longitude",
+    "place",
     "odometer_km",
     "start_soc_pct",
     "end_soc_pct",
@@ -44,6 +47,11 @@ CHARGE_COLUMNS: Final = (
     "energy_power_kwh",
     "avg_power_kw",
     "peak_power_kw",
+    "energy_grid_kwh",
+    "cost",
+    "currency",
+    "range_added_km",
+    "cost_per_100km_range",
     "outside_temp_c",
     "samples",
     "unseen",
@@ -69,9 +77,11 @@ def detect(p: Prepared, s: Settings) -> pd.DataFrame:
     parts = [f for f in (seen, unseen) if len(f)]
     out = pd.concat(parts, ignore_index=True) if parts else empty_raw()
     out = out.sort_values(["vin", "start_ts"], kind="mergesort").reset_index(drop=True)
-    out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), out["vin"].to_numpy(), s))
-    out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), out["vin"].to_numpy(), s))
-    return out
+    vin = out["vin"].to_numpy()
+    z = zones(vin, out["latitude"].to_numpy(), out["longitude"].to_numpy(), s)
+    out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), vin, s, zones=z))
+    out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), vin, s, zones=z))
+    return add_session_costs(out, p, s)
 
 
 def session_spans(p: Prepared, s: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -301,6 +311,8 @@ def empty_raw() -> pd.DataFrame:
         {
             "vin": "object",
             "kind": "object",
+            "place": "object",
+            "currency": "object",
             "unseen": bool,
             "ongoing": bool,
             "samples": "int64",

@@ -1,4 +1,4 @@
-"""Click commands: ``carmetrics trips|charges|drain|efficiency|battery|summary|report`` and
+"""Click commands: ``carmetrics trips|charges|drain|efficiency|battery|summary|places|costs|report`` and
 ``carmetrics db derive``.
 
 The lead's ``exporter/cli.py`` attaches these objects by name. They read the history file named by
@@ -46,7 +46,9 @@ def _context(config_path: Path | None, db: Path | None) -> Context:
         path = Path("config.toml")
     try:
         cfg = load_config(path)  # no file: defaults plus CARMETRICS_* environment overrides
-        settings = Settings.from_config(cfg.extra.get("analysis"))
+        settings = Settings.from_config(
+            cfg.extra.get("analysis"), cfg.extra.get("places"), cfg.extra.get("tariffs")
+        )
     except (ConfigError, SettingsError) as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
     db_path = db or cfg.db
@@ -96,8 +98,9 @@ def progress(items: Iterable[T], label: str, length: int | None = None) -> Itera
 def _analyses(
     ctx: Context, vin: str | None, since: str | None, until: str | None, label: str
 ) -> Iterator[Analysis]:
-    lo = parse_when(since, ctx.settings.timezone)
-    hi = parse_when(until, ctx.settings.timezone)
+    zone = ctx.settings.timezone_name("")  # the pinned zone, else the machine's
+    lo = parse_when(since, zone)
+    hi = parse_when(until, zone)
     chosen = [v for v in vins(ctx.db) if vin is None or v == vin]
     if vin is not None and not chosen:
         raise click.ClickException(f"no samples for vehicle {vin} in {ctx.db}")
@@ -335,6 +338,88 @@ def summary(
     ctx = _context(config_path, db)
     frames = [a.summary(period) for a in _analyses(ctx, vin, since, until, "summary")]
     _emit(_concat(frames, empty), fmt, out, "summary")
+
+
+@click.command("places")
+@_common
+@click.option(
+    "--min-visits",
+    type=click.IntRange(2, 1000),
+    default=5,
+    show_default=True,
+    help="Parked this many times within ~100 m makes a place.",
+)
+def places(
+    config_path: Path | None,
+    db: Path | None,
+    vin: str | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    out: Path | None,
+    min_visits: int,
+) -> None:
+    """Places each car keeps returning to, with visits, nights and a [[places]] snippet.
+
+    Found by density clustering (DBSCAN, haversine) of where the car parked; a place already in
+    [[places]] is shown under its name. Paste a suggested snippet into config.toml to name it:
+    trips then show it, and its tariff prices the charges there.
+
+    \b
+    Example:
+      carmetrics places --since 90d
+    """
+    from .places import PLACE_COLUMNS, discover, stops
+    from .zones import zones
+
+    ctx = _context(config_path, db)
+    frames = []
+    for a in _analyses(ctx, vin, since, until, "places"):
+        st = stops(a.trips, a.charges)
+        if st.empty:
+            continue
+        zone = zones(
+            st["vin"].to_numpy(),
+            st["latitude"].to_numpy(),
+            st["longitude"].to_numpy(),
+            ctx.settings,
+        )
+        zone_of = {str(v): str(z) for v, z in zip(st["vin"], zone, strict=True)}
+        frames.append(
+            discover(st, known=ctx.settings.places, min_visits=min_visits, zone_of=zone_of)
+        )
+    found = _concat(frames, lambda: pd.DataFrame(columns=list(PLACE_COLUMNS)))
+    _emit(found, fmt, out, "places")
+    if fmt == "table" and out is None:
+        for snippet in found.get("suggestion", pd.Series(dtype=object)):
+            if snippet:
+                click.echo("\n" + str(snippet))
+
+
+@click.command("costs")
+@_common
+def costs(
+    config_path: Path | None,
+    db: Path | None,
+    vin: str | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    out: Path | None,
+) -> None:
+    """What charging cost per month, by place and AC/DC ([tariffs] and [[places]] in config).
+
+    \b
+    Example:
+      carmetrics costs --since 6m
+    """
+    from .costs import MONTHLY_COLUMNS, monthly_costs
+
+    ctx = _context(config_path, db)
+    frames = [
+        monthly_costs(a.charges, ctx.settings) for a in _analyses(ctx, vin, since, until, "costs")
+    ]
+    _emit(_concat(frames, lambda: pd.DataFrame(columns=list(MONTHLY_COLUMNS))), fmt, out, "costs")
 
 
 @click.command("report")

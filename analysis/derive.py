@@ -40,9 +40,18 @@ from .settings import Settings
 from .trips import TRIP_COLUMNS
 from .trips import detect as detect_trips
 
-VERSION: Final = 1  # bump when detection changes, so derived tables are rebuilt
+VERSION: Final = 2  # bump when detection changes, so derived tables are rebuilt (2: places, costs)
 
-_TEXT: Final = {"vin", "start_local", "end_local", "kind"}
+_TEXT: Final = {
+    "vin",
+    "start_local",
+    "end_local",
+    "kind",
+    "start_place",
+    "end_place",
+    "place",
+    "currency",
+}
 _INT: Final = {"samples", "inferred", "ongoing", "unseen"}
 TABLES: Final = {
     "trips": TRIP_COLUMNS,
@@ -111,7 +120,15 @@ def _connect(db_path: Path | str) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables; a table whose columns are not today's (an older carmetrics made it) is
+    dropped with every vehicle's derive state, so this run rebuilds it: it is a cache of samples."""
     with conn:
+        for table, cols in TABLES.items():
+            have = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            if have and have != [*cols, *EXTRA]:
+                conn.execute(f"DROP TABLE {table}")
+                if columns_of(conn, "derive_state"):
+                    conn.execute("DELETE FROM derive_state")
         for stmt in SCHEMA:
             conn.execute(stmt)
 

@@ -17,6 +17,7 @@ from .charges import charges as detect_charges
 from .prep import Prepared, local_iso, prepare
 from .settings import Settings
 from .trips import trips as detect_trips
+from .zones import zones
 
 DRAIN_COLUMNS: Final = (
     "vin",
@@ -129,8 +130,9 @@ def drain(
             "samples": i1 - i0 + 1,
         }
     )
-    out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), out["vin"].to_numpy(), s))
-    out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), out["vin"].to_numpy(), s))
+    z = zones(p.vin[i0], p.lat_ff[i0], p.lon_ff[i0], s)  # where it stood
+    out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), p.vin[i0], s, zones=z))
+    out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), p.vin[i0], s, zones=z))
     return out[list(DRAIN_COLUMNS)].reset_index(drop=True)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .prep import local_times
 from .settings import Settings
+from .zones import zones
 
 EFFICIENCY_COLUMNS: Final = (
     "vin",
@@ -76,7 +77,13 @@ def efficiency(
             band = _speed_bands(t["avg_speed_kmh"])
             order = t["avg_speed_kmh"].fillna(1e9)
         else:
-            local = local_times(t["start_ts"].to_numpy(), t["vin"].to_numpy(), s)
+            z = zones(
+                t["vin"].to_numpy(),
+                t["start_latitude"].to_numpy(dtype="float64"),
+                t["start_longitude"].to_numpy(dtype="float64"),
+                s,
+            )
+            local = local_times(t["start_ts"].to_numpy(), t["vin"].to_numpy(), s, zones=z)
             band = local.dt.strftime("%Y-%m")
             order = pd.Series(local.to_numpy().astype("datetime64[s]").astype("int64"))
         g = pd.DataFrame(

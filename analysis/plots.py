@@ -315,6 +315,38 @@ def capacity(a: Analysis) -> bytes | None:
     return _png(fig)
 
 
+def monthly_costs(a: Analysis) -> bytes | None:
+    """Charging cost per month stacked by place, and cost per 100 km driven over the months."""
+    from .costs import monthly_costs as table
+
+    c = table(a.charges, a.settings)
+    if c.empty or not c["cost"].notna().any():
+        return None
+    by = c.pivot_table(index="month", columns="place", values="cost", aggfunc="sum").fillna(0.0)
+    m = a.summary("month").set_index("period")
+    per100 = m["cost_per_100km"].reindex(by.index)
+    x = np.arange(len(by))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    bottom = np.zeros(len(by))
+    colours = plt.get_cmap("tab10")
+    for i, place in enumerate(by.columns):
+        ax1.bar(x, by[place], bottom=bottom, color=colours(i % 10), label=str(place))
+        bottom += by[place].to_numpy()
+    cur = a.settings.tariffs.currency
+    ax1.set_ylabel(f"cost ({cur})" if cur else "cost")
+    ax1.set_title("Charging cost per month, by place")
+    ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax2.plot(x, per100.to_numpy(dtype="float64"), marker="o", color=TRIP_COLOUR)
+    ax2.set_ylabel(f"{cur} per 100 km" if cur else "per 100 km")
+    ax2.set_title("Cost per 100 km driven")
+    ax2.set_ylim(bottom=0)
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, by.index, rotation=45 if len(by) > 6 else 0, fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return _png(fig)
+
+
 FIGURES = (
     ("soc", "State of charge with trips and charges", soc_timeline),
     ("charging_curves", "DC charging curves", charging_curves),

@@ -255,27 +255,43 @@ def _soc_per_m(
     return np.where(np.isnan(per), fallback, per)
 
 
-def local_iso(ts: np.ndarray, vins: np.ndarray, settings: Settings) -> list[str | None]:
-    """ISO-8601 local times with offset (e.g. 2026-03-29T03:10:00+02:00), per vehicle's zone."""
+def _zone_keys(vins: np.ndarray, settings: Settings, zones: np.ndarray | None) -> np.ndarray:
+    if zones is not None:
+        return np.asarray(zones, dtype=object)
+    return np.array([settings.timezone_name(str(v)) for v in vins], dtype=object)
+
+
+def local_iso(
+    ts: np.ndarray, vins: np.ndarray, settings: Settings, zones: np.ndarray | None = None
+) -> list[str | None]:
+    """ISO-8601 local times with offset (e.g. 2026-03-29T03:10:00+02:00): in ``zones`` (a zone name
+    per row, from where the car was: analysis.zones) or else each vehicle's configured zone."""
     out: list[str | None] = [None] * len(ts)
     if not len(ts):
         return out
+    keys = _zone_keys(vins, settings, zones)
     # Whole seconds are cut in UTC: flooring a local time fails in the repeated hour of a DST end.
     s = pd.Series(np.floor(np.asarray(ts, dtype="float64")))
-    for vin in pd.unique(vins):
-        mask = vins == vin
-        local = pd.to_datetime(s[mask], unit="s", utc=True).dt.tz_convert(settings.tz(str(vin)))
+    for zone in pd.unique(keys):
+        mask = keys == zone
+        local = pd.to_datetime(s[mask], unit="s", utc=True).dt.tz_convert(str(zone))
         for i, v in zip(np.flatnonzero(mask), local, strict=True):
             out[i] = None if pd.isna(v) else v.isoformat()
     return out
 
 
-def local_times(ts: np.ndarray, vins: np.ndarray, settings: Settings) -> pd.Series:
-    """Local wall-clock times (tz-naive, per vehicle zone) for bucketing into days/weeks/months."""
+def local_times(
+    ts: np.ndarray, vins: np.ndarray, settings: Settings, zones: np.ndarray | None = None
+) -> pd.Series:
+    """Local wall-clock times (tz-naive; per row zone as in ``local_iso``) for bucketing into
+    days/weeks/months."""
     out = pd.Series(pd.NaT, index=range(len(ts)), dtype="datetime64[ns]")
+    if not len(ts):
+        return out
+    keys = _zone_keys(vins, settings, zones)
     s = pd.Series(ts)
-    for vin in pd.unique(vins):
-        mask = vins == vin
-        local = pd.to_datetime(s[mask], unit="s", utc=True).dt.tz_convert(settings.tz(str(vin)))
+    for zone in pd.unique(keys):
+        mask = keys == zone
+        local = pd.to_datetime(s[mask], unit="s", utc=True).dt.tz_convert(str(zone))
         out.iloc[np.flatnonzero(mask)] = local.dt.tz_localize(None).to_numpy()
     return out

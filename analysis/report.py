@@ -65,6 +65,8 @@ def _kpis(a: Analysis) -> str:
     dist = float(t["distance_km"].sum()) if len(t) else 0.0
     used = float(t["energy_kwh"].sum()) if len(t) else 0.0
     added = float(c["energy_added_kwh"].sum()) if len(c) else 0.0
+    cost = float(c["cost"].sum(min_count=1)) if len(c) and "cost" in c else float("nan")
+    cur = a.settings.tariffs.currency
     cons = used / dist * 100 if dist > 0 else float("nan")
     items = [
         ("trips", f"{len(t)}"),
@@ -74,11 +76,36 @@ def _kpis(a: Analysis) -> str:
         ("charging sessions", f"{len(c)}"),
         ("energy charged", f"{added:,.0f} kWh"),
     ]
+    if cost == cost:
+        items.append(("charging cost", f"{cost:,.2f} {cur}".strip()))
+        if dist > 0:
+            items.append(("cost per 100 km", f"{cost / dist * 100:,.2f} {cur}".strip()))
     return (
         '<div class="kpi">'
         + "".join(f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in items)
         + "</div>"
     )
+
+
+def _costs(a: Analysis, out: Path, vin: str) -> str:
+    """Monthly cost by place and AC/DC, and cost per 100 km over time (needs [tariffs])."""
+    from .costs import monthly_costs
+    from .plots import monthly_costs as plot
+
+    parts = ["<h3>Costs</h3>"]
+    if not a.settings.tariffs.tariffs:
+        parts.append(
+            '<p class="note">No [tariffs] in the configuration: add one (README, "Places and '
+            'costs") to see what charging cost.</p>'
+        )
+        return "\n".join(parts)
+    png = plot(a)
+    if png is not None:
+        (out / f"{vin}_costs.png").write_bytes(png)
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<img alt="Charging costs" src="data:image/png;base64,{data}">')
+    parts.append(_table(monthly_costs(a.charges, a.settings), "costs", limit=200))
+    return "\n".join(parts)
 
 
 def _section(a: Analysis, out: Path, progress: Callable[..., Iterator[Any]] | None) -> str:
@@ -114,6 +141,7 @@ def _section(a: Analysis, out: Path, progress: Callable[..., Iterator[Any]] | No
         _table(a.trips, "trips"),
         "<h3>Charging sessions</h3>",
         _table(a.charges, "charges"),
+        _costs(a, out, vin),
         "<h3>Idle drain</h3>",
         _table(a.drain, "drain"),
         "<h3>Efficiency</h3>",

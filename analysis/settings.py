@@ -1,16 +1,17 @@
-"""What the analysis needs to know that the samples do not say: battery size, timezone, thresholds.
+"""What the analysis needs to know that the samples do not say: battery size, timezone, thresholds,
+places and tariffs.
 
 Usable capacity turns a SoC change into kWh, and the timezone decides which day a trip belongs to.
-Both come from the ``[analysis]`` config section, per VIN or per model, falling back to a built-in
-table of usable capacities and to the machine's own timezone. Timezone choice: a per-VIN setting (as
-VWsFriend does) rather than a lookup from GPS position, because positions are private and optional,
-and a built-in border table would be wrong near borders; a car that moves between zones gets the
-zone its owner names.
+Capacities come from the ``[analysis]`` config section, per VIN or per model, falling back to a
+built-in table. The timezone comes from where the car is (an offline lookup, analysis.zones) unless
+the config pins one (for all cars or per VIN); where a car's position is unknown, the machine's zone.
+Places (``[[places]]``) and tariffs (``[tariffs]``) are their own top-level tables (analysis.places,
+analysis.tariffs).
 
 Example::
 
     [analysis]
-    timezone = "Europe/Berlin"      # default for every vehicle (default: the machine's zone)
+    timezone = "Europe/Berlin"      # pin one zone for every vehicle (default: where each car is)
     idle_hours = 6                  # parked periods at least this long count as idle drain
 
     [analysis.capacity_kwh]         # usable kWh, per VIN or per model name
@@ -36,6 +37,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, model_validator
 
 from exporter.settings import ConfigError, Section, invalid, read_section
+
+from .places import Place, PlacesError, places_from_config
+from .tariffs import TariffError, Tariffs, tariffs_from_config
 
 # Usable (net) capacity by model, kWh. Smart #1/#3: 66 kWh gross, 62 usable; #5: 100 gross, 94
 # usable; the others are the models the Smartcar simulator offers (exporter/simulator/catalogue.py).
@@ -126,8 +130,10 @@ def _norm_model(model: str) -> str:
 class Settings:
     """Analysis knobs. The defaults are what the accuracy run (docs/ACCURACY.md) measured."""
 
-    timezone: str = dc_field(default_factory=machine_timezone)
-    timezones: Mapping[str, str] = dc_field(default_factory=dict)  # per VIN
+    # A zone pinned for every vehicle; None: each car's zone comes from where it is (analysis.zones),
+    # and where that is unknown, the machine's zone.
+    timezone: str | None = None
+    timezones: Mapping[str, str] = dc_field(default_factory=dict)  # per VIN (pinned)
     capacity_kwh: Mapping[str, float] = dc_field(default_factory=dict)  # per VIN or model
     idle_hours: float = 6.0
     # trips
@@ -145,8 +151,20 @@ class Settings:
     unseen_min_gap_s: float = 300.0
     dc_power_w: float = 22_500.0  # above any AC charger (22 kW) means DC when the state is unknown
 
+    # places and costs (analysis.places, analysis.tariffs)
+    places: tuple[Place, ...] = ()
+    tariffs: Tariffs = dc_field(default_factory=Tariffs)
+
+    def pinned_zone(self, vin: str) -> str | None:
+        """The zone the config pins for ``vin`` (per VIN, else for all), or None."""
+        return self.timezones.get(vin) or self.timezone
+
+    def timezone_name(self, vin: str) -> str:
+        """The pinned zone, else this machine's: where a car's position says nothing."""
+        return self.pinned_zone(vin) or machine_timezone()
+
     def tz(self, vin: str) -> ZoneInfo:
-        return ZoneInfo(self.timezones.get(vin, self.timezone))
+        return ZoneInfo(self.timezone_name(vin))
 
     def capacity_for(self, vin: str, model: str | None = None, series: str | None = None) -> float:
         """Usable kWh: config by VIN, by model, built-in by model or series, else the fallback."""
@@ -167,21 +185,30 @@ class Settings:
         return builtin_capacity(model, series) is not None
 
     @staticmethod
-    def from_config(section: Mapping[str, Any] | None) -> Settings:
-        """Build from the ``[analysis]`` table of config.toml; errors name the offending key."""
+    def from_config(
+        section: Mapping[str, Any] | None,
+        places: object = None,
+        tariffs: object = None,
+    ) -> Settings:
+        """Build from the ``[analysis]`` table of config.toml, plus its ``[[places]]`` and
+        ``[tariffs]``; errors name the offending key."""
         try:
             t = read_section(AnalysisSection, dict(section or {}), "analysis")
         except ConfigError as exc:
             raise SettingsError(str(exc)) from None
         kwargs: dict[str, Any] = {
+            "timezone": t.timezone,
             "timezones": dict(t.timezones),
             "capacity_kwh": dict(t.capacity_kwh),
             "idle_hours": t.idle_hours,
             "min_trip_m": t.min_trip_m,
             "merge_pause_s": t.merge_pause_h * 3600.0,
         }
-        if t.timezone is not None:
-            kwargs["timezone"] = t.timezone
+        try:
+            kwargs["tariffs"] = tariffs_from_config(tariffs)
+            kwargs["places"] = places_from_config(places, tuple(kwargs["tariffs"].tariffs))
+        except (PlacesError, TariffError) as exc:
+            raise SettingsError(str(exc)) from None
         return Settings(**kwargs)
 
 

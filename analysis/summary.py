@@ -1,18 +1,29 @@
-"""Totals per local day, ISO week or month: distance, drives, energy used and charged, AC/DC share.
+"""Totals per local day, ISO week or month: distance, drives, energy used and charged, AC/DC share,
+what charging cost and what that makes per 100 km driven.
 
-Buckets are the vehicle's local calendar (its configured zone, DST-aware), and a trip or session
+Buckets are the local calendar where the car was (or the pinned zone; DST-aware), and a trip or session
 counts in the bucket where it *started*, as TeslaMate's statistics do: a drive across midnight
 belongs to the evening it began, so per-day sums always add up to the total.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
 from .prep import local_times
 from .settings import Settings
+from .zones import zones
+
+
+def _column(df: pd.DataFrame, name: str) -> Any:
+    """A column of a sessions frame made before places and costs existed reads as unknown."""
+    if name in df.columns:
+        return df[name].to_numpy(dtype="float64")
+    return np.full(len(df), np.nan)
+
 
 PERIODS: Final = ("day", "week", "month")
 SUMMARY_COLUMNS: Final = (
@@ -28,6 +39,9 @@ SUMMARY_COLUMNS: Final = (
     "ac_kwh",
     "dc_kwh",
     "dc_share_pct",
+    "energy_grid_kwh",
+    "cost",
+    "cost_per_100km",
 )
 
 
@@ -54,8 +68,11 @@ def summary(
     t, c = trips_df, charges_df
     if t.empty and c.empty:
         return empty()
-    t_lab = _label(local_times(t["start_ts"].to_numpy(), t["vin"].to_numpy(), s), period)
-    c_lab = _label(local_times(c["start_ts"].to_numpy(), c["vin"].to_numpy(), s), period)
+    t_vin, c_vin = t["vin"].to_numpy(), c["vin"].to_numpy()
+    t_zone = zones(t_vin, t["start_latitude"].to_numpy(), t["start_longitude"].to_numpy(), s)
+    c_zone = zones(c_vin, c["latitude"].to_numpy(), c["longitude"].to_numpy(), s)
+    t_lab = _label(local_times(t["start_ts"].to_numpy(), t_vin, s, zones=t_zone), period)
+    c_lab = _label(local_times(c["start_ts"].to_numpy(), c_vin, s, zones=c_zone), period)
     tg = (
         pd.DataFrame(
             {
@@ -84,6 +101,8 @@ def summary(
                 "energy_charged_kwh": e,
                 "ac_kwh": pd.Series(e).where(kind == "ac", 0.0).to_numpy(),
                 "dc_kwh": pd.Series(e).where(kind == "dc", 0.0).to_numpy(),
+                "energy_grid_kwh": _column(c, "energy_grid_kwh"),
+                "cost": _column(c, "cost"),
             }
         )
         .groupby(["vin", "period"])
@@ -92,6 +111,9 @@ def summary(
             energy_charged_kwh=("energy_charged_kwh", "sum"),
             ac_kwh=("ac_kwh", "sum"),
             dc_kwh=("dc_kwh", "sum"),
+            energy_grid_kwh=("energy_grid_kwh", "sum"),
+            # no tariff for any session of the period: no cost (NaN), not 0
+            cost=("cost", lambda x: x.sum(min_count=1)),
         )
     )
     out = tg.join(cg, how="outer").reset_index()
@@ -111,6 +133,10 @@ def summary(
     out["consumption_kwh_100km"] = (
         out["energy_used_kwh"] / out["distance_km"].where(out["distance_km"] > 0) * 100.0
     )
+    out["energy_grid_kwh"] = out["energy_grid_kwh"].astype("float64").fillna(0.0)
+    out["cost"] = out["cost"].astype("float64").round(2)
+    # what driving cost: the period's charging bill per 100 km driven in it
+    out["cost_per_100km"] = out["cost"] / out["distance_km"].where(out["distance_km"] > 0) * 100.0
     out = out.sort_values(["vin", "period"], kind="mergesort")
     return out[list(SUMMARY_COLUMNS)].reset_index(drop=True)
 

@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 
 from .charges import unseen_rise
+from .places import match
 from .prep import Prepared, local_iso, mean2, prepare
 from .settings import Settings
+from .zones import zones
 
 TRIP_COLUMNS: Final = (
     "vin",
@@ -47,6 +49,8 @@ TRIP_COLUMNS: Final = (
     "start_longitude",
     "end_latitude",
     "end_longitude",
+    "start_place",
+    "end_place",
     "avg_speed_kmh",
     "max_speed_kmh",
     "start_soc_pct",
@@ -353,8 +357,15 @@ def _rows(
     )
     out = out.loc[keep].sort_values(["vin", "start_ts"], kind="mergesort")
     out = pd.DataFrame(out.reset_index(drop=True))
-    out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), out["vin"].to_numpy(), s))
-    out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), out["vin"].to_numpy(), s))
+    vin = out["vin"].to_numpy()
+    lat0, lon0 = out["start_latitude"].to_numpy(), out["start_longitude"].to_numpy()
+    lat1, lon1 = out["end_latitude"].to_numpy(), out["end_longitude"].to_numpy()
+    z0, z1 = zones(vin, lat0, lon0, s), zones(vin, lat1, lon1, s)
+    out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), vin, s, zones=z0))
+    out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), vin, s, zones=z1))
+    at = list(out.columns).index("end_longitude") + 1
+    out.insert(at, "start_place", match(lat0, lon0, s.places))
+    out.insert(at + 1, "end_place", match(lat1, lon1, s.places))
     return out
 
 
@@ -366,6 +377,8 @@ def empty() -> pd.DataFrame:
             "vin": "object",
             "start_local": "object",
             "end_local": "object",
+            "start_place": "object",
+            "end_place": "object",
             "inferred": bool,
             "ongoing": bool,
             "samples": "int64",

@@ -181,6 +181,19 @@ def validate(cfg: Config) -> list[str]:
         raise click.ClickException(f"configuration error: {exc}") from None
 
 
+def _validate_analysis(cfg: Config) -> None:
+    """[analysis], [[places]] and [tariffs]: read by the analysis commands, not by `run` (so `run`
+    never imports pandas), but a typo there should still be found before the first report."""
+    from analysis.settings import Settings, SettingsError
+
+    try:
+        Settings.from_config(
+            cfg.extra.get("analysis"), cfg.extra.get("places"), cfg.extra.get("tariffs")
+        )
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @cli.command("check-config")
 @config_option
 def check_config(config_path: Path | None) -> None:
@@ -191,7 +204,12 @@ def check_config(config_path: Path | None) -> None:
       CARMETRICS_ACCOUNTS__0__PASSWORD=... carmetrics check-config --config config.toml
     """
     cfg = _load_config(config_path)
-    for warning in validate(cfg):
+    warnings = validate(cfg)
+    try:
+        _validate_analysis(cfg)  # not read by `run`, but found here before the first report
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"config {cfg.source}: ok")
     click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
@@ -308,7 +326,17 @@ def _contrib() -> None:
         ("exporter.commands.cli", ("command", "vehicles")),
         (
             "analysis.cli",
-            ("trips", "charges", "drain", "efficiency", "battery", "summary", "report"),
+            (
+                "trips",
+                "charges",
+                "drain",
+                "efficiency",
+                "battery",
+                "summary",
+                "places",
+                "costs",
+                "report",
+            ),
         ),
         ("analysis.cli", ("derive",)),
     ):

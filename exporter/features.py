@@ -2,8 +2,9 @@
 
 Adding a feature's table is one line here plus its model (an ``exporter.settings.Section``) in the
 feature's own module; ``check-config`` and ``run`` then validate it (``exporter.preflight``).
-``analysis`` is validated by the analysis commands (its package loads pandas, which ``run`` never
-does), so it is listed without a model.
+The analysis tables (``analysis``, ``places``, ``tariffs``) are validated by the analysis package
+(it loads pandas, which ``run`` never does): ``check-config`` checks them too, ``run`` does not
+read them, so they are listed without a model.
 """
 
 from __future__ import annotations
@@ -18,4 +19,6 @@ FEATURE_SECTIONS: Final[dict[str, type[Section] | None]] = {
     "commands": CommandsSection,
     "tokens": TokensSection,
     "analysis": None,
+    "places": None,
+    "tariffs": None,
 }

@@ -148,7 +148,15 @@ class Fleet:
         car = self.vehicle(vin)
         if car.advance(self.clock.now()):
             self._notify(vin)
-        return car.truth.to_dict(include_open=include_open)
+        out = car.truth.to_dict(include_open=include_open)
+        # where the car lives and works (for scoring place discovery); an underground car park has
+        # no GPS fix, so its "work" cannot be seen in the reports
+        out["places"] = {
+            "home": list(car.traits.home),
+            "work": list(car.traits.work),
+            "work_has_gps": not car.traits.underground_work,
+        }
+        return out
 
     def reports(self, vin: str) -> int:
         """How many reports the car has uploaded since it was created."""

@@ -218,6 +218,96 @@ def sessions() -> Dashboard:
                     unit_override("DC share", "percent"),
                 ],
             ),
+            stat(
+                "Charging cost",
+                "none",
+                sql(f"SELECT ROUND(SUM(cost), 2) AS cost FROM charging_sessions {TRIPS}"),
+                description=(
+                    "What the charging sessions in the range cost, from [tariffs] and [[places]] "
+                    "in config.toml (grid energy = energy added / charging efficiency, priced by "
+                    "the time-of-use window each part fell in). Empty without tariffs."
+                ),
+                decimals=2,
+                color={"mode": "fixed", "fixedColor": GREEN},
+                w=6,
+                h=8,
+            ),
+            Panel(
+                "barchart",
+                "Charging cost by place",
+                "none",
+                [
+                    sql(
+                        f"""
+                        SELECT COALESCE(place, 'other') AS place,
+                               ROUND(SUM(CASE WHEN kind = 'ac' THEN cost END), 2) AS AC,
+                               ROUND(SUM(CASE WHEN kind = 'dc' THEN cost END), 2) AS DC,
+                               ROUND(SUM(CASE WHEN kind NOT IN ('ac', 'dc') THEN cost END), 2)
+                                 AS unseen
+                        FROM charging_sessions {TRIPS} AND cost IS NOT NULL
+                        GROUP BY 1 ORDER BY SUM(cost) DESC
+                        """
+                    )
+                ],
+                description="Cost per configured place ([[places]]), AC and DC; 'other' is "
+                "everywhere else (priced by the default or DC tariff).",
+                decimals=2,
+                w=9,
+                h=8,
+                options={"xField": "place", "stacking": "normal"},
+            ),
+            Panel(
+                "table",
+                "Cost per month",
+                "none",
+                [
+                    sql(
+                        f"""
+                        SELECT substr(start_local, 1, 7) AS month, vin,
+                               COALESCE(place, 'other') AS "Place", upper(kind) AS "Type",
+                               COUNT(*) AS "Sessions",
+                               ROUND(SUM(energy_grid_kwh), 1) AS "Grid energy",
+                               ROUND(SUM(cost), 2) AS "Cost",
+                               MAX(currency) AS "Currency"
+                        FROM charging_sessions {TRIPS} AND cost IS NOT NULL
+                        GROUP BY month, vin, 3, 4 ORDER BY month DESC, vin, "Cost" DESC
+                        """
+                    )
+                ],
+                description="Per calendar month, vehicle, place and AC/DC.",
+                w=9,
+                h=8,
+                overrides=[unit_override("Grid energy", "kwatth")],
+            ),
+            Panel(
+                "table",
+                "Trips by place",
+                "none",
+                [
+                    sql(
+                        f"""
+                        SELECT start_ts AS time, vin,
+                               COALESCE(start_place, '') AS "From",
+                               COALESCE(end_place, '') AS "To",
+                               ROUND(distance_km, 1) AS "Distance",
+                               ROUND(duration_min * 60) AS "Duration",
+                               ROUND(energy_kwh, 2) AS "Energy"
+                        FROM trips {TRIPS}
+                        ORDER BY start_ts DESC LIMIT 500
+                        """
+                    )
+                ],
+                description="Trips with the configured places they started and ended at: filter a "
+                "column (the funnel in its header) to see e.g. every trip from Work.",
+                w=24,
+                h=9,
+                overrides=[
+                    unit_override("Distance", "lengthkm"),
+                    unit_override("Duration", "dtdurations"),
+                    unit_override("Energy", "kwatth"),
+                ],
+                custom={"filterable": True},
+            ),
             Panel(
                 "timeseries",
                 "State of charge (history)",

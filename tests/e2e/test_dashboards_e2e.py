@@ -153,6 +153,16 @@ simulator = true
 name = "e2e-smartcar"
 provider = "smartcar"
 simulator = true
+[tariffs]                   # the cost panels read the prices db derive stores
+currency = "EUR"
+default = "home"
+dc = "fast"
+[tariffs.home]
+price_per_kwh = 0.32
+windows = [{{ days = "all", start = "22:00", end = "06:00", price_per_kwh = 0.18 }}]
+[tariffs.fast]
+price_per_kwh = 0.59
+session_fee = 0.5
 """
     )
 
