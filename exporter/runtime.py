@@ -55,6 +55,7 @@ class Runtime:
     async def create(cls, config: Config, clock: Clock | None = None) -> Runtime:
         """Build every piece (nothing started yet). ``clock`` overrides the choice made from config."""
         if clock is None:
+            _refuse_real_accounts_on_the_demo_clock(config)
             if config.simulator.enabled:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now".
                 clock = ScaledClock(
@@ -191,6 +192,24 @@ class Runtime:
                 extra={"vin": mask_vin(info.vin), "model": info.model, "account": provider.account},
             )
         self.ready.set()
+
+
+def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
+    """One wall clock for real accounts: the embedded demo runs every piece on its accelerated
+    clock, which starts ``history_days`` in the past, so a real account beside it would sign its
+    requests (and judge its token lifetimes and poll intervals) by that clock. Such a mix is
+    refused at start-up; the demo on wall time (speed 1, no history) is the one exception."""
+    sim = config.simulator
+    if not sim.enabled or (sim.speed == 1 and sim.history_days == 0):
+        return
+    for account in config.accounts:
+        if not account.simulator:
+            raise ConfigError(
+                f"{account.key('simulator')} = false (a real account) cannot run beside the "
+                "embedded simulator's accelerated demo clock: set simulator.enabled = false, or "
+                f"mark the account simulator = true, or run the demo on wall time "
+                "(simulator.speed = 1, simulator.history_days = 0)"
+            )
 
 
 def _token_store(config: Config) -> TokenStore:
