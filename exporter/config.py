@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field
 
@@ -34,7 +34,10 @@ from exporter.settings import (
     read_section,
 )
 
+API_TOKEN_ENV: Final = "CARMETRICS_API_TOKEN"  # the command API token (server and client)
+
 __all__ = [
+    "API_TOKEN_ENV",
     "ENV_PREFIX",
     "AccountConfig",
     "Config",
@@ -76,6 +79,18 @@ class AccountConfig:
             **self.settings,
             **self.secrets,
         }
+
+    def setting(
+        self, name: str, default: Any = None, *, kind: type | tuple[type, ...] | None = None
+    ) -> Any:
+        """One plain key (for validators not yet on a settings model)."""
+        value = self.settings.get(name, default)
+        if kind is not None and value is not None and not isinstance(value, kind):
+            want = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise ConfigError(f"{self.key(name)} = {value!r}: expected {want}")
+        return value
 
     def secret(self, name: str, *, required: bool = True) -> Secret | None:
         got = self.secrets.get(name)
@@ -237,6 +252,10 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         base = path.resolve().parent
         source = str(path)
+    if API_TOKEN_ENV in env and f"{ENV_PREFIX}COMMANDS__TOKEN" not in env:
+        # one name for the command API token on the server and in `carmetrics command`; the
+        # generic override CARMETRICS_COMMANDS__TOKEN stays accepted
+        env = {**env, f"{ENV_PREFIX}COMMANDS__TOKEN": env[API_TOKEN_ENV]}
     data = _apply_env(data, env)
     return _build(data, base, source)
 

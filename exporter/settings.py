@@ -353,7 +353,7 @@ def _line(err: dict[str, Any], model: type[BaseModel], prefix: str) -> ConfigErr
     value = err.get("input")
     shown = "" if secret or kind in ("missing", "cm_missing") else f" = {value!r}"
     hint = (field.description if field is not None else None) or ""
-    env = env_name(key)
+    env = getattr(owner, "env_names", {}).get(str(loc[-1]) if loc else "", None) or env_name(key)
 
     if kind == "secret_in_file" or ctx.get("mode") == "in_file":
         return ConfigError(

@@ -5,7 +5,7 @@ the environment or a file (never the TOML itself), and a token too short to resi
 refused.
 
     [commands]
-    token_file = "/run/secrets/carmetrics_command_token"  # or CARMETRICS_COMMANDS__TOKEN
+    token_file = "/run/secrets/carmetrics_command_token"  # or CARMETRICS_API_TOKEN
     token_name = "admin"        # the caller name written to the audit log for that token
     cooldown = 5                # seconds between two commands to the same vehicle
     verify_delay = 8            # seconds before the first check (default: poll.after_command)
@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, Self
+from typing import ClassVar, Final, Literal, Self
 
 from pydantic import Field, model_validator
 
-from exporter.config import Config, ConfigError, Secret
+from exporter.config import API_TOKEN_ENV, Config, ConfigError, Secret
 from exporter.settings import Seconds, Section, invalid, missing, read_section
 
 MIN_TOKEN_CHARS: Final = 16
@@ -65,6 +65,7 @@ class ClientSection(Section):
 class CommandsSection(Section):
     """``[commands]`` as written (see the module docstring)."""
 
+    env_names: ClassVar[dict[str, str]] = {"token": API_TOKEN_ENV}
     token: Secret | None = None
     token_name: str = Field(default="admin", pattern=r"\S", description="a non-empty name")
     clients: dict[str, ClientSection] = Field(

@@ -7,9 +7,10 @@ here. Anything else stops start-up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, model_validator
@@ -27,6 +28,7 @@ DEFAULT_URLS: Final = {
     "auth": "https://auth.smartcar.com",
     "api": "https://api.smartcar.com",
 }
+MODES: Final = ("live", "simulated", "test")
 Mode = Literal["live", "simulated", "test"]
 Positive = Annotated[float, Field(gt=0, description="a positive number")]
 Count = Annotated[int, Field(gt=0, description="a positive whole number")]
@@ -57,6 +59,11 @@ class SmartcarAccount(AccountSection):
     token_renew_days: Positive = 30.0
     reauth_probe_interval: Positive = 86400.0
     urls: dict[str, str] | None = None
+    # API v3 keys (api_version = 3), validated in detail by v3_settings.from_account_v3
+    api_version: Literal[2, 3] | None = None
+    application_id: str | None = None
+    signals_cost: Count | None = None
+    command_timeout: Positive | None = None
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> Self:
@@ -77,7 +84,7 @@ class SmartcarAccount(AccountSection):
                 if not scope:
                     raise invalid("expected a permission name", field=f"{name}[{i}]", value=scope)
         if self.redirect_uri is not None:
-            _redirect(self.redirect_uri)
+            _check_redirect(self.redirect_uri)
         for key, url in (self.urls or {}).items():
             if key not in DEFAULT_URLS:
                 raise invalid(
@@ -144,10 +151,12 @@ class SmartcarSettings:
         return frozenset(origin(u) for u in (self.connect_url, self.auth_url, self.api_url))
 
 
-def check_url(value: object, key: str, *, simulator: bool) -> str:
+def check_url(
+    value: object, key: str, *, simulator: bool, hosts: frozenset[str] = ALLOWED_HOSTS
+) -> str:
     """The base URL without a trailing slash, or ConfigError naming ``key`` (exporter.urls)."""
     try:
-        return check_base_url(value, ALLOWED_HOSTS, simulator=simulator)
+        return check_base_url(value, hosts, simulator=simulator)
     except ValueError as exc:
         raise ConfigError(f"{key} = {value!r}: {exc}") from None
 
@@ -158,7 +167,7 @@ REGISTERED: Final = (
 )
 
 
-def _redirect(value: object) -> str:
+def _check_redirect(value: object) -> str:
     if value is None:
         raise missing("redirect_uri", REGISTERED)
     if not isinstance(value, str) or not value:
@@ -201,7 +210,7 @@ def from_account(
             raise missing("client_secret")
         if m.webhooks and m.management_token is None:
             raise missing("management_token")
-        redirect = _redirect(m.redirect_uri)
+        redirect = _check_redirect(m.redirect_uri)
         urls = {**DEFAULT_URLS, **(m.urls or {})}
         checked = {
             k: check_base_url(v, ALLOWED_HOSTS, simulator=m.simulator) for k, v in urls.items()
@@ -234,3 +243,39 @@ def from_account(
         api_url=checked["api"],
         simulator=m.simulator,
     )
+
+
+# --- for v3_settings, still a hand-written validator (to move onto a model like SmartcarAccount) --
+
+
+def _redirect(value: object, key: str) -> str:
+    try:
+        return _check_redirect(value)
+    except PydanticCustomError as exc:
+        ctx = exc.context or {}
+        raise ConfigError(f"{key} = {value!r}: {ctx.get('why') or REGISTERED}") from None
+
+
+def _positive(account: AccountConfig, name: str, default: float, *, integer: bool = False) -> Any:
+    value = account.setting(name, default, kind=(int, float))
+    bad = isinstance(value, bool) or not math.isfinite(value) or value <= 0
+    if bad or (integer and int(value) != value):
+        want = "a positive whole number" if integer else "a positive number"
+        raise ConfigError(f"{account.key(name)} = {value!r}: expected {want}")
+    return int(value) if integer else float(value)
+
+
+def _str_list(account: AccountConfig, name: str) -> tuple[str, ...] | None:
+    value = account.setting(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{account.key(name)} = {value!r}: expected a list of permission names")
+    return tuple(value)
+
+
+def _bool(account: AccountConfig, name: str, default: bool) -> bool:
+    value = account.setting(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{account.key(name)} = {value!r}: expected true or false")
+    return value
