@@ -260,6 +260,22 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
     return _build(data, base, source)
 
 
+def _scalars(value: Any) -> Any:
+    """Environment text in a table without a model, read as a TOML scalar where it is one (text
+    stays an ``EnvValue``, so a secret given there is still told apart from one in the file)."""
+    if isinstance(value, dict):
+        return {k: _scalars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scalars(v) for v in value]
+    if isinstance(value, EnvValue):
+        try:
+            got = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            return value
+        return value if isinstance(got, str) else got
+    return value
+
+
 def _unknown_section(key: str, known: list[str]) -> ConfigError:
     near = difflib.get_close_matches(key, known, n=1)
     maybe = f" (did you mean {near[0]!r}?)" if near else ""
@@ -331,7 +347,11 @@ def _build(data: dict[str, Any], base: Path, source: str) -> Config:
                 "enable the embedded simulator or point the account at a real cloud"
             )
 
-    extra = {k: v for k, v in data.items() if k in FEATURE_SECTIONS}
+    extra = {
+        k: v if FEATURE_SECTIONS[k] is not None else _scalars(v)
+        for k, v in data.items()
+        if k in FEATURE_SECTIONS
+    }
     return Config(
         listen=exp.listen,
         port=exp.port,

@@ -21,4 +21,5 @@ FEATURE_SECTIONS: Final[dict[str, type[Section] | None]] = {
     "analysis": None,
     "places": None,
     "tariffs": None,
+    "mqtt": None,  # exporter.mqtt.settings.load_settings (hand-written, to move onto a model)
 }

@@ -59,6 +59,7 @@ class Hub:
         self._latest: dict[str, Snapshot] = {}
         self._on_report: list[Listener] = []
         self._on_vehicle: list[Callable[[VehicleInfo], None]] = []
+        self._on_vehicle_removed: list[Callable[[str], None]] = []
         self.refused: Counter[tuple[str, str]] = Counter()  # (vin, reason) -> reports refused
         self._warned: set[str] = set()  # cars whose refusal was logged (once per car)
 
@@ -72,11 +73,14 @@ class Hub:
 
     def forget(self, vin: str) -> None:
         """Stop exporting a vehicle (removed from the account): its series disappear from /metrics."""
-        self._vehicles.pop(vin, None)
+        known = self._vehicles.pop(vin, None)
         self._latest.pop(vin, None)
         for key in [k for k in self.refused if k[0] == vin]:
             del self.refused[key]
         self._warned.discard(vin)
+        if known is not None:
+            for cb in self._on_vehicle_removed:
+                cb(vin)
 
     @property
     def vehicles(self) -> Mapping[str, VehicleInfo]:
@@ -96,6 +100,10 @@ class Hub:
 
     def on_vehicle(self, cb: Callable[[VehicleInfo], None]) -> None:
         self._on_vehicle.append(cb)
+
+    def on_vehicle_removed(self, cb: Callable[[str], None]) -> None:
+        """Call ``cb`` with the VIN of a vehicle that left its account (after ``forget``)."""
+        self._on_vehicle_removed.append(cb)
 
     def publish(self, snap: Snapshot) -> Outcome:
         if from_the_future(snap.car_time, snap.received_at, self.max_skew):

@@ -32,6 +32,7 @@ _RENDER = web.AppKey("render_executor", ThreadPoolExecutor)
 EXTENSIONS: list[str] = [
     "exporter.providers.smartcar.web",
     "exporter.commands.web",
+    "exporter.mqtt.wiring",
 ]
 
 
