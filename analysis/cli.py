@@ -1,11 +1,11 @@
 """Click commands: ``carmetrics trips|charges|drain|efficiency|battery|summary|places|costs|report`` and
 ``carmetrics db derive``.
 
-The lead's ``exporter/cli.py`` attaches these objects by name. They read the history file named by
-``--db`` or the config (``exporter.db``), and the ``[analysis]`` section for capacities and
-timezones. Work goes vehicle by vehicle, so memory stays bounded by one vehicle's history and a
-progress bar (on a terminal only, on stderr, so piped output stays clean) can show how far a long
-run got.
+``exporter/cli.py`` lists them by name (``ANALYSIS``) and imports this module only when one is used,
+so the exporter's own commands never load pandas. They read the history file named by ``--db`` or
+the config (``exporter.db``), and the ``[analysis]`` section for capacities and timezones. Work
+goes vehicle by vehicle, so memory stays bounded by one vehicle's history and a progress bar (on a
+terminal only, on stderr, so piped output stays clean) can show how far a long run got.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class Signal:
 
 
 # Default storage resolution per unit, each at or finer than what the clouds report (their parsers,
-# captured replies in /work/shared/reference, the simulators): SoC whole % (smart) or a ratio with 4
+# the recorded replies in tests/fixtures/, the simulators): SoC whole % (smart) or a ratio with 4
 # decimals (Smartcar); distances whole km (smart range) or km with 2 decimals (Smartcar), odometer km
 # with 3 decimals (smart); temperatures "6.600" (0.1 degC, zero-padded to 3 decimals) and tyres
 # "11.000" (whole degC); 12 V and AC charge current with 3 decimals; AC voltage with 1; positions in

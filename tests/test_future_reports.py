@@ -106,7 +106,7 @@ def test_smart_update_time_gets_the_same_bound() -> None:
 
     from tests.test_smart_parse import load
 
-    data = copy.deepcopy(load("vehicle_info.json")["data"])
+    data = copy.deepcopy(load("eu/api_v1/status-hx11-parked.json")["data"])
     data["vehicleStatus"]["updateTime"] = str(int(Y2100 * 1000))
     now = 1_767_225_600.0
     hub = Hub()

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pysmarthashtag
 import pysmarthashtag.api.authentication as pauth
 import pysmarthashtag.api.utils as putils
 import pysmarthashtag.vehicle.vehicle as pvehicle
@@ -36,7 +35,7 @@ from exporter.config import SimulatorConfig
 from exporter.simulator.runner import SimulatorHandle, start_simulator
 from exporter.simulator.smart import render
 
-REPLYS = Path(pysmarthashtag.__file__).parent / "tests" / "replys"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smart"  # recorded real replies
 
 
 @pytest.fixture
@@ -188,8 +187,12 @@ def test_reply_shapes_match_the_recorded_real_replies(model: str) -> None:
     for hours in (0, 9, 30, 55):  # parked, driving or charging: the shape never changes
         clock.advance(hours * 3600)
         ours = render.vehicle_status(vin, spec, fleet.state(vin))
-        for name in ("vehicle_info.json", "vehicle_info2.json", "vehicle_info_dc_charging.json"):
-            real = json.loads((REPLYS / name).read_text())["data"]
+        for name in (
+            "eu/api_v1/status-hx11-parked.json",
+            "eu/api_v1/status-hx11-engine_running.json",
+            "eu/api_v2/status-hy11-dc_charging.json",
+        ):
+            real = json.loads((FIXTURES / name).read_text())["data"]
             assert _shape_mismatches(real, ours) == []
         strings, leaves = _string_leaves(ours["vehicleStatus"])
         assert strings >= leaves - 2  # only fragActive / preClimateActive are JSON booleans
@@ -197,11 +200,16 @@ def test_reply_shapes_match_the_recorded_real_replies(model: str) -> None:
             int(ours["vehicleStatus"]["updateTime"]) / 1000, fleet.state(vin).report_time
         )
     item = render.vehicle_list_item(vin, spec, current=True, intl=False, created_ms=0)
-    assert _shape_mismatches(json.loads((REPLYS / "vehicle_result.json").read_text()), item) == []
+    assert (
+        _shape_mismatches(
+            json.loads((FIXTURES / "eu/api_v1/vehicle_list_item-hx11.json").read_text()), item
+        )
+        == []
+    )
     soc = {"code": "1000", "data": render.soc_setting(fleet.state(vin), 0.0)}
     assert (
         _shape_mismatches(
-            json.loads((REPLYS / "soc_80.json").read_text()),
+            json.loads((FIXTURES / "eu/api_v1/soc-80.json").read_text()),
             {
                 **soc,
                 "success": True,
@@ -213,5 +221,5 @@ def test_reply_shapes_match_the_recorded_real_replies(model: str) -> None:
         )
         == []
     )
-    dc = json.loads((REPLYS / "dc_charge_info.json").read_text())["data"]
+    dc = json.loads((FIXTURES / "eu/api_v2/dc_charge_info-hy11.json").read_text())["data"]
     assert _shape_mismatches(dc, render.dc_charge_info(fleet.state(vin))) == []

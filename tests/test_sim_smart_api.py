@@ -7,18 +7,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pysmarthashtag
 import pytest
 
 from exporter.clock import ManualClock
 from exporter.simulator.smart import SmartCloudConfig
 from tests.test_sim_support import SignedClient, command_body, logged_in, running_sim
 
-REPLYS = Path(pysmarthashtag.__file__).parent / "tests" / "replys"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smart"
 
 
 def _fixture(name: str) -> Any:
-    return json.loads((REPLYS / name).read_text())
+    """A recorded real reply (tests/fixtures/smart/README.md)."""
+    return json.loads((FIXTURES / name).read_text())
 
 
 def _shape_mismatches(real: Any, ours: Any, path: str = "") -> list[str]:
@@ -48,7 +48,7 @@ async def test_vehicle_list_and_status_have_the_real_shapes() -> None:
         items = listing["data"]["list"]
         assert {i["seriesCodeVs"] for i in items} == {"HX11", "HC11", "HY11"}
         for item in items:
-            assert not _shape_mismatches(_fixture("vehicle_result.json"), item)
+            assert not _shape_mismatches(_fixture("eu/api_v1/vehicle_list_item-hx11.json"), item)
             assert item["proprietaryPlatform"] == (1 if item["seriesCodeVs"] == "HY11" else 0)
             assert item["matCode"][:3] == item["seriesCodeVs"][:2] + "1"
         vin = _by_series(items, "HX")
@@ -60,10 +60,10 @@ async def test_vehicle_list_and_status_have_the_real_shapes() -> None:
         )
         status = (await client.status(vin)).json()
         assert status["code"] == "1000" and status["success"] is True
-        for name in ("vehicle_info.json", "vehicle_info_dc_charging.json"):
+        for name in ("eu/api_v1/status-hx11-parked.json", "eu/api_v2/status-hy11-dc_charging.json"):
             assert not _shape_mismatches(_fixture(name)["data"], status["data"])
         soc = (await client.soc(vin)).json()
-        assert not _shape_mismatches(_fixture("soc_80.json"), soc)
+        assert not _shape_mismatches(_fixture("eu/api_v1/soc-80.json"), soc)
 
 
 async def test_status_values_are_the_models_last_report() -> None:

@@ -1,6 +1,6 @@
 """The smart (#1/#3/#5) cloud provider: signing, EU/INTL login, token ladder, parsing, commands.
 
-The lead wires it up through :func:`build`; everything else in this package is internal.
+The runtime builds it through :func:`build`; everything else in this package is internal.
 """
 
 from __future__ import annotations
