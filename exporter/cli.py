@@ -167,10 +167,10 @@ def run(
         config_path, port=port, listen=listen, db=db, log_level=log_level, log_format=log_format
     )
     logsetup.setup(cfg.log_level, cfg.log_format)
-    try:
-        validate_features(cfg)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+    import logging
+
+    for warning in validate(cfg):
+        logging.getLogger("exporter.preflight").warning(warning)
     from exporter.server import serve
 
     click.echo(
@@ -207,8 +207,12 @@ def simulate(
     """
     cfg = _load_config(config_path)
     sim = cfg.simulator
-    sim = replace(
-        sim, enabled=True, speed=speed or sim.speed, seed=sim.seed if seed is None else seed
+    sim = sim.model_copy(
+        update={
+            "enabled": True,
+            "speed": speed or sim.speed,
+            "seed": sim.seed if seed is None else seed,
+        }
     )
     logsetup.setup(log_level, "text")
     from exporter.simulator.runner import start_simulator
@@ -226,15 +230,15 @@ def simulate(
         asyncio.run(main())
 
 
-def validate_features(cfg: Config) -> None:
-    """Run the detailed validation that features do at start-up, without starting anything."""
-    from exporter.commands.settings import load_settings
-    from exporter.mqtt.settings import load_settings as load_mqtt_settings
-    from exporter.tokens import tokens_from_config
+def validate(cfg: Config) -> list[str]:
+    """The validation ``run`` does before it starts anything (``check-config`` does the same);
+    returns the warnings to show."""
+    from exporter.preflight import preflight
 
-    load_settings(cfg)
-    load_mqtt_settings(cfg)
-    tokens_from_config(cfg)
+    try:
+        return preflight(cfg)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
 
 
 def _validate_analysis(cfg: Config) -> None:
@@ -260,11 +264,13 @@ def check_config(config_path: Path | None) -> None:
       CARMETRICS_ACCOUNTS__0__PASSWORD=... carmetrics check-config --config config.toml
     """
     cfg = _load_config(config_path)
+    warnings = validate(cfg)
     try:
-        validate_features(cfg)
-        _validate_analysis(cfg)
+        _validate_analysis(cfg)  # not read by `run`, but found here before the first report
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"config {cfg.source}: ok")
     click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
     click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")

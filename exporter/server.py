@@ -168,7 +168,11 @@ def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicatio
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if manage_runtime:
-            await runtime.start()
+            try:
+                await runtime.start()
+            except BaseException:
+                await runtime.stop()  # close what started (HTTP session, simulator, history)
+                raise
         yield
         if manage_runtime:
             await runtime.stop()

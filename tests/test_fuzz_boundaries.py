@@ -440,7 +440,7 @@ def config_text(draw: st.DrawFn) -> str:
 def test_the_config_loader_answers_every_file_with_a_config_or_one_config_error(
     tmp_path: Path,
 ) -> None:
-    from exporter.cli import validate_features
+    from exporter.preflight import preflight
     from exporter.providers.smart.settings import read_settings
     from exporter.providers.smartcar.settings import from_account
 
@@ -455,7 +455,7 @@ def test_the_config_loader_answers_every_file_with_a_config_or_one_config_error(
             path.write_text(text)
         try:
             cfg = load(path, env={})
-            validate_features(cfg)
+            preflight(cfg, env={})
             for a in cfg.accounts:
                 if a.provider == "smart":
                     read_settings(a, sim_urls={"EU": "http://127.0.0.1:1", "INTL": ""})

@@ -102,7 +102,7 @@ def test_unknown_host_key() -> None:
         ({"region": "US"}, r"accounts\[2\]\.region = 'US': expected 'EU' or 'INTL'"),
         ({"username": ""}, r"accounts\[2\]\.username is missing"),
         ({"vins": []}, r"accounts\[2\]\.vins"),
-        ({"vins": "VIN1"}, r"accounts\[2\]\.vins = 'VIN1': expected list"),
+        ({"vins": "VIN1"}, r"accounts\[2\]\.vins = 'VIN1': expected a list"),
         ({"request_timeout": 0}, r"accounts\[2\]\.request_timeout"),
         ({"colour": "red"}, r"accounts\[2\]\.colour: unknown key"),
     ],

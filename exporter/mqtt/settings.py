@@ -33,6 +33,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from exporter.config import ENV_PREFIX, Config, ConfigError, Secret
+from exporter.settings import EnvValue, ShadowingEnvValue
 
 SECTION: Final = "mqtt"
 _KEYS: Final = frozenset(
@@ -137,6 +138,11 @@ def _path(t: Mapping[str, Any], name: str, base: Path) -> Path | None:
 
 def _password(t: Mapping[str, Any], base: Path) -> Secret | None:
     raw = t.get("password")
+    if raw is not None and (not isinstance(raw, EnvValue) or isinstance(raw, ShadowingEnvValue)):
+        raise ConfigError(
+            f"{_key('password')}: secrets are not allowed in the config file; set "
+            f"{ENV_PREFIX}MQTT__PASSWORD or point {_key('password_file')} at a file holding it"
+        )
     if raw is None and "password_file" in t:
         path = _path(t, "password_file", base)
         assert path is not None
