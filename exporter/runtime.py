@@ -21,7 +21,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from exporter.clock import Clock, RealClock, ScaledClock
-from exporter.config import AccountConfig, Config
+from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
 from exporter.history import History
 from exporter.hub import Hub, Outcome
@@ -70,6 +70,7 @@ class Runtime:
     async def create(cls, config: Config, clock: Clock | None = None) -> Runtime:
         """Build every piece (nothing started yet). ``clock`` overrides the choice made from config."""
         if clock is None:
+            _refuse_real_accounts_on_the_demo_clock(config)
             if config.simulator.enabled:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now".
                 clock = ScaledClock(
@@ -275,6 +276,24 @@ class Runtime:
         wake = self._relist.get(provider.account) if provider is not None else None
         if wake is not None:
             wake.set()
+
+
+def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
+    """One wall clock for real accounts: the embedded demo runs every piece on its accelerated
+    clock, which starts ``history_days`` in the past, so a real account beside it would sign its
+    requests (and judge its token lifetimes and poll intervals) by that clock. Such a mix is
+    refused at start-up; the demo on wall time (speed 1, no history) is the one exception."""
+    sim = config.simulator
+    if not sim.enabled or (sim.speed == 1 and sim.history_days == 0):
+        return
+    for account in config.accounts:
+        if not account.simulator:
+            raise ConfigError(
+                f"{account.key('simulator')} = false (a real account) cannot run beside the "
+                "embedded simulator's accelerated demo clock: set simulator.enabled = false, or "
+                f"mark the account simulator = true, or run the demo on wall time "
+                "(simulator.speed = 1, simulator.history_days = 0)"
+            )
 
 
 class AccountSink:

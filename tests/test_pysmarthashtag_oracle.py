@@ -9,7 +9,9 @@ same keys and the same JSON types.
 Pointing it at the simulator: the login/OTA/API hosts go through its ``EndpointUrls``; the per-vehicle
 API host is chosen from the module constants ``API_BASE_URL``/``API_BASE_URL_V2`` imported into
 ``pysmarthashtag.vehicle.vehicle``, which are monkeypatched. TLS is off (``ssl_context = False``)
-because the simulator speaks plain HTTP on loopback.
+because the simulator speaks plain HTTP on loopback. Its request timestamps read the simulator's
+ManualClock (``pysmarthashtag.api.utils.time`` is patched), as a real client's wall clock agrees
+with the real cloud's: the strict simulator refuses an ``x-timestamp`` 5 minutes off.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import json
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pysmarthashtag
 import pysmarthashtag.api.authentication as pauth
+import pysmarthashtag.api.utils as putils
 import pysmarthashtag.vehicle.vehicle as pvehicle
 import pytest
 from pysmarthashtag.account import SmartAccount
@@ -45,6 +49,7 @@ async def sim(
     monkeypatch.setattr(pvehicle, "API_BASE_URL", urls["api_v1"])
     monkeypatch.setattr(pvehicle, "API_BASE_URL_V2", urls["api_v2"])
     monkeypatch.setattr(pauth, "_BACKOFF_REGISTRY", {})  # its login breaker is process-global
+    monkeypatch.setattr(putils, "time", SimpleNamespace(time=clock.now))  # signs with sim time
     try:
         yield handle, clock
     finally:

@@ -16,19 +16,30 @@ from urllib.parse import urlsplit
 
 from exporter.config import ConfigError
 
-# The seed's allowlist, plus Gigya's socialize host: the EU login cannot bootstrap without
-# ``socialize.getIDs`` (reference §1.1 step 1.5), so the EU flow needs it.
-ALLOWED_HOSTS: Final = frozenset(
+# EU: the seed's allowlist, plus Gigya's socialize host: the EU login cannot bootstrap without
+# ``socialize.getIDs`` (reference §1.1 step 1.5).
+EU_ALLOWED_HOSTS: Final = frozenset(
     {
         "api.ecloudeu.com",
         "apiv2.ecloudeu.com",
-        "sg-app-api.smart.com",
         "auth.smart.com",
         "awsapi.future.smart.com",
         "ota.srv.smart.com",
         "socialize.eu1.gigya.com",
     }
 )
+# INTL: the login host, and the "INTL" vehicle-API hosts of pysmarthashtag's region preset
+# (reference §0). hello_smart's working INTL code sends vehicle data to the ecloudeu hosts, which
+# stay the default; the ecloudap hosts are allowed so an account can point ``hosts.api_v1`` /
+# ``hosts.api_v2`` at them (docs/SMART_COMMANDS.md, "INTL facts").
+INTL_ALLOWED_HOSTS: Final = frozenset(
+    {
+        "sg-app-api.smart.com",
+        "api.ecloudap.com",
+        "apiv2.ecloudap.com",
+    }
+)
+ALLOWED_HOSTS: Final = EU_ALLOWED_HOSTS | INTL_ALLOWED_HOSTS
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 HOST_KEYS: Final = ("awsapi", "socialize", "auth", "api_v1", "api_v2", "sg_app_api", "ota")
 

@@ -39,6 +39,7 @@ class Region:
     identity_type: str
     content_type: str
     user_agent: str
+    agent_version: str  # x-agent-version: the iOS version the user agent names
     device_id_hex: int  # length of the random x-device-identifier
     uuid_nonce: bool  # INTL uses an upper-case UUID4, EU 16 hex chars
 
@@ -57,6 +58,7 @@ EU: Final = Region(
     identity_type="smart",
     content_type="application/json; charset=utf-8",
     user_agent="Hello smart/1.4.0 (iPhone; iOS 17.1; Scale/3.00)",
+    agent_version="17.1",
     device_id_hex=16,
     uuid_nonce=False,
 )
@@ -68,6 +70,7 @@ INTL: Final = Region(
     identity_type="smart-israel",
     content_type="application/json",
     user_agent="GlobalSmart/1.0.7 (iPhone; iOS 18.6.1; Scale/3.00)",
+    agent_version="18.6.1",  # hello_smart's INTL headers (the only source)
     device_id_hex=32,
     uuid_nonce=True,
 )
@@ -147,7 +150,7 @@ def signed_headers(
         "x-app-id": region.app_id,
         "accept": ACCEPT,
         "x-agent-type": "iOS",
-        "x-agent-version": "17.1",
+        "x-agent-version": region.agent_version,
         "x-device-type": "mobile",
         "x-operator-code": region.operator_code,
         "x-device-identifier": device_id,

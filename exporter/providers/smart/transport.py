@@ -29,6 +29,7 @@ from exporter.providers.base import (
 )
 from exporter.providers.smart.errors import (
     SUCCESS_CODES,
+    ClockSkew,
     NonceRepeated,
     SigningError,
     error_for_code,
@@ -214,6 +215,14 @@ class SignedApi:
                     log.error("smart %s %s: nonce rejected twice", method, mask_path(path))
                     raise SigningError("nonce rejected twice", code=exc.code) from None
                 continue
+            except ClockSkew:
+                log.error(
+                    "smart %s %s: timestamp refused (code 1446): the clock signing requests is "
+                    "off from the cloud's",
+                    method,
+                    mask_path(path),
+                )
+                raise
             except SigningError:
                 log.error(
                     "smart %s %s: signature rejected (code 1445): a signing bug, not a cloud fault",
