@@ -60,7 +60,7 @@ async def _serve(args: argparse.Namespace) -> None:
         info["urls"]["smart"] = await cloud.start(args.host)
         closers.append(cloud.close)
     if args.smartcar:
-        from exporter.simulator.smartcar.fleet_adapter import demo_cloud
+        from exporter.simulator.smartcar.fleet_adapter import demo_cloud, demo_v3
         from exporter.simulator.smartcar.server import SmartcarSimulator
 
         sc_vins = [
@@ -68,15 +68,28 @@ async def _serve(args: argparse.Namespace) -> None:
         ]
         sc_cloud, creds = demo_cloud(fleet, clock, vins=sc_vins, seed=args.seed)
         sc_cloud.shared_faults = faults
+        v3, v3_creds = demo_v3(sc_cloud, args.seed, redirect_uris=(args.redirect,))
+        # the official SDK's v3 calls send no sc-user-id: serve them in the documented
+        # legacy-compatibility mode (v2 per-vehicle token on v3 reads)
+        v3.knobs.legacy_tokens = True
         big = (1e12, 1e12)  # the plan's rate limits would measure the limiter, not the code
         sc_cloud._app_bucket_cfg = big
         sc_cloud._vehicle_bucket_cfg = big
         for app in sc_cloud.apps.values():
             app.requests_per_vehicle_month = 10**12
             app.redirect_uris = (*app.redirect_uris, args.redirect)
-        sim = SmartcarSimulator(sc_cloud, host=args.host)
-        info["urls"]["smartcar"] = await sim.start()
+        sim = SmartcarSimulator(sc_cloud, host=args.host, v3=v3)
+        urls = await sim.start()
+        info["urls"]["smartcar"] = {k: urls[k] for k in ("connect", "auth", "api")}
+        info["urls"]["smartcar_v3"] = sim.v3_urls
         info["smartcar"] = {**creds.login(sc_cloud.owner_email), "vins": sc_vins}
+        app_id = v3_creds.app.application_id
+        info["smartcar_v3"] = {
+            **v3_creds.login(),
+            # the Application ID is also the legacy v2 client id; its v2 secret lets the SDK get
+            # a per-vehicle token for its v3 reads (smartcar-v3.md §1.1, §1.4)
+            "legacy_client_secret": sc_cloud.apps[app_id].client_secret,
+        }
         closers.append(sim.stop)
     print(json.dumps(info), flush=True)
     stop = asyncio.Event()

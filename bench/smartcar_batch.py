@@ -1,11 +1,17 @@
-"""Benchmark 6: Smartcar polls/s through ``/batch`` vs the official ``smartcar`` SDK, same run.
+"""Benchmark 6: Smartcar API v3 polls/s, carmetrics vs the official ``smartcar`` SDK, same run.
 
 The simulated Smartcar runs in its own process (``bench.simproc``, plan and rate limits lifted so
-the code is measured, not the limiter). carmetrics' provider polls each car with one ``/batch``
-carrying every path its granted permissions allow, parses it to a Snapshot; the SDK (6.x, pointed
-at the simulator through its documented ``SMARTCAR_*_ORIGIN`` environment variables) calls
-``vehicle.batch`` with the same paths from worker threads, as a sync client is used. Both run with
-the same number of concurrent workers, for a fixed window after a warm-up; median of several runs.
+the code is measured, not the limiter). A poll is one ``GET /v3/vehicles/{id}/signals``:
+
+- carmetrics' ``SmartcarV3Client.read`` (application token, ``sc-user-id``) maps the reply onto
+  the canonical signals (units, per-signal status, timestamps);
+- the SDK (6.19.1, pointed at the simulator through its documented ``SMARTCAR_VEHICLE_API_V3_ORIGIN``
+  variable) calls ``Vehicle.get_signals()`` from worker threads, as a sync client is used, and gets
+  the decoded JSON. The SDK sends no ``sc-user-id`` and uses a per-vehicle token, so the simulator
+  serves it in its legacy-compatibility mode (smartcar-v3.md §1.4).
+
+Both run with the same number of concurrent workers for a fixed window after a warm-up; median of
+several runs.
 
     python -m bench.smartcar_batch --vehicles 20 --workers 8 --window 8 --runs 3
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import threading
@@ -27,64 +34,58 @@ from bench import simproc
 from bench.common import cpu_seconds, median, table
 from bench.poll_throughput import Result
 from exporter.clock import RealClock
-from exporter.config import AccountConfig, Secret
-from exporter.providers.base import MemoryTokenStore, ProviderError
-from exporter.providers.smartcar import scopes
-from exporter.providers.smartcar.provider import SmartcarProvider
-from exporter.providers.smartcar.settings import from_account
+from exporter.config import Secret
+from exporter.providers.base import ProviderError
+from exporter.providers.smartcar.v3_client import SmartcarV3Client, V3Urls
+from exporter.providers.smartcar.v3_token import AppTokenSource
 from exporter.simulator.smartcar.headless import consent
+from exporter.simulator.smartcar.v3_state import ALL_PERMISSIONS
 
 REDIRECT = "http://127.0.0.1:9/connect/smartcar/callback"
+# the same grant the demo user's pre-made connection has (a re-connect replaces the grant)
+SDK_SCOPE = list(ALL_PERMISSIONS)
 
 
-def _provider(info: dict[str, Any], http: aiohttp.ClientSession) -> SmartcarProvider:
-    sc = info["smartcar"]
-    account = AccountConfig(
-        name="sc",
-        provider="smartcar",
-        index=0,
-        simulator=True,
-        settings={
-            "client_id": sc["client_id"],
-            "redirect_uri": REDIRECT,
-            "budget_calls_per_vehicle": 10**9,
-        },
-        secrets={
-            "client_secret": Secret(sc["client_secret"]),
-            "management_token": Secret(sc["management_token"]),
-        },
+def _client(info: dict[str, Any], http: aiohttp.ClientSession) -> SmartcarV3Client:
+    v3, urls = info["smartcar_v3"], info["urls"]["smartcar_v3"]
+    tokens = AppTokenSource(
+        http,
+        urls["iam"] + "/oauth2/token",
+        v3["client_id"],
+        Secret(v3["client_secret"]),
+        RealClock(),
     )
-    settings = from_account(account, sim_urls=info["urls"]["smartcar"])
-    p = SmartcarProvider(settings, http, RealClock(), MemoryTokenStore())
-    # lift the client-side copy of Smartcar's app rate limit too (the simulator's is lifted)
-    p.budget._bucket = p.budget._bucket_cap = p.budget._bucket_rate = 1e12
-    return p
-
-
-async def _connect(p: SmartcarProvider, http: aiohttp.ClientSession) -> list[str]:
-    loc = await consent(http, scopes.authorize_url(p.settings, "bench"))
-    code = parse_qs(urlsplit(loc).query)["code"][0]
-    return [i.vin for i in await p.connect(code)]
+    return SmartcarV3Client(
+        http,
+        V3Urls(
+            iam=urls["iam"], vehicle_api=urls["vehicle_api"], management_api=urls["management_api"]
+        ),
+        tokens,
+    )
 
 
 async def carmetrics(info: dict[str, Any], workers: int, warmup: float, window: float) -> Result:
+    (user,) = info["smartcar_v3"]["users"]
     async with aiohttp.ClientSession() as http:
-        p = _provider(info, http)
-        vins = await _connect(p, http)
+        client = _client(info, http)
+        ids = list(user["vehicle_ids"])
         counter = [0, 0]
         errors: list[str] = []
+        signals: list[int] = []
 
         async def worker(k: int) -> None:
-            mine = vins[k % len(vins) :: workers] or vins
+            mine = ids[k % len(ids) :: workers] or ids
             while True:
-                for vin in mine:
+                for vid in mine:
                     try:
-                        await p.snapshot(vin)
+                        parsed = await client.read(user["user_id"], vid)
                         counter[0] += 1
+                        if not signals:
+                            signals.append(len(parsed.values))
                     except ProviderError as exc:
                         counter[1] += 1
                         errors.append(f"{type(exc).__name__}: {exc}")
-                        await asyncio.sleep(0)  # a refusal may come without any I/O
+                        await asyncio.sleep(0)
 
         tasks = [asyncio.create_task(worker(k)) for k in range(workers)]
         await asyncio.sleep(warmup)
@@ -96,40 +97,35 @@ async def carmetrics(info: dict[str, Any], workers: int, warmup: float, window: 
         await asyncio.gather(*tasks, return_exceptions=True)
         if errors:
             print(f"carmetrics errors: {len(errors)}, first: {errors[0]}")
-        # the SDK asks for the same permissions and reads the same paths
-        query = parse_qs(urlsplit(scopes.authorize_url(p.settings, "bench")).query)
-        info["_scope"] = [s.removeprefix("required:") for s in query["scope"][0].split()]
-        info["_paths"] = list(p._vehicles[vins[0]].paths)
+        info["_values_per_poll"] = signals[0] if signals else 0
         return res
 
 
-async def _sdk_tokens(info: dict[str, Any], client: Any) -> str:
+async def _legacy_token(info: dict[str, Any], client: Any, scope: list[str]) -> str:
     async with aiohttp.ClientSession() as http:
-        url = client.get_auth_url(info["_scope"], {"state": "bench"})
-        loc = await consent(http, url)
+        loc = await consent(http, client.get_auth_url(scope, {"state": "bench"}))
     code = parse_qs(urlsplit(loc).query)["code"][0]
     access = await asyncio.to_thread(client.exchange_code, code)
     return str(access.access_token)
 
 
 def sdk(info: dict[str, Any], workers: int, warmup: float, window: float) -> Result:
-    urls = info["urls"]["smartcar"]
-    os.environ["SMARTCAR_API_ORIGIN"] = urls["api"]
-    os.environ["SMARTCAR_AUTH_ORIGIN"] = urls["auth"] + "/oauth/token"
-    os.environ["SMARTCAR_CONNECT_ORIGIN"] = urls["connect"]
+    v2urls, v3urls = info["urls"]["smartcar"], info["urls"]["smartcar_v3"]
+    os.environ["SMARTCAR_VEHICLE_API_V3_ORIGIN"] = v3urls["vehicle_api"]
+    os.environ["SMARTCAR_API_ORIGIN"] = v2urls["api"]
+    os.environ["SMARTCAR_AUTH_ORIGIN"] = v2urls["auth"] + "/oauth/token"
+    os.environ["SMARTCAR_CONNECT_ORIGIN"] = v2urls["connect"]
     import smartcar
     import smartcar.config
 
-    # The SDK reads the variables at import; a process that imported it earlier is re-pointed.
-    smartcar.config.API_ORIGIN = os.environ["SMARTCAR_API_ORIGIN"]
-    smartcar.config.AUTH_ORIGIN = os.environ["SMARTCAR_AUTH_ORIGIN"]
-    smartcar.config.CONNECT_ORIGIN = os.environ["SMARTCAR_CONNECT_ORIGIN"]
-    sc = info["smartcar"]
-    client = smartcar.AuthClient(sc["client_id"], sc["client_secret"], REDIRECT, mode="simulated")
-    token = asyncio.run(_sdk_tokens(info, client))
-    ids = smartcar.get_vehicles(token).vehicles
-    vehicles = [smartcar.Vehicle(i, token) for i in ids]
-    paths = info["_paths"]
+    importlib.reload(smartcar.config)  # it reads the variables at import
+    v3 = info["smartcar_v3"]
+    client = smartcar.AuthClient(
+        v3["application_id"], v3["legacy_client_secret"], REDIRECT, mode="simulated"
+    )
+    token = asyncio.run(_legacy_token(info, client, SDK_SCOPE))
+    (user,) = v3["users"]
+    vehicles = [smartcar.Vehicle(i, token) for i in user["vehicle_ids"]]
     counter = [0, 0]
     lock = threading.Lock()
     stop = threading.Event()
@@ -139,7 +135,7 @@ def sdk(info: dict[str, Any], workers: int, warmup: float, window: float) -> Res
         while not stop.is_set():
             for v in mine:
                 try:
-                    v.batch(paths)
+                    v.get_signals()
                     ok = 0
                 except Exception:  # the SDK raises SmartcarException and requests' errors
                     ok = 1
@@ -203,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             ],
         )
     )
-    print(f"\nboth read these paths per poll: {sim.info.get('_paths')}")
+    print(f"\ncanonical values per carmetrics poll: {sim.info.get('_values_per_poll')}")
 
 
 if __name__ == "__main__":

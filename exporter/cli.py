@@ -121,10 +121,14 @@ def run(
         f"carmetrics {__version__}: serving http://{cfg.listen}:{cfg.port}/metrics (config {cfg.source})",
         err=True,
     )
+    from exporter.history import HistoryError
+
     try:
         serve(cfg)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
@@ -293,16 +297,34 @@ def db_info(config_path: Path | None, db_path: Path | None) -> None:
     cfg = _load_config(config_path, db=db_path)
     if not cfg.db.exists():
         raise click.ClickException(f"{cfg.db} does not exist")
-    conn = connect(cfg.db, readonly=True)
+    wal = Path(f"{cfg.db}-wal")
+    wal_size = wal.stat().st_size if wal.exists() else 0
+    conn = connect(cfg.db, readonly=True)  # reads through the WAL: rows not yet checkpointed count
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        click.echo(f"{cfg.db}: schema version {version}, {cfg.db.stat().st_size} bytes")
+        size = _human_size(cfg.db.stat().st_size)
+        extra = f" + {_human_size(wal_size)} write-ahead log" if wal_size else ""
+        click.echo(f"{cfg.db}: schema version {version}, {size}{extra}")
         for vin, n, t0, t1 in conn.execute(
             "SELECT vin, count(*), min(ts), max(ts) FROM samples GROUP BY vin"
         ):
-            click.echo(f"  {vin}: {n} rows, {t0:.0f} .. {t1:.0f}")
+            click.echo(f"  {vin}: {n} rows, {_utc(t0)} .. {_utc(t1)}")
     finally:
         conn.close()
+
+
+def _human_size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _utc(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 ENV_PREFIX: Final = "CARMETRICS_"
+API_TOKEN_ENV: Final = "CARMETRICS_API_TOKEN"  # the command API token (server and client)
 SECRET_KEYS: Final = frozenset(
     {
         "password",
@@ -289,6 +290,8 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(f"config file {path} does not exist (pass --config PATH)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
         base = path.resolve().parent
         source = str(path)
     in_file = _secret_paths(data)
@@ -299,6 +302,10 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
                 f"{sec_path}: secrets are not allowed in the config file; set "
                 f"{ENV_PREFIX}{section.upper()}__{key.upper()} or {sec_path}_file instead"
             )
+    if API_TOKEN_ENV in env and f"{ENV_PREFIX}COMMANDS__TOKEN" not in env:
+        # one name for the command API token on the server and in `carmetrics command`; the
+        # generic override CARMETRICS_COMMANDS__TOKEN stays accepted
+        env = {**env, f"{ENV_PREFIX}COMMANDS__TOKEN": env[API_TOKEN_ENV]}
     data = _apply_env(data, env)
     return _build(data, base, in_file, source)
 
@@ -329,7 +336,7 @@ def _build(data: dict[str, Any], base: Path, in_file: set[str], source: str) -> 
             f"log.level = {log.get('level')!r}: expected DEBUG, INFO, WARNING or ERROR"
         )
     fmt = log.get("format", "text")
-    if fmt not in {"text", "json"}:
+    if not isinstance(fmt, str) or fmt not in {"text", "json"}:
         raise ConfigError(f"log.format = {fmt!r}: expected 'text' or 'json'")
 
     met = data.get("metrics", {})

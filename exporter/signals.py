@@ -309,6 +309,14 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "V",
         resolution=1e-3,
     ),
+    Signal(  # Smartcar v3 lowvoltagebattery-stateofcharge (percent)
+        "aux_battery_soc",
+        _N,
+        "aux_battery_soc_ratio",
+        "State of charge of the 12 V auxiliary battery (0-1).",
+        "ratio",
+        resolution=0.01,
+    ),
     Signal(
         "service_distance",
         _N,
@@ -359,4 +367,8 @@ def check_value(name: str, value: Value) -> Value:
     if not math.isfinite(value):
         # parsers turn inf/NaN into None (unknown); one that does not would export NaN and store NULL
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if sig.kind is Kind.NUMBER:
+        # 12 significant digits, far finer than any signal's resolution, drop the binary noise
+        # a unit conversion leaves: 47.6 % is 0.476 on /metrics, not 0.47600000000000003
+        return float(f"{value:.12g}")
     return float(value)

@@ -81,6 +81,9 @@ class EncryptedTokenStore:
         self._ciphers = [AESGCM(k) for k in keys]
         self._lock = threading.Lock()
         self.path = Path(path)
+        from exporter.history import create_private
+
+        create_private(self.path)  # owner-only, as the history it shares the file with
         self._db = sqlite3.connect(
             str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
         )

@@ -5,7 +5,7 @@ the environment or a file (never the TOML itself), and a token too short to resi
 refused.
 
     [commands]
-    token_file = "/run/secrets/carmetrics_command_token"  # or CARMETRICS_COMMANDS__TOKEN
+    token_file = "/run/secrets/carmetrics_command_token"  # or CARMETRICS_API_TOKEN
     token_name = "admin"        # the caller name written to the audit log for that token
     cooldown = 5                # seconds between two commands to the same vehicle
     verify_delay = 8            # seconds before the first check (default: poll.after_command)
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from exporter.config import ENV_PREFIX, Config, ConfigError, Secret
+from exporter.config import API_TOKEN_ENV, ENV_PREFIX, Config, ConfigError, Secret
 
 MIN_TOKEN_CHARS: Final = 16
 _KEYS: Final = frozenset(
@@ -157,7 +157,7 @@ def load_settings(config: Config) -> CommandSettings:
     name = t.get("token_name", "admin")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"commands.token_name = {name!r}: expected a non-empty name")
-    main = _secret(t, "commands", f"{ENV_PREFIX}COMMANDS__TOKEN", base, {})
+    main = _secret(t, "commands", API_TOKEN_ENV, base, {})
     if main is not None:
         tokens.append(TokenEntry(name, main, True))
 

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from exporter.clock import RealClock, ScaledClock
 from exporter.commands.audit import AuditLog
 from exporter.commands.auth import Authenticator, Caller
 from exporter.commands.metrics import CommandCounter
@@ -121,7 +122,7 @@ async def _disabled(request: web.Request) -> web.StreamResponse:
         {
             "error": "disabled",
             "message": "the command API is disabled: no token is configured "
-            "(set CARMETRICS_COMMANDS__TOKEN or commands.token_file)",
+            "(set CARMETRICS_API_TOKEN or commands.token_file)",
         },
         status=404,
     )
@@ -154,7 +155,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
     if not settings.enabled:
         log.warning(
             "command API disabled: no token configured "
-            "(set CARMETRICS_COMMANDS__TOKEN or [commands] token_file)"
+            "(set CARMETRICS_API_TOKEN or [commands] token_file)"
         )
         _add_routes(app, None)
         return
@@ -197,4 +198,5 @@ def build_service(runtime: Runtime, settings: CommandSettings | None = None) -> 
         runtime.scheduler,
         AuditLog(runtime.history.path),
         counter,
+        limits_clock=RealClock() if isinstance(runtime.clock, ScaledClock) else runtime.clock,
     )

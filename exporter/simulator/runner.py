@@ -62,10 +62,12 @@ class CloudHandle:
 
     name: str
     urls: dict[str, str]
-    logins: dict[str, dict[str, str]]
+    logins: dict[str, dict[str, Any]]
     vins: dict[str, list[str]]  # login name -> VINs of that account
     close: Callable[[], Awaitable[None]]
     service: Any = None  # the cloud object itself, for in-process control in tests
+    # further host groups served by the same cloud (e.g. "smartcar_v3": iam, vehicle_api, ...)
+    extra_urls: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 CloudFactory = Callable[[SimContext], Awaitable[CloudHandle | None]]
@@ -81,11 +83,14 @@ class SimulatorHandle:
 
     @property
     def urls(self) -> dict[str, dict[str, str]]:
-        return {name: dict(c.urls) for name, c in self.clouds.items()}
+        out = {name: dict(c.urls) for name, c in self.clouds.items()}
+        for c in self.clouds.values():
+            out.update({k: dict(v) for k, v in c.extra_urls.items()})
+        return out
 
     @property
-    def logins(self) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
+    def logins(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         for c in self.clouds.values():
             out.update({k: dict(v) for k, v in c.logins.items()})
         return out

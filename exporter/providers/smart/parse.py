@@ -70,14 +70,11 @@ def num(value: object) -> float | None:
     """A finite number from a string/number leaf; None for "", null, booleans and garbage."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        out = float(value)
-    elif isinstance(value, str):
-        try:
-            out = float(value.strip())
-        except ValueError:
-            return None
-    else:
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        out = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # garbage, or an integer beyond any float
         return None
     return out if math.isfinite(out) else None
 

@@ -26,6 +26,7 @@ DEFAULT_URLS: Final = {
 MODES: Final = ("live", "simulated", "test")
 KNOWN_KEYS: Final = frozenset(
     {
+        "api_version",  # 2 here; 3 is v3_settings
         "client_id",
         "redirect_uri",
         "mode",
@@ -94,7 +95,9 @@ def _origin(url: str) -> str:
     return f"{p.scheme}://{p.netloc}".lower()
 
 
-def check_url(value: object, key: str, *, simulator: bool) -> str:
+def check_url(
+    value: object, key: str, *, simulator: bool, hosts: frozenset[str] = ALLOWED_HOSTS
+) -> str:
     want = "https:// and a smartcar.com host"
     if simulator:
         want += " (or http://127.0.0.1:PORT for this simulator account)"
@@ -116,7 +119,7 @@ def check_url(value: object, key: str, *, simulator: bool) -> str:
             )
         if parts.scheme != "http" or port is None:
             raise ConfigError(f"{key} = {value!r}: expected http://127.0.0.1:PORT")
-    elif parts.scheme != "https" or host not in ALLOWED_HOSTS:
+    elif parts.scheme != "https" or host not in hosts:
         raise ConfigError(f"{key} = {value!r}: expected {want}")
     return value.rstrip("/")
 

@@ -46,6 +46,17 @@ class CarReading:
     oil_life: float | None = None
     capacity_kwh: float | None = None
     asleep: bool = False
+    # v3 signals only (None: the car does not report it)
+    door_locked: dict[str, bool] | None = None
+    cabin_temp_c: float | None = None
+    outside_temp_c: float | None = None
+    climate_on: bool | None = None
+    climate_target_c: float | None = None
+    battery_12v_pct: float | None = None
+    charge_voltage_v: float | None = None
+    charge_current_a: float | None = None
+    time_to_full_min: float | None = None
+    dc_charging: bool = False
 
     @property
     def charge_state(self) -> str:

@@ -203,6 +203,8 @@ async def authorize_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(_error_redirect(redirect, state, "vehicle_incompatible", *extra))
     code = cloud.issue_code(app.client_id, redirect, result.user_id, vins, perms, mode)
     items = [("code", code)]
+    for hook in cloud.connect_hooks:  # v3: + user_id (the code is ignored by v3 clients)
+        items += hook(app.client_id, result.user_id, tuple(vins), frozenset(perms), mode)
     if state is not None:
         items.append(("state", state))
     raise web.HTTPFound(_with_query(redirect, items))

@@ -8,15 +8,18 @@ units (%, km, kPa) to the SI ``CarReading``.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from exporter.clock import Clock
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.smartcar.car import DOORS, WHEELS, CarReading, CarRefused
 from exporter.simulator.smartcar.server import SmartcarSimulator
 from exporter.simulator.smartcar.state import SimApp, SmartcarCloud
+from exporter.simulator.smartcar.v3_signals import CATALOGUE
+from exporter.simulator.smartcar.v3_state import ALL_PERMISSIONS, V3App, V3Cloud, Webhook
 
 if TYPE_CHECKING:
     from exporter.simulator.runner import CloudHandle, SimContext
@@ -67,6 +70,16 @@ class FleetCar:
             tyre_pressure_pa={w: kpa * 1000.0 for w, kpa in zip(WHEELS, s.tyre_kpa, strict=True)},
             capacity_kwh=self._capacity,
             asleep=not s.awake,
+            door_locked=dict(zip(DOORS, s.door_locked, strict=True)),
+            cabin_temp_c=s.cabin_temp_c,
+            outside_temp_c=s.outside_temp_c,
+            climate_on=s.climate_on,
+            climate_target_c=s.climate_target_c,
+            battery_12v_pct=s.battery_12v_pct,
+            charge_voltage_v=s.charge_voltage_v if s.charging else None,
+            charge_current_a=s.charge_current_a if s.charging else None,
+            time_to_full_min=s.time_to_full_min,
+            dc_charging=s.dc,
         )
 
     def command(self, name: str, value: float | None = None) -> None:
@@ -116,6 +129,72 @@ DEFAULT_REDIRECTS: Final = (
 )
 
 
+@dataclass(frozen=True)
+class DemoV3:
+    """The demo application's v3 credentials, webhook and pre-connected users."""
+
+    app: V3App
+    webhook_id: str
+    users: tuple[tuple[str, tuple[str, ...]], ...]  # (user id, vehicle ids)
+
+    def login(self) -> dict[str, Any]:
+        return {
+            "client_id": self.app.client_id,
+            "client_secret": self.app.client_secret,
+            "application_id": self.app.application_id,
+            "management_token": self.app.management_token,
+            "webhook_id": self.webhook_id,
+            "users": [{"user_id": u, "vehicle_ids": list(v)} for u, v in self.users],
+        }
+
+
+# Trigger signals of the demo webhook; its data is the whole catalogue.
+DEMO_TRIGGERS: Final = (
+    "tractionbattery-stateofcharge",
+    "charge-ischarging",
+    "charge-ischargingcableconnected",
+    "closure-islocked",
+    "odometer-traveleddistance",
+)
+
+
+def demo_v3(
+    cloud: SmartcarCloud,
+    seed: int = 42,
+    redirect_uris: tuple[str, ...] = DEFAULT_REDIRECTS,
+    vins: list[str] | None = None,
+) -> tuple[V3Cloud, DemoV3]:
+    """The demo application in v3 form: API credentials (client_..., smartcar-v3.md §1.1), a UUID
+    Application ID for Connect, one Dashboard webhook, and the owner pre-connected to ``vins``
+    (default: the owner's cars) with every permission, so data flows without a browser."""
+    v3 = V3Cloud(cloud)
+    app = v3.add_app(
+        V3App(
+            client_id="client_" + _demo_secret(seed, "v3_client_id")[4:],
+            client_secret=_demo_secret(seed, "v3_client_secret"),
+            application_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"carmetrics-demo/{seed}")),
+            management_token=_demo_secret(seed, "v3_management_token"),
+        ),
+        redirect_uris,
+    )
+    hook = v3.add_webhook(
+        Webhook(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"carmetrics-demo/{seed}/webhook")),
+            application_id=app.application_id,
+            name="carmetrics",
+            callback_uri=None,
+            data=tuple(CATALOGUE),
+            triggers=DEMO_TRIGGERS,
+        )
+    )
+    owner = cloud.user_id(cloud.owner_email)
+    cars = list(cloud.owner_vins) if vins is None else vins
+    # simulated mode, as the demo account connects (Connect mode=simulated)
+    v3.connect(app.application_id, owner, cars, ALL_PERMISSIONS, mode="simulated")
+    ids = tuple(v3.vehicle_id(app.application_id, v) for v in cars)
+    return v3, DemoV3(app, hook.id, ((owner, ids),) if cars else ())
+
+
 def demo_cloud(
     fleet: Fleet,
     clock: Clock,
@@ -157,13 +236,15 @@ async def start_cloud(ctx: SimContext) -> CloudHandle | None:
         return None
     cloud, creds = demo_cloud(ctx.fleet, ctx.clock, vins=vins, seed=ctx.cfg.seed)
     cloud.shared_faults = ctx.faults
-    sim = SmartcarSimulator(cloud, host=ctx.host, **ctx.options.get("smartcar", {}))
+    v3, v3_creds = demo_v3(cloud, ctx.cfg.seed)
+    sim = SmartcarSimulator(cloud, host=ctx.host, v3=v3, **ctx.options.get("smartcar", {}))
     urls = await sim.start()
     return CloudHandle(
         name="smartcar",
-        urls=urls,
-        logins={"smartcar": creds.login(cloud.owner_email)},
+        urls={k: urls[k] for k in ("connect", "auth", "api")},
+        logins={"smartcar": creds.login(cloud.owner_email), "smartcar_v3": v3_creds.login()},
         vins={"smartcar": vins},
         close=sim.stop,
         service=sim,
+        extra_urls={"smartcar_v3": sim.v3_urls},
     )

@@ -10,26 +10,35 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.smartcar import admin, api, connect, token
+from exporter.simulator.smartcar import admin, api, connect, token, v3_api, v3_iam, v3_webhooks
 from exporter.simulator.smartcar.connect import CLOUD
 from exporter.simulator.smartcar.state import SmartcarCloud
+from exporter.simulator.smartcar.v3_iam import V3
+from exporter.simulator.smartcar.v3_state import V3Cloud
+from exporter.simulator.smartcar.v3_webhooks import V3Emitter
 from exporter.simulator.smartcar.webhooks import WebhookEmitter
 
 
 def make_apps(
-    cloud: SmartcarCloud, urls: dict[str, str] | None = None
+    cloud: SmartcarCloud, urls: dict[str, str] | None = None, v3: V3Cloud | None = None
 ) -> dict[str, web.Application]:
-    """The three aiohttp apps (connect, auth, api) over one shared cloud; ``urls`` is the shared
-    (later filled) map of base URLs the apps use in links they hand out."""
+    """The aiohttp apps over one shared cloud: v2's connect, auth and api, and v3's iam,
+    vehicle_api and management_api hosts (smartcar-v3.md §2.1); ``urls`` is the shared (later
+    filled) map of base URLs the apps use in links they hand out."""
     apps: dict[str, web.Application] = {}
     urls = {} if urls is None else urls
+    v3 = V3Cloud(cloud) if v3 is None else v3
     for name, add_routes in (
         ("connect", connect.routes),
         ("auth", token.routes),
         ("api", api.routes),
+        ("iam", v3_iam.routes),
+        ("vehicle_api", v3_api.routes),
+        ("management_api", v3_webhooks.routes),
     ):
         app = web.Application()
         app[CLOUD] = cloud
+        app[V3] = v3
         app[api.SIM_URLS] = urls
         add_routes(app)
         if name == "api":
@@ -40,16 +49,25 @@ def make_apps(
 
 class SmartcarSimulator:
     """Start/stop the simulated Smartcar. ``urls`` maps host role to base URL once started:
-    ``connect`` (``/oauth/authorize``), ``auth`` (``/oauth/token``), ``api`` (``/v2.0/...``)."""
+    ``connect`` (``/oauth/authorize``), ``auth`` (``/oauth/token``), ``api`` (``/v2.0/...``),
+    ``iam`` (``/oauth2/token``), ``vehicle_api`` and ``management_api`` (``/v3/...``)."""
 
     def __init__(
-        self, cloud: SmartcarCloud, *, host: str = "127.0.0.1", **emitter_options: Any
+        self,
+        cloud: SmartcarCloud,
+        *,
+        host: str = "127.0.0.1",
+        v3: V3Cloud | None = None,
+        v3_retry_delays: tuple[float, ...] = v3_webhooks.RETRY_DELAYS,
+        **emitter_options: Any,
     ) -> None:
         self.cloud = cloud
         self.host = host
         self.emitter = WebhookEmitter(cloud, **emitter_options)
+        self.v3 = V3Cloud(cloud) if v3 is None else v3
+        self.v3_emitter = V3Emitter(self.v3, retry_delays=v3_retry_delays)
         self.urls: dict[str, str] = {}
-        self.apps = make_apps(cloud, self.urls)
+        self.apps = make_apps(cloud, self.urls, self.v3)
         self._runners: list[web.AppRunner] = []
 
     def register_client(
@@ -76,7 +94,13 @@ class SmartcarSimulator:
         await self.emitter.start()
         return dict(self.urls)
 
+    @property
+    def v3_urls(self) -> dict[str, str]:
+        """The v3 hosts (``vehicle_api`` and ``management_api`` without the ``/v3`` suffix)."""
+        return {k: self.urls[k] for k in ("iam", "vehicle_api", "management_api", "connect")}
+
     async def stop(self) -> None:
+        await self.v3_emitter.close()
         await self.emitter.close()
         for runner in reversed(self._runners):
             await runner.cleanup()

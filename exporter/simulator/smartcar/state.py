@@ -145,6 +145,11 @@ class SmartcarCloud:
         self.token_faults: list[TokenError] = []
         self.listeners: list[Callable[[str], None]] = []  # called with a VIN when a car changes
         self.shared_faults: Any = None  # the runner's Faults (rates/scripts shared by all clouds)
+        # Called on a successful Connect (client_id, user_id, vins, scopes, mode); each returns
+        # extra redirect query items (v3 adds ``user_id``, smartcar-v3.md §1.5).
+        self.connect_hooks: list[
+            Callable[[str, str, tuple[str, ...], frozenset[str], str], list[tuple[str, str]]]
+        ] = []
 
     # --- setup ------------------------------------------------------------------------------------
     def add_app(self, app: SimApp) -> SimApp:
