@@ -173,9 +173,11 @@ def simulate(
 def validate_features(cfg: Config) -> None:
     """Run the detailed validation that features do at start-up, without starting anything."""
     from exporter.commands.settings import load_settings
+    from exporter.mqtt.settings import load_settings as load_mqtt_settings
     from exporter.tokens import tokens_from_config
 
     load_settings(cfg)
+    load_mqtt_settings(cfg)
     tokens_from_config(cfg)
 
 

@@ -154,7 +154,7 @@ class Config:
 
 _KNOWN_TOP: Final = {"exporter", "log", "metrics", "poll", "simulator", "accounts"}
 # Tables owned (and validated in detail) by features: commands API, token vault, analysis.
-FEATURE_SECTIONS: Final = {"commands", "tokens", "analysis", "places", "tariffs"}
+FEATURE_SECTIONS: Final = {"commands", "tokens", "analysis", "places", "tariffs", "mqtt"}
 
 
 def _coerce_env(raw: str) -> Any:

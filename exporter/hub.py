@@ -59,9 +59,9 @@ class Hub:
         self._latest: dict[str, Snapshot] = {}
         self._on_report: list[Listener] = []
         self._on_vehicle: list[Callable[[VehicleInfo], None]] = []
+        self._on_vehicle_removed: list[Callable[[str], None]] = []
         self.refused: Counter[tuple[str, str]] = Counter()  # (vin, reason) -> reports refused
         self._warned: set[str] = set()  # cars whose refusal was logged (once per car)
-        self._on_removed: list[Callable[[str], None]] = []
 
     # --- vehicles ---------------------------------------------------------------------------------
     def register(self, info: VehicleInfo) -> None:
@@ -80,7 +80,7 @@ class Hub:
             del self.refused[key]
         self._warned.discard(vin)
         if known is not None:
-            for cb in self._on_removed:
+            for cb in self._on_vehicle_removed:
                 cb(vin)
 
     @property
@@ -105,7 +105,7 @@ class Hub:
 
     def on_vehicle_removed(self, cb: Callable[[str], None]) -> None:
         """Call ``cb(vin)`` when a vehicle is forgotten (it left its account)."""
-        self._on_removed.append(cb)
+        self._on_vehicle_removed.append(cb)
 
     def publish(self, snap: Snapshot) -> Outcome:
         if from_the_future(snap.car_time, snap.received_at, self.max_skew):

@@ -19,6 +19,7 @@ from exporter.commands import web as commands_web
 from exporter.config import Config
 from exporter.logs import mask_vin
 from exporter.metrics import render_exposition
+from exporter.mqtt import wiring as mqtt_wiring
 from exporter.providers import registry
 from exporter.providers.base import Provider
 from exporter.runtime import Runtime
@@ -174,6 +175,7 @@ def _add_routes(app: web.Application, runtime: Runtime) -> None:
             ),
         )
     commands_web.setup(app, runtime)
+    mqtt_wiring.setup(app, runtime)
 
 
 def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:

@@ -159,23 +159,34 @@ def setup(app: web.Application, runtime: Runtime) -> None:
         )
         _add_routes(app, None)
         return
+    service = command_service(app, runtime, settings)
+    _add_routes(app, Routes(service, Authenticator(settings.tokens)))
+    log.info(
+        "command API enabled",
+        extra={
+            "clients": ", ".join(
+                f"{t.name} ({'command' if t.can_command else 'read'})" for t in settings.tokens
+            ),
+            "cooldown_s": settings.cooldown,
+            "verify_delay_s": settings.verify_delay,
+        },
+    )
+
+
+def command_service(
+    app: web.Application, runtime: Runtime, settings: CommandSettings | None = None
+) -> CommandService:
+    """The app's one command service, built (and opened, stopped, closed with the app) on first
+    use. The HTTP API and the MQTT bridge both call this, so they share one cooldown, one rate
+    limit and one audit log."""
+    if SERVICE in app:
+        return app[SERVICE]
     service = build_service(runtime, settings)
     app[SERVICE] = service
-    _add_routes(app, Routes(service, Authenticator(settings.tokens)))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, service.open)
-        log.info(
-            "command API enabled",
-            extra={
-                "clients": ", ".join(
-                    f"{t.name} ({'command' if t.can_command else 'read'})" for t in settings.tokens
-                ),
-                "cooldown_s": settings.cooldown,
-                "verify_delay_s": settings.verify_delay,
-            },
-        )
         yield
         await loop.run_in_executor(None, service.audit.close)
 
@@ -184,6 +195,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(shutdown)
+    return service
 
 
 def build_service(runtime: Runtime, settings: CommandSettings | None = None) -> CommandService:
