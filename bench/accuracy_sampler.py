@@ -21,17 +21,17 @@ from exporter.config import PollConfig
 from exporter.health import Health
 from exporter.history import History
 from exporter.hub import Hub
-from exporter.providers.base import Command, CommandReceipt
+from exporter.providers.base import BaseProvider, Command, CommandReceipt, PollResult
 from exporter.providers.smart.parse import parse_status, to_snapshot
 from exporter.providers.smart.vehicles import MODELS
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.smart import render
-from exporter.snapshot import Snapshot, VehicleInfo
+from exporter.snapshot import VehicleInfo
 
 START = 1_772_323_200.0  # 2026-03-01T00:00:00Z
 
 
-class FleetReader:
+class FleetReader(BaseProvider):
     """A Provider that reads the simulated cars in-process (render -> parse, as over the wire)."""
 
     name = "smart"
@@ -61,7 +61,7 @@ class FleetReader:
             )
         return out
 
-    async def snapshot(self, vin: str) -> Snapshot:
+    async def poll(self, vin: str) -> PollResult:
         self.polls += 1
         car = self.fleet.vehicle(vin)
         s = self.fleet.state(vin)
@@ -69,7 +69,7 @@ class FleetReader:
         soc = render.soc_setting(s, s.report_time)
         state = render.vehicle_state(vin, s, s.report_time + 3600.0)
         parsed = parse_status(status, soc, state, series=car.spec.series)
-        return to_snapshot(vin, parsed, self.clock.now())
+        return PollResult(to_snapshot(vin, parsed, self.clock.now()))
 
     def supported_commands(self, vin: str) -> frozenset[str]:
         return frozenset()

@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.poll_throughput import _account
+from bench.providers import smart_provider as build
 from exporter.clock import Clock
 from exporter.config import PollConfig
 from exporter.health import Health
@@ -26,7 +27,6 @@ from exporter.history import History
 from exporter.hub import Hub
 from exporter.metrics import VehicleCollector, make_registry
 from exporter.providers.base import MemoryTokenStore, ProviderError
-from exporter.providers.smart import build
 from exporter.scheduler import Scheduler
 from exporter.server import _RENDER, RUNTIME, metrics
 

@@ -45,13 +45,13 @@ import aiohttp
 
 from bench import simproc
 from bench.common import cpu_seconds, median, table
+from bench.providers import smart_provider as build
 from exporter.clock import RealClock
 from exporter.config import AccountConfig, PollConfig, Secret
 from exporter.health import Health
 from exporter.history import History
 from exporter.hub import Hub
 from exporter.providers.base import MemoryTokenStore, ProviderError
-from exporter.providers.smart import build
 from exporter.providers.smart.provider import SOC, STATE, STATUS, SmartProvider
 from exporter.providers.smart.signing import canonical_query, signed_headers
 from exporter.scheduler import Scheduler

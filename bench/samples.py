@@ -13,10 +13,10 @@ from types import MappingProxyType
 
 import aiohttp
 
+from bench.providers import smart_provider as build
 from exporter.clock import ManualClock
 from exporter.config import AccountConfig, Secret, SimulatorConfig
 from exporter.providers.base import MemoryTokenStore
-from exporter.providers.smart import build
 from exporter.signals import BY_NAME, Kind
 from exporter.simulator.runner import start_simulator
 from exporter.snapshot import Snapshot, VehicleInfo

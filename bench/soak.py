@@ -265,9 +265,7 @@ class Soak:
         return rt, runner
 
     async def stop_exporter(self, rt: Runtime, runner: web.AppRunner) -> None:
-        self.crashes += sum(
-            1 for t in rt._tasks if t.done() and not t.cancelled() and t.exception() is not None
-        )
+        self.crashes += rt.failed_tasks()
         rt.simulator = None
         await runner.cleanup()  # stops the runtime: scheduler, providers, final history flush
 

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from exporter.settings import (
     ENV_PREFIX,
+    AccountSection,
     ConfigError,
     EnvValue,
     Secret,
@@ -121,6 +122,8 @@ class PollConfig(Section):
     timeout: float = Field(default=30.0, ge=0.1)
     backoff_base: float = Field(default=30.0, ge=0.1)
     backoff_max: Positive = 3600.0
+    # re-read each account's vehicle list this often, in seconds (cars come and go)
+    relist: Positive = 21600.0
 
 
 class SimulatorConfig(Section):
@@ -314,7 +317,7 @@ def _build(data: dict[str, Any], base: Path, source: str) -> Config:
             raise ConfigError(
                 f"{where}.provider = {provider!r}: expected one of {', '.join(PROVIDERS)}"
             )
-        model = read_section(entry.settings, raw, where, base=base, partial=True)
+        model = read_section(entry.model or AccountSection, raw, where, base=base, partial=True)
         settings = {
             k: getattr(model, k)
             for k in model.model_fields_set

@@ -72,7 +72,8 @@ class Hub:
                 cb(info)
 
     def forget(self, vin: str) -> None:
-        """Stop exporting a vehicle (removed from the account): its series disappear from /metrics."""
+        """Stop exporting a vehicle (removed from the account): its series disappear from /metrics.
+        Listeners hear of it once; the history keeps what was stored."""
         known = self._vehicles.pop(vin, None)
         self._latest.pop(vin, None)
         for key in [k for k in self.refused if k[0] == vin]:
@@ -99,10 +100,11 @@ class Hub:
         self._on_report.append(on_report)
 
     def on_vehicle(self, cb: Callable[[VehicleInfo], None]) -> None:
+        """Call ``cb`` when a vehicle is first seen or its description changes."""
         self._on_vehicle.append(cb)
 
     def on_vehicle_removed(self, cb: Callable[[str], None]) -> None:
-        """Call ``cb`` with the VIN of a vehicle that left its account (after ``forget``)."""
+        """Call ``cb(vin)`` when a vehicle is forgotten (it left its account)."""
         self._on_vehicle_removed.append(cb)
 
     def publish(self, snap: Snapshot) -> Outcome:

@@ -35,7 +35,7 @@ def preflight(config: Config, env: Mapping[str, str] | None = None) -> list[str]
     from exporter.features import FEATURE_SECTIONS
     from exporter.mqtt.settings import load_settings as load_mqtt_settings
     from exporter.providers.registry import PROVIDERS
-    from exporter.settings import read_section
+    from exporter.settings import AccountSection, read_section
     from exporter.tokens import check_vault
 
     env = os.environ if env is None else env
@@ -44,7 +44,9 @@ def preflight(config: Config, env: Mapping[str, str] | None = None) -> list[str]
     base = src.resolve().parent if src.is_file() else Path.cwd()
     for account in config.accounts:
         # credentials too this time: the loader leaves them to the provider's start
-        read_section(PROVIDERS[account.provider].settings, account.raw(), account.where)
+        read_section(
+            PROVIDERS[account.provider].model or AccountSection, account.raw(), account.where
+        )
     for name, model in FEATURE_SECTIONS.items():
         if model is not None:
             read_section(model, config.extra.get(name), name, base=base)

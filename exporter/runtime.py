@@ -1,7 +1,9 @@
 """The running exporter: the objects one process shares, and their start/stop order.
 
-Start: history (migrations) -> embedded simulator (demo) -> token store -> providers (login and vehicle
-discovery in the background, so /metrics answers at once even while a cloud is down) -> scheduler.
+Start: history (migrations) -> embedded simulator (demo) -> token store -> providers (built through
+the registry; login and vehicle discovery in the background, so /metrics answers at once even while a
+cloud is down) -> scheduler. Each account is re-listed every ``[poll] relist`` seconds and at once
+after a poll said a car is gone (not_linked, re-auth required), so cars come and go while it runs.
 Stop (SIGTERM/Ctrl-C): scheduler -> providers -> history flush -> HTTP session -> simulator, so every
 report already received reaches the disk.
 """
@@ -22,12 +24,24 @@ from exporter.clock import Clock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
 from exporter.history import History, last_report_time, preflight
-from exporter.hub import Hub
+from exporter.hub import Hub, Outcome
 from exporter.hub_metrics import HubCollector
 from exporter.logs import mask_vin
 from exporter.metrics import VehicleCollector, make_registry
-from exporter.providers.base import MemoryTokenStore, Provider, ProviderError, TokenStore
+from exporter.providers import registry
+from exporter.providers.base import (
+    Provider,
+    ProviderContext,
+    ProviderError,
+    ReauthRequired,
+    SimulatorLink,
+    TokenStore,
+    VehicleNotLinked,
+)
 from exporter.scheduler import Scheduler
+from exporter.simulator.runner import start_simulator
+from exporter.snapshot import Snapshot, VehicleInfo
+from exporter.tokens import tokens_from_config
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +64,7 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
@@ -76,6 +91,7 @@ class Runtime:
                 )
             else:
                 clock = RealClock()
+        tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
         hub = Hub()
         health = Health()
         history = History(config.db, one_timeline=config.simulator.enabled)
@@ -99,11 +115,24 @@ class Runtime:
             # requests (the smart login sets the cookies it needs explicitly)
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        tokens = _token_store(config)
         hub.subscribe(history.add)
         hub.on_vehicle(history.add_vehicle)
-        return cls(
+        rt = cls(
             config, clock, session, hub, health, history, scheduler, registry, tokens, collector
+        )
+        scheduler.on_failure(rt._poll_failed)
+        return rt
+
+    # --- health (read by /healthz) ----------------------------------------------------------------
+    def alive(self) -> bool:
+        """True while the loops that must never end (scheduler, history writer) still run."""
+        loops = [t for t in self._tasks if t.get_name() in {"scheduler", "history"}]
+        return all(not t.done() for t in loops)
+
+    def failed_tasks(self) -> int:
+        """Background tasks that ended with an error (the soak counts them)."""
+        return sum(
+            1 for t in self._tasks if t.done() and not t.cancelled() and t.exception() is not None
         )
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -111,8 +140,6 @@ class Runtime:
         await asyncio.get_running_loop().run_in_executor(None, self.history.open)
         self._tasks.append(asyncio.create_task(self.history.run(), name="history"))
         if self.config.simulator.enabled:
-            from exporter.simulator.runner import start_simulator
-
             # the demo (a ScaledClock) starts with cars already on the move; tests keep their own script
             self.simulator = await start_simulator(
                 self.config.simulator, self.clock, demo=isinstance(self.clock, ScaledClock)
@@ -123,10 +150,10 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         for account in self.config.accounts:
             provider = self.build_provider(account)
-            if provider is not None:
-                self._tasks.append(
-                    asyncio.create_task(self.add_provider(provider), name=f"add-{account.name}")
-                )
+            self.providers[account.name] = provider
+            self._tasks.append(
+                asyncio.create_task(self.add_provider(provider), name=f"add-{account.name}")
+            )
 
     async def stop(self) -> None:
         for task in reversed(self._tasks):
@@ -145,36 +172,37 @@ class Runtime:
         log.info("stopped", extra={"rows_written": self.history.rows_written})
 
     # --- providers --------------------------------------------------------------------------------
-    def build_provider(self, account: AccountConfig) -> Provider | None:
-        """Instantiate the provider for an account (validates its settings; ConfigError names the key)."""
-        if account.provider == "smart":
-            from exporter.providers import smart
+    def public_url(self) -> str:
+        """The exporter's own base URL (redirects, webhook callbacks of simulator accounts)."""
+        host = self.config.listen
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.config.port}"
 
-            urls = None
-            if account.simulator:
-                if self.simulator is None:
-                    raise ConfigError(
-                        f"{account.key('simulator')} = true but no simulator is running"
-                    )
-                urls = self.simulator.urls["smart"]
-                account = _with_sim_login(account, self.simulator, "smart")
-            return smart.build(account, self.session, self.clock, self.tokens, urls)
-        if account.provider == "smartcar":
-            from exporter.providers import smartcar
+    def context(self, account: AccountConfig) -> ProviderContext:
+        """What the provider of ``account`` gets: shared session, clock, vault and its own sink."""
+        sim = None
+        if self.simulator is not None:
+            sim = SimulatorLink(urls=self.simulator.urls, logins=self.simulator.logins)
+        return ProviderContext(
+            session=self.session,
+            clock=self.clock,
+            tokens=self.tokens,
+            sink=AccountSink(self, account.name),
+            public_url=self.public_url(),
+            simulator=sim,
+        )
 
-            builder = getattr(smartcar, "build_from_runtime", None)
-            if builder is None:
-                log.warning(
-                    "smartcar provider not available in this build", extra={"account": account.name}
-                )
-                return None
-            provider: Provider | None = builder(account, self)
-            return provider
-        raise ConfigError(f"{account.key('provider')} = {account.provider!r}: unknown provider")
+    def build_provider(self, account: AccountConfig) -> Provider:
+        """Instantiate the provider for an account through the registry (validates its settings;
+        ConfigError names the key)."""
+        return registry.build(account, self.context(account))
 
     async def add_provider(self, provider: Provider) -> None:
-        """Log in and discover vehicles, retrying with backoff so a cloud outage at start-up heals."""
+        """Log in and discover vehicles, retrying with backoff so a cloud outage at start-up heals;
+        then re-list the account every ``[poll] relist`` seconds or when a poll asks for it."""
         self.providers[provider.account] = provider
+        wake = self._relist.setdefault(provider.account, asyncio.Event())
         delay = self.config.poll.backoff_base
         while True:
             try:
@@ -196,14 +224,70 @@ class Runtime:
                 await self.clock.sleep(wait)
                 delay = min(delay * 2, self.config.poll.backoff_max)
         self.health.api_up[(provider.name, provider.account)] = True
+        self._sync_vehicles(provider, vehicles)
+        self.ready.set()
+        while True:
+            await self._wait_relist(wake)
+            try:
+                vehicles = await provider.vehicles()
+            except ProviderError as exc:
+                log.warning(
+                    "vehicle list not re-read; keeping the known cars",
+                    extra={"account": provider.account, "reason": exc.reason, "code": exc.code},
+                )
+                continue
+            except Exception:  # a parser bug must not end re-listing for good
+                log.exception("vehicle list not re-read", extra={"account": provider.account})
+                continue
+            self._sync_vehicles(provider, vehicles)
+
+    async def _wait_relist(self, wake: asyncio.Event) -> None:
+        """Until the re-list interval passed or a poll asked for a re-list, whichever is first."""
+        sleeper = asyncio.ensure_future(self.clock.sleep(self.config.poll.relist))
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        wake.clear()
+
+    def _sync_vehicles(self, provider: Provider, vehicles: list[VehicleInfo]) -> None:
+        """Start polling the account's new cars and forget the ones it no longer lists."""
+        listed = {info.vin for info in vehicles}
+        for vin in self.scheduler.vins:
+            if vin not in listed and self.scheduler.provider_of(vin) is provider:
+                self.vehicle_removed(vin)
         for info in vehicles:
-            self.hub.register(info)
-            self.scheduler.add(info.vin, provider)
+            self.vehicle_added(provider, info)
+
+    def vehicle_added(self, provider: Provider, info: VehicleInfo) -> None:
+        known = info.vin in self.scheduler.vins
+        self.hub.register(info)
+        self.scheduler.add(info.vin, provider)
+        if not known:
             log.info(
                 "vehicle added",
                 extra={"vin": mask_vin(info.vin), "model": info.model, "account": provider.account},
             )
-        self.ready.set()
+
+    def vehicle_removed(self, vin: str) -> None:
+        """Stop polling and exporting a car that left its account; its history stays."""
+        if vin not in self.scheduler.vins and vin not in self.hub.vehicles:
+            return
+        self.scheduler.remove(vin)
+        self.hub.forget(vin)
+        self.health.vehicles.pop(vin, None)
+        log.info("vehicle removed", extra={"vin": mask_vin(vin)})
+
+    def _poll_failed(self, vin: str, exc: ProviderError) -> None:
+        """A poll said the car may have left the account: re-list that account now."""
+        if not isinstance(exc, VehicleNotLinked | ReauthRequired):
+            return
+        provider = self.scheduler.provider_of(vin)
+        wake = self._relist.get(provider.account) if provider is not None else None
+        if wake is not None:
+            wake.set()
 
 
 def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
@@ -224,30 +308,27 @@ def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
             )
 
 
-def _token_store(config: Config) -> TokenStore:
-    """The encrypted vault when available and needed; memory for simulator-only demos."""
-    try:
-        from exporter.tokens import tokens_from_config
-    except ImportError:  # pragma: no cover - the vault ships with the package
-        return MemoryTokenStore()
-    return tokens_from_config(config)
+class AccountSink:
+    """The :class:`~exporter.providers.base.Sink` one account's provider writes to."""
 
+    def __init__(self, runtime: Runtime, account: str) -> None:
+        self._rt = runtime
+        self._account = account
 
-def _with_sim_login(account: AccountConfig, simulator: Any, provider: str) -> AccountConfig:
-    """Give a simulator account the simulator's demo login (never written to any file)."""
-    from dataclasses import replace
+    def publish(self, snapshot: Snapshot) -> Outcome:
+        return self._rt.hub.publish(snapshot)
 
-    from exporter.config import Secret
+    def vehicle_added(self, info: VehicleInfo) -> None:
+        provider = self._rt.providers.get(self._account)
+        if provider is None:
+            raise RuntimeError(f"account {self._account!r} has no running provider")
+        self._rt.vehicle_added(provider, info)
 
-    region = str(account.settings.get("region", "EU")).lower()
-    login = simulator.logins.get(f"{provider}_{region}") or {}
-    settings = dict(account.settings)
-    secrets = dict(account.secrets)
-    if "username" not in settings and "username" in login:
-        settings["username"] = login["username"]
-    if "password" not in secrets and "password" in login:
-        secrets["password"] = Secret(login["password"])
-    return replace(account, settings=settings, secrets=secrets)
+    def vehicle_removed(self, vin: str) -> None:
+        self._rt.vehicle_removed(vin)
+
+    def request_poll(self, vin: str, delay: float = 0.0) -> None:
+        self._rt.scheduler.request_poll(vin, delay)
 
 
 @contextlib.asynccontextmanager

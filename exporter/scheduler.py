@@ -83,6 +83,7 @@ class Scheduler:
         self.cfg = poll
         self.rng = rng or random.Random()
         self.on_poll = on_poll
+        self._failure_listeners: list[Callable[[str, ProviderError], None]] = []
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -102,7 +103,12 @@ class Scheduler:
         self._push(vin)
 
     def remove(self, vin: str) -> None:
+        """Stop polling ``vin`` (a poll in flight finishes; its result is still published)."""
         self._entries.pop(vin, None)
+
+    def on_failure(self, cb: Callable[[str, ProviderError], None]) -> None:
+        """Call ``cb(vin, error)`` after every failed poll (the runtime re-lists on not_linked)."""
+        self._failure_listeners.append(cb)
 
     @property
     def vins(self) -> list[str]:
@@ -186,19 +192,30 @@ class Scheduler:
         wait = e.not_before - self.clock.now()
         if wait > 0:  # the cloud's Retry-After binds out-of-schedule polls too
             raise RateLimited("the cloud asked to wait (Retry-After)", code="429", retry_after=wait)
-        snap = await e.provider.snapshot(vin)
-        return self.hub.publish(snap)
+        result = await e.provider.poll(vin)
+        outcome = self.hub.publish(result.snapshot) if result.snapshot is not None else None
+        if result.error is not None:
+            raise result.error
+        assert outcome is not None
+        return outcome
 
     async def _poll(self, vin: str, provider: Provider) -> None:
         h = self.health.vehicle(vin)
         started = time.perf_counter()
         result: Outcome | ProviderError
         try:
-            snap = await provider.snapshot(vin)
-        except ProviderError as exc:
+            polled = await provider.poll(vin)
+            if polled.snapshot is not None:  # also a report read before a later call failed
+                outcome = self.hub.publish(polled.snapshot)
+            if polled.error is not None:
+                result = polled.error
+                self._failed(vin, provider, polled.error)
+            else:
+                assert polled.snapshot is not None
+                result = outcome
+                self._succeeded(vin, provider, polled.snapshot)
+        except ProviderError as exc:  # raised instead of returned: treated the same
             result = exc
-            if exc.snapshot is not None:
-                self.hub.publish(exc.snapshot)
             self._failed(vin, provider, exc)
         except asyncio.CancelledError:
             raise
@@ -206,9 +223,6 @@ class Scheduler:
             log.exception("poll crashed", extra={"vin": mask_vin(vin)})
             result = BadReply(f"internal error: {type(exc).__name__}", code="exception")
             self._failed(vin, provider, result)
-        else:
-            result = self.hub.publish(snap)
-            self._succeeded(vin, provider, snap)
         finally:
             h.last_duration = time.perf_counter() - started
             self._inflight.pop(vin, None)
@@ -217,8 +231,7 @@ class Scheduler:
             self.on_poll(vin, result)
 
     def _floor(self, vin: str, provider: Provider) -> float:
-        fn = getattr(provider, "min_poll_interval", None)
-        return float(fn(vin)) if callable(fn) else 0.0
+        return float(provider.min_poll_interval(vin))
 
     def _jittered(self, seconds: float) -> float:
         j = self.cfg.jitter
@@ -283,6 +296,8 @@ class Scheduler:
             },
         )
         self._reschedule(vin, delay, hard=hard)
+        for cb in self._failure_listeners:
+            cb(vin, exc)
 
     def _reschedule(self, vin: str, delay: float, *, hard: bool = False) -> None:
         e = self._entries.get(vin)

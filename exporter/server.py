@@ -1,16 +1,13 @@
-"""The HTTP face of the exporter: ``/``, ``/metrics``, ``/healthz`` and the extension points.
-
-Providers and features add their own routes (OAuth callback, webhooks, command API) through a
-``setup(app, runtime)`` function in their own module; this file only knows the core pages.
+"""The HTTP face of the exporter: ``/``, ``/metrics``, ``/healthz``, plus the routes that provider
+registry entries (OAuth callback, webhooks) and features (the command API) contribute.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import importlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -18,22 +15,19 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
 from exporter import __version__
+from exporter.commands import web as commands_web
 from exporter.config import Config
 from exporter.logs import mask_vin
 from exporter.metrics import render_exposition
+from exporter.mqtt import wiring as mqtt_wiring
+from exporter.providers import registry
+from exporter.providers.base import Provider
 from exporter.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("runtime", Runtime)
 _RENDER = web.AppKey("render_executor", ThreadPoolExecutor)
-
-# Modules offering ``setup(app: web.Application, runtime: Runtime) -> None``; missing ones are skipped.
-EXTENSIONS: list[str] = [
-    "exporter.providers.smartcar.web",
-    "exporter.commands.web",
-    "exporter.mqtt.wiring",
-]
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -63,7 +57,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers and its loops run. Cloud trouble is reported by metrics, not here."""
     rt = request.app[RUNTIME]
-    alive = all(not t.done() for t in rt._tasks if t.get_name() in {"scheduler", "history"})
+    alive = rt.alive()
     body = {
         "status": "ok" if alive else "degraded",
         "vehicles": len(rt.hub.vehicles),
@@ -94,7 +88,7 @@ _POLLING: dict[str, str] = {  # the scheduler's state, as the "next poll" column
 def _status(rt: Runtime, vin: str) -> str:
     """How the car is being polled, or what its owner must do first."""
     provider = rt.scheduler.provider_of(vin)
-    if vin in getattr(provider, "reauth", {}):
+    if provider is not None and vin in provider.reauth_links():
         return "reconnect needed"
     h = rt.health.vehicles.get(vin)
     state = h.state if h else "unknown"
@@ -130,7 +124,7 @@ async def landing(request: web.Request) -> web.Response:
         )
     links = "".join(
         f'<li><a href="{html.escape(href, quote=True)}">{html.escape(label)}</a></li>'
-        for label, href in rt.landing_links
+        for label, href in rt.landing_links + _reauth_links(rt)
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>carmetrics</title>
@@ -148,6 +142,42 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
     return web.Response(text=page, content_type="text/html")
 
 
+def _reauth_links(rt: Runtime) -> list[tuple[str, str]]:
+    """A "Reconnect" link per car whose connection only its owner can repair."""
+    out = []
+    for provider in rt.providers.values():
+        for vin, href in provider.reauth_links().items():
+            info = rt.hub.vehicles.get(vin)
+            name = f"{info.make} {info.model}".strip() if info else ""
+            out.append((f"Reconnect {name or 'car'} ({mask_vin(vin)})", href))
+    return out
+
+
+def _add_routes(app: web.Application, runtime: Runtime) -> None:
+    """Routes of each configured provider kind (once per kind), then of the features."""
+    kinds = sorted({a.provider for a in runtime.config.accounts})
+    for name in kinds:
+        entry = registry.entry_for(next(a for a in runtime.config.accounts if a.provider == name))
+        if entry.web is None:
+            continue
+
+        def providers(kind: str = name) -> list[Provider]:
+            return [p for p in runtime.providers.values() if p.name == kind]
+
+        entry.web(
+            app,
+            registry.WebContext(
+                accounts=[a for a in runtime.config.accounts if a.provider == name],
+                providers=providers,
+                vehicles=lambda: runtime.hub.vehicles,
+                links=runtime.landing_links,
+                registry=runtime.registry,
+            ),
+        )
+    commands_web.setup(app, runtime)
+    mqtt_wiring.setup(app, runtime)
+
+
 def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
     """The aiohttp application. With ``manage_runtime`` the runtime is started and stopped with it."""
     app = web.Application()
@@ -156,15 +186,7 @@ def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicatio
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
-    for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
-        setup: Callable[[web.Application, Runtime], None] = module.setup
-        setup(app, runtime)
+    _add_routes(app, runtime)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if manage_runtime:

@@ -41,7 +41,7 @@ async def test_vehicles_lists_supported_commands(world: Factory) -> None:
     assert VIN in res.output and "windows_close" in res.output
     res = await run_cli(w, "vehicles", "--json", token=READ)
     vins = {v["vin"] for v in json.loads(res.output)["vehicles"]}
-    assert vins == set(w.cloud.cars)
+    assert vins == set(w.cloud.fleet)
 
 
 async def test_command_without_wait_prints_the_id(world: Factory) -> None:

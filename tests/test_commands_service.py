@@ -27,12 +27,15 @@ from exporter.providers.base import (
     Command,
     CommandReceipt,
     CommandRejected,
+    PollResult,
     RateLimited,
     UpstreamTimeout,
 )
 from exporter.runtime import Runtime
 from exporter.server import make_app
+from exporter.signals import Value
 from exporter.snapshot import Snapshot, VehicleInfo
+from tests.fakes import FakeProvider
 
 TOKEN = "full-access-token-0123456789"
 READ = "read-only-token-abcdefghijkl"
@@ -46,18 +49,17 @@ VIN2 = "FAKE0000000000002"
 class FakeCar:
     """A car that does a command ``delay`` seconds after the cloud accepts it, and reports then."""
 
-    state: dict[str, object]
+    state: dict[str, Value]
     report_time: float
-    pending: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    pending: list[tuple[float, dict[str, Value]]] = field(default_factory=list)
 
 
-class FakeCloud:
-    name = "smart"
-    account = "fake"
+class FakeCloud(FakeProvider):
+    """The shared fake provider with cars that act on commands after ``delay`` seconds."""
 
     def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.cars = {
+        super().__init__(clock, account="fake")
+        self.fleet = {
             v: FakeCar(
                 {
                     "locked": False,
@@ -78,9 +80,8 @@ class FakeCloud:
         self.ignore: set[str] = set()  # accepted, but the car never does it
         self.delay = 3.0
 
-    async def start(self) -> None: ...
     async def vehicles(self) -> list[VehicleInfo]:
-        return [VehicleInfo(v, "smart", "smart", "#1", account="fake") for v in self.cars]
+        return [VehicleInfo(v, "smart", "smart", "#1", account="fake") for v in self.fleet]
 
     def supported_commands(self, vin: str) -> frozenset[str]:
         return self.supported
@@ -89,27 +90,25 @@ class FakeCloud:
         self.sent.append((vin, command.name, dict(command.params)))
         if command.name in self.refuse:
             raise self.refuse[command.name]
-        effect: dict[str, object] = {
+        effect: dict[str, Value] = {
             "lock": {"locked": True},
             "unlock": {"locked": False},
             "climate_start": {"climate_active": True},
             "windows_close": {"window_open_front_left": False},
         }.get(command.name, {})
         if command.name not in self.ignore:
-            self.cars[vin].pending.append((self.clock.now() + self.delay, effect))
+            self.fleet[vin].pending.append((self.clock.now() + self.delay, effect))
         return CommandReceipt(True, f"{command.name} queued", cloud_id=f"c{len(self.sent)}")
 
-    async def snapshot(self, vin: str) -> Snapshot:
+    async def poll(self, vin: str) -> PollResult:
         self.snapshots += 1
-        car = self.cars[vin]
+        car = self.fleet[vin]
         now = self.clock.now()
         for due, effect in [p for p in car.pending if p[0] <= now]:
             car.state.update(effect)
             car.report_time = due
             car.pending.remove((due, effect))
-        return Snapshot.build(vin, "smart", car.report_time, now, car.state)  # type: ignore[arg-type]
-
-    async def close(self) -> None: ...
+        return PollResult(Snapshot.build(vin, "smart", car.report_time, now, car.state))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from exporter.commands.openapi import document
 from exporter.commands.settings import CommandSettings
 from exporter.commands.spec import SPECS, InvalidCommand, validate
 from exporter.providers.base import COMMANDS, Command
+from exporter.signals import Value
 from exporter.snapshot import Snapshot
 
 # the list, typed out independently of the code
@@ -116,8 +117,8 @@ def test_non_object_body_is_an_invalid_request() -> None:
         assert info.value.code == "invalid_request"
 
 
-def _snap(t: float, **values: object) -> Snapshot:
-    return Snapshot.build("VIN", "smart", t, t, values)  # type: ignore[arg-type]
+def _snap(t: float, **values: Value) -> Snapshot:
+    return Snapshot.build("VIN", "smart", t, t, values)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def _snap(t: float, **values: object) -> Snapshot:
         ),
     ],
 )
-def test_expectations(command: Command, good: dict[str, object], bad: dict[str, object]) -> None:
+def test_expectations(command: Command, good: dict[str, Value], bad: dict[str, Value]) -> None:
     exp = expectation(command)
     assert exp is not None
     assert exp.check(_snap(1, **good)) is True

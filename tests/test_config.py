@@ -65,6 +65,8 @@ def test_secret_from_env_and_from_file_never_shows(tmp_path: Path) -> None:
         ("[exporter]\nport = 'eighty'\n", "exporter.port", "TCP port"),
         ("[poll]\nparked = -5\n", "poll.parked", ">= 1"),
         ("[poll]\nparkd = 5\n", "poll.parkd", "unknown key"),
+        ("[poll]\nrelist = 0\n", "poll.relist", ">= 1"),
+        ("[poll]\nrelist = 'daily'\n", "poll.relist", "number"),
         ("[log]\nformat = 'xml'\n", "log.format", "'text' or 'json'"),
         ("[[accounts]]\nprovider = 'tesla'\n", "accounts[0].provider", "smart, smartcar"),
         (

@@ -20,12 +20,13 @@ from exporter.health import Health
 from exporter.hub import MAX_SKEW, Hub, Outcome
 from exporter.hub_metrics import HubCollector
 from exporter.metrics import VehicleCollector, make_registry, render_exposition
-from exporter.providers.base import MemoryTokenStore
+from exporter.providers.base import MemoryTokenStore, PollResult
 from exporter.providers.smart.parse import parse_status, to_snapshot
 from exporter.providers.smartcar.provider import Connection, SmartcarProvider
 from exporter.providers.smartcar.settings import from_account
 from exporter.scheduler import Scheduler
 from exporter.snapshot import Snapshot
+from tests.fakes import FakeProvider
 
 VIN = "HESXR1C40PS000001"
 Y2100 = 4_102_444_800.0  # 2100-01-01T00:00:00Z
@@ -114,24 +115,20 @@ def test_smart_update_time_gets_the_same_bound() -> None:
     assert hub.latest(VIN) is None
 
 
-class _FutureProvider:
+class _FutureProvider(FakeProvider):
     """A poll (and a command check's extra poll) that answers with a report from 2100."""
 
-    name = "smart"
-    account = "demo"
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-
-    async def snapshot(self, vin: str) -> Snapshot:
-        return Snapshot.build(vin, "smart", Y2100, self.clock.now(), {"battery_soc": 0.9})
+    async def poll(self, vin: str) -> PollResult:
+        return PollResult(
+            Snapshot.build(vin, "smart", Y2100, self.clock.now(), {"battery_soc": 0.9})
+        )
 
 
 async def test_the_poll_and_command_check_path_refuses_it() -> None:
     clock = ManualClock()
     hub = Hub()
     sched = Scheduler(hub, Health(), clock, PollConfig())
-    sched.add(VIN, _FutureProvider(clock))  # type: ignore[arg-type]
+    sched.add(VIN, _FutureProvider(clock, account="demo"))
     assert await sched.poll_now(VIN) is Outcome.FUTURE  # what command verification calls
     assert hub.latest(VIN) is None
 

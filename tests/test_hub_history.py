@@ -9,7 +9,7 @@ import pytest
 
 from exporter.history import ALL_COLUMNS, MIGRATIONS, History, backup, connect, migrate, prune
 from exporter.hub import Hub, Outcome
-from exporter.signals import SIGNALS
+from exporter.signals import SIGNALS, Value
 from exporter.snapshot import Snapshot, VehicleInfo
 
 
@@ -18,9 +18,9 @@ def snap(
     soc: float = 0.5,
     vin: str = "VIN00000000000001",
     source: str = "poll",
-    **extra: object,
+    **extra: Value,
 ) -> Snapshot:
-    return Snapshot.build(vin, "smart", t, t + 1, {"battery_soc": soc, **extra}, source=source)  # type: ignore[arg-type]
+    return Snapshot.build(vin, "smart", t, t + 1, {"battery_soc": soc, **extra}, source=source)
 
 
 def test_hub_classifies_new_refresh_and_stale_reports() -> None:
@@ -32,7 +32,22 @@ def test_hub_classifies_new_refresh_and_stale_reports() -> None:
     assert hub.publish(snap(90)) is Outcome.STALE
     assert hub.publish(snap(200)) is Outcome.NEW
     assert seen == [100, 200]
-    assert hub.latest("VIN00000000000001").car_time == 200  # type: ignore[union-attr]
+    latest = hub.latest("VIN00000000000001")
+    assert latest is not None and latest.car_time == 200
+
+
+def test_forgetting_a_vehicle_tells_its_listeners_once() -> None:
+    hub = Hub()
+    removed: list[str] = []
+    hub.on_vehicle_removed(removed.append)
+    hub.register(VehicleInfo("VIN00000000000001", "smart"))
+    hub.publish(snap(100))
+    hub.forget("VIN00000000000001")
+    hub.forget("VIN00000000000001")  # already gone: nothing to tell
+    hub.forget("VIN00000000000002")  # never known
+    assert removed == ["VIN00000000000001"]
+    assert hub.latest("VIN00000000000001") is None
+    assert "VIN00000000000001" not in hub.vehicles
 
 
 def test_webhook_reports_fill_missing_signals_from_the_last_known() -> None:

@@ -16,6 +16,7 @@ from exporter.clock import ManualClock
 from exporter.health import Health
 from exporter.hub import Hub
 from exporter.metrics import VehicleCollector, make_registry, render_exposition
+from exporter.signals import Value
 from exporter.snapshot import Snapshot, VehicleInfo
 
 Key = tuple[str, frozenset[tuple[str, str]]]
@@ -34,10 +35,10 @@ class Fleet:
         self.collector = VehicleCollector(self.hub, self.health, self.clock, max_data_age=max_age)
         self.registry = make_registry(self.collector)
 
-    def report(self, vin: str, **values: object) -> None:
+    def report(self, vin: str, **values: Value) -> None:
         t = self.clock.now()
         mapped = {"battery_soc": values.get("soc"), "charging_state": values.get("charging")}
-        self.hub.publish(Snapshot.build(vin, "smart", t, t, mapped))  # type: ignore[arg-type]
+        self.hub.publish(Snapshot.build(vin, "smart", t, t, mapped))
 
     def scrape(self) -> str:
         return b"".join(render_exposition(self.registry, self.collector)).decode()

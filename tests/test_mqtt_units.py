@@ -23,6 +23,7 @@ from exporter.mqtt.settings import load_settings
 from exporter.providers.base import Command, CommandRejected
 from exporter.scheduler import Scheduler
 from exporter.snapshot import Snapshot, VehicleInfo
+from tests.fakes import FakeProvider
 from tests.ha_shape import validate_config
 
 VIN = "HESXR1C43SG800001"
@@ -245,12 +246,15 @@ def test_command_payloads() -> None:
 
 
 # --- availability ----------------------------------------------------------------------------------
-class Reauthing:
-    name = "smartcar"
-    account = "sc"
+class Reauthing(FakeProvider):
+    """A provider whose owner must reconnect the cars in ``reauth`` (the contract's hook)."""
 
     def __init__(self) -> None:
-        self.reauth: dict[str, object] = {}
+        super().__init__(ManualClock(), name="smartcar", account="sc")
+        self.reauth: dict[str, str] = {}
+
+    def reauth_links(self) -> dict[str, str]:
+        return dict(self.reauth)
 
 
 def test_availability_from_data_age_and_reauth() -> None:
@@ -258,13 +262,13 @@ def test_availability_from_data_age_and_reauth() -> None:
     h.vehicle(VIN).last_error = "rate_limited (429)"
     s = snap({"battery_soc": 0.5}, car_time=1000.0)
     p = Reauthing()
-    fresh = status(VIN, s, p, h, now=1000.0 + 3600, max_data_age=7200)  # type: ignore[arg-type]
+    fresh = status(VIN, s, p, h, now=1000.0 + 3600, max_data_age=7200)
     assert fresh[t.AVAILABILITY] == "online" and fresh[t.DATA_AGE] == "3600"
     assert fresh[t.POLL_ERROR] == "rate_limited (429)" and fresh[t.REAUTH] == "false"
-    old = status(VIN, s, p, h, now=1000.0 + 7201, max_data_age=7200)  # type: ignore[arg-type]
+    old = status(VIN, s, p, h, now=1000.0 + 7201, max_data_age=7200)
     assert old[t.AVAILABILITY] == "offline"
-    p.reauth[VIN] = object()
-    blocked = status(VIN, s, p, h, now=1000.0 + 60, max_data_age=7200)  # type: ignore[arg-type]
+    p.reauth[VIN] = "/connect/smartcar/reconnect?vehicle=v"
+    blocked = status(VIN, s, p, h, now=1000.0 + 60, max_data_age=7200)
     assert (blocked[t.AVAILABILITY], blocked[t.REAUTH]) == ("offline", "true")
     assert status(VIN, None, None, h, now=0, max_data_age=1)[t.AVAILABILITY] == "offline"
 

@@ -1,14 +1,14 @@
 """The poller: adaptive intervals, concurrency limit, backoff, Retry-After and provider floors.
 
-A scripted in-process provider stands in for a cloud here because what is under test is the timing
-logic; the real clients are exercised over HTTP against the simulators in their own tests.
+The shared scripted provider (tests/fakes.py) stands in for a cloud here because what is under test
+is the timing logic; the real clients are exercised over HTTP against the simulators in their own
+tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
 
 import pytest
 
@@ -17,15 +17,12 @@ from exporter.config import PollConfig
 from exporter.health import Health
 from exporter.hub import Hub
 from exporter.providers.base import (
-    Command,
-    CommandReceipt,
-    ProviderError,
     RateLimited,
     ReauthRequired,
     UpstreamUnavailable,
 )
 from exporter.scheduler import Scheduler
-from exporter.snapshot import Snapshot, VehicleInfo
+from tests.fakes import FakeProvider
 
 CFG = PollConfig(
     driving=60,
@@ -39,51 +36,7 @@ CFG = PollConfig(
 )
 
 
-class Scripted:
-    name = "smart"
-    account = "acc"
-
-    def __init__(
-        self, clock: ManualClock, script: Callable[[str, int], dict[str, object] | ProviderError]
-    ) -> None:
-        self.clock = clock
-        self.script = script
-        self.calls: list[tuple[str, float]] = []
-        self.active = 0
-        self.max_active = 0
-        self.floor = 0.0
-        self.gate: asyncio.Event | None = None
-
-    async def start(self) -> None: ...
-    async def vehicles(self) -> list[VehicleInfo]:
-        return []
-
-    def supported_commands(self, vin: str) -> frozenset[str]:
-        return frozenset()
-
-    async def command(self, vin: str, command: Command) -> CommandReceipt:
-        raise NotImplementedError
-
-    async def close(self) -> None: ...
-    def min_poll_interval(self, vin: str) -> float:
-        return self.floor
-
-    async def snapshot(self, vin: str) -> Snapshot:
-        self.calls.append((vin, self.clock.now()))
-        self.active += 1
-        self.max_active = max(self.max_active, self.active)
-        try:
-            if self.gate is not None:
-                await self.gate.wait()
-            got = self.script(vin, len([c for c in self.calls if c[0] == vin]))
-            if isinstance(got, ProviderError):
-                raise got
-            return Snapshot.build(vin, "smart", self.clock.now(), self.clock.now(), got)  # type: ignore[arg-type]
-        finally:
-            self.active -= 1
-
-
-def times(p: Scripted, vin: str) -> list[float]:
+def times(p: FakeProvider, vin: str) -> list[float]:
     t0 = 1_767_225_600.0
     return [round(t - t0) for v, t in p.calls if v == vin]
 
@@ -98,7 +51,7 @@ async def run_for(clock: ManualClock, sched: Scheduler, seconds: float) -> None:
 async def test_interval_follows_the_vehicle_state() -> None:
     clock = ManualClock()
     states = {1: {"speed": 20.0}, 2: {"speed": 25.0}, 3: {"charging_state": "charging"}}
-    p = Scripted(clock, lambda vin, n: states.get(n, {"speed": 0.0}))
+    p = FakeProvider(clock, lambda vin, n: states.get(n, {"speed": 0.0}))
     sched = Scheduler(Hub(), Health(), clock, CFG)
     sched.add("V1", p)
     await run_for(clock, sched, 2000)
@@ -110,7 +63,7 @@ async def test_interval_follows_the_vehicle_state() -> None:
 
 async def test_concurrency_limit_is_never_exceeded() -> None:
     clock = ManualClock()
-    p = Scripted(clock, lambda vin, n: {})
+    p = FakeProvider(clock, lambda vin, n: {})
     p.gate = asyncio.Event()
     sched = Scheduler(Hub(), Health(), clock, CFG)
     for i in range(6):
@@ -129,7 +82,7 @@ async def test_concurrency_limit_is_never_exceeded() -> None:
 
 async def test_failures_back_off_exponentially_and_recover() -> None:
     clock = ManualClock()
-    p = Scripted(clock, lambda vin, n: UpstreamUnavailable("503", code="503") if n <= 3 else {})
+    p = FakeProvider(clock, lambda vin, n: UpstreamUnavailable("503", code="503") if n <= 3 else {})
     health = Health()
     sched = Scheduler(Hub(), health, clock, CFG)
     sched.add("V1", p)
@@ -145,7 +98,7 @@ async def test_failures_back_off_exponentially_and_recover() -> None:
 
 async def test_retry_after_is_obeyed_exactly() -> None:
     clock = ManualClock()
-    p = Scripted(
+    p = FakeProvider(
         clock,
         lambda vin, n: RateLimited("slow down", code="429", retry_after=500) if n == 1 else {},
     )
@@ -160,7 +113,7 @@ async def test_retry_after_is_obeyed_exactly() -> None:
 
 async def test_request_poll_during_a_running_poll_is_not_lost() -> None:
     clock = ManualClock()
-    p = Scripted(clock, lambda vin, n: {})
+    p = FakeProvider(clock, lambda vin, n: {})
     p.gate = asyncio.Event()
     sched = Scheduler(Hub(), Health(), clock, CFG)
     sched.add("V1", p)
@@ -177,7 +130,7 @@ async def test_request_poll_during_a_running_poll_is_not_lost() -> None:
 
 async def test_provider_floor_spreads_polls_for_a_budget() -> None:
     clock = ManualClock()
-    p = Scripted(clock, lambda vin, n: {"speed": 30.0})
+    p = FakeProvider(clock, lambda vin, n: {"speed": 30.0})
     p.floor = 5400
     sched = Scheduler(Hub(), Health(), clock, CFG)
     sched.add("V1", p)
@@ -187,7 +140,7 @@ async def test_provider_floor_spreads_polls_for_a_budget() -> None:
 
 async def test_reauth_required_pauses_until_asked() -> None:
     clock = ManualClock()
-    p = Scripted(clock, lambda vin, n: ReauthRequired("consent revoked") if n == 1 else {})
+    p = FakeProvider(clock, lambda vin, n: ReauthRequired("consent revoked") if n == 1 else {})
     health = Health()
     sched = Scheduler(Hub(), health, clock, CFG)
     sched.add("V1", p)
@@ -207,7 +160,7 @@ async def test_jitter_stays_within_its_share(jitter: float) -> None:
     import random
 
     clock = ManualClock()
-    p = Scripted(clock, lambda vin, n: {})
+    p = FakeProvider(clock, lambda vin, n: {})
     cfg = CFG.model_copy(update={"jitter": jitter})
     sched = Scheduler(Hub(), Health(), clock, cfg, rng=random.Random(1))
     sched.add("V1", p)
@@ -221,7 +174,7 @@ async def test_jitter_stays_within_its_share(jitter: float) -> None:
 async def test_a_requested_poll_never_jumps_a_retry_after() -> None:
     """Webhooks and commands ask for polls; the cloud's Retry-After still wins."""
     clock = ManualClock()
-    p = Scripted(
+    p = FakeProvider(
         clock,
         lambda vin, n: RateLimited("slow down", code="429", retry_after=500) if n == 1 else {},
     )

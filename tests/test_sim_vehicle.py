@@ -212,3 +212,11 @@ def test_catalogue_has_the_three_smarts_and_generic_makes() -> None:
     assert {s.cloud for s in CATALOGUE.values()} == {"smart", "smartcar"}
     with pytest.raises(ValueError, match="unknown simulated vehicle"):
         spec_for("Trabant")
+
+
+def test_the_simulated_car_knows_every_command_the_exporter_can_send() -> None:
+    from exporter.providers.base import COMMANDS
+    from exporter.simulator import vehicle
+
+    assert set(COMMANDS) <= set(vehicle.COMMANDS)
+    assert "windows_open" in vehicle.COMMANDS  # and what only the maker's app does

@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from exporter.providers.base import UpstreamUnavailable
 from exporter.providers.smart.auth import ApiSession, Authenticator, AuthStats, TokenState
+from exporter.singleflight import SingleFlight
 
 
-def bare_authenticator(ladder: Any) -> Authenticator:
+class ScriptedAuthenticator(Authenticator):
     """Only what ``renew`` touches: the token state, the stats and a scripted ladder."""
-    auth = Authenticator.__new__(Authenticator)
-    auth._inflight = None
-    auth.state = TokenState("user@example.com", "EU", "device")
-    auth.stats = AuthStats()
-    auth._ladder = ladder  # type: ignore[method-assign]
-    return auth
+
+    def __init__(self, ladder: Callable[[], Awaitable[ApiSession]]) -> None:
+        self._renewal = SingleFlight("test-renewal")
+        self.state = TokenState("user@example.com", "EU", "device")
+        self.stats = AuthStats()
+        self._script = ladder
+
+    async def _ladder(self) -> ApiSession:
+        return await self._script()
+
+
+def bare_authenticator(ladder: Callable[[], Awaitable[ApiSession]]) -> Authenticator:
+    return ScriptedAuthenticator(ladder)
 
 
 async def test_a_failed_renewal_nobody_waits_for_is_not_logged_as_never_retrieved() -> None:
@@ -44,8 +52,10 @@ async def test_a_failed_renewal_nobody_waits_for_is_not_logged_as_never_retrieve
         await asyncio.sleep(0)  # the waiter is gone before the renewal ends
         release.set()
         await asyncio.sleep(0.01)  # the ladder fails with nobody awaiting it
-        assert auth._inflight is not None and auth._inflight.done()
-        auth._inflight = None  # the next renewal replaces it; the old task is collected
+        task = auth._renewal.task
+        assert task is not None and task.done()
+        auth._renewal.task = None  # the next renewal replaces it; the old one is collected
+        del task
         gc.collect()
         await asyncio.sleep(0)
     finally:
@@ -62,3 +72,23 @@ async def test_waiting_callers_still_get_the_renewal_error() -> None:
     results = await asyncio.gather(auth.renew(None), auth.renew(None), return_exceptions=True)
     assert all(isinstance(r, UpstreamUnavailable) for r in results)
     assert auth.stats.renewals == 1  # one shared ladder, not one per caller
+
+
+async def test_close_cancels_a_renewal_in_flight() -> None:
+    """The renewal is owned by the authenticator (and so by the provider's close()): nothing of it
+    outlives the provider."""
+    started = asyncio.Event()
+
+    async def endless_ladder() -> ApiSession:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    auth = bare_authenticator(endless_ladder)
+    waiter = asyncio.create_task(auth.renew(None))
+    await started.wait()
+    task = auth._renewal.task
+    await auth.close()
+    assert task is not None and task.cancelled()
+    results = await asyncio.gather(waiter, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)

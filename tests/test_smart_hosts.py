@@ -7,14 +7,34 @@ from typing import Any
 import aiohttp
 import pytest
 
-from exporter.clock import ManualClock
+from exporter.clock import Clock, ManualClock
 from exporter.config import AccountConfig, ConfigError, Secret
-from exporter.providers.base import MemoryTokenStore
-from exporter.providers.smart import SmartHosts, SmartProvider, build
+from exporter.providers import registry
+from exporter.providers.base import (
+    MemoryTokenStore,
+    Provider,
+    ProviderContext,
+    SimulatorLink,
+    TokenStore,
+)
+from exporter.providers.smart import SmartHosts, SmartProvider
 from exporter.providers.smart.hosts import HOST_KEYS
 from exporter.providers.smart.settings import read_settings
+from tests.fakes import FakeSink
 
 SIM = {k: f"http://127.0.0.1:{40000 + i}" for i, k in enumerate(HOST_KEYS)}
+
+
+def build(
+    acc: AccountConfig,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    store: TokenStore,
+    sim_urls: dict[str, str],
+) -> Provider:
+    """Through the registry, as the runtime builds it, with a simulator serving ``sim_urls``."""
+    link = SimulatorLink(urls={"smart": sim_urls}, logins={})
+    return registry.build(acc, ProviderContext(session, clock, store, FakeSink(), simulator=link))
 
 
 def account(simulator: bool = False, **settings: Any) -> AccountConfig:
@@ -131,6 +151,7 @@ async def test_build_uses_sim_urls_only_for_simulator_accounts() -> None:
         assert isinstance(sim, SmartProvider)
         assert sim.transport.hosts.api_v2 == SIM["api_v2"]
         real = build(account(), session, clock, store, SIM)
+        assert isinstance(real, SmartProvider)
         assert real.transport.hosts.api_v2 == "https://apiv2.ecloudeu.com"
 
 

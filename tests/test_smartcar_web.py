@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.clock import ManualClock
 from exporter.config import load
+from exporter.providers.smartcar import SmartcarProvider
 from exporter.runtime import Runtime
 from exporter.server import make_app
 from exporter.simulator.smartcar.errors import ApiFault
@@ -175,10 +176,11 @@ async def test_webhooks_verify_then_state_flows_into_the_hub(served: Served) -> 
     assert emitter.verify_results and emitter.verify_results[0][1] is True and app.verified
     assert {d.status for d in emitter.deliveries} == {200}
     provider = served.rt.providers["sc"]
+    assert isinstance(provider, SmartcarProvider)
     vin = served.rt.simulator.fleet.vins_for("smartcar")[0]
-    await until(lambda: provider.webhook_seen.get(vin), "a webhook for the car")  # type: ignore[attr-defined]
-    assert provider.webhooks_live(vin)  # type: ignore[attr-defined]
-    assert provider.min_poll_interval(vin) >= 12 * 3600  # type: ignore[attr-defined]
+    await until(lambda: provider.webhook_seen.get(vin), "a webhook for the car")
+    assert provider.webhooks_live(vin)
+    assert provider.min_poll_interval(vin) >= 12 * 3600
     m = await served.metrics()
     accepted = m[
         (
@@ -212,7 +214,8 @@ async def test_reauth_shows_a_reconnect_link_and_the_owner_fixes_it(served: Serv
     cloud.inject(vin, ApiFault("CONNECTED_SERVICES_ACCOUNT", "AUTHENTICATION_FAILED"), times=-1)
     served.rt.scheduler.request_poll(vin)
     provider = served.rt.providers["sc"]
-    await until(lambda: vin in provider.reauth, "the re-auth flag")  # type: ignore[attr-defined]
+    assert isinstance(provider, SmartcarProvider)
+    await until(lambda: vin in provider.reauth, "the re-auth flag")
     m = await served.metrics()
     assert m[("carmetrics_reauth_required", (("vin", vin),))] == 1
     _, landing = await served.get("/")
@@ -228,7 +231,7 @@ async def test_reauth_shows_a_reconnect_link_and_the_owner_fixes_it(served: Serv
     assert "vehicle_id=" in loc
     async with served.http.get(loc) as r:
         assert r.status == 200 and "connected again" in await r.text()
-    assert vin not in provider.reauth  # type: ignore[attr-defined]
+    assert vin not in provider.reauth
     _, landing = await served.get("/")
     assert "/connect/smartcar/reconnect?" not in landing
     await until(lambda: served.rt.health.vehicle(vin).consecutive_failures == 0, "a good poll")
@@ -278,3 +281,24 @@ async def test_every_connect_error_has_a_page(served: Served, query: str, needle
     async with served.http.get(url) as r:
         page = await r.text()
     assert r.status == 200 and needle in page
+
+
+async def test_a_revoked_car_leaves_metrics_and_the_other_stays(served: Served) -> None:
+    """The owner revokes one car's access in their Smartcar account: the next poll's PERMISSION
+    re-lists the account at once, and the car is forgotten (its history stays)."""
+    await served.connect()
+    gone, stays = served.rt.simulator.fleet.vins_for("smartcar")
+    await until(lambda: served.rt.hub.latest(gone) and served.rt.hub.latest(stays), "first polls")
+    removed: list[str] = []
+    served.rt.hub.on_vehicle_removed(removed.append)
+    api = served.rt.simulator.urls["smartcar"]["api"]
+    async with served.http.post(api + "/_sim/revoke", json={"vin": gone}) as r:
+        assert r.status == 200
+    served.rt.scheduler.request_poll(gone)
+    await until(lambda: removed, "the revoked car to be forgotten")
+    assert removed == [gone]
+    m = await served.metrics()
+    assert ("carmetrics_battery_soc_ratio", (("vin", gone),)) not in m
+    assert ("carmetrics_reauth_required", (("vin", gone),)) not in m  # Smartcar's own series too
+    assert ("carmetrics_battery_soc_ratio", (("vin", stays),)) in m
+    assert gone not in served.rt.scheduler.vins and stays in served.rt.scheduler.vins

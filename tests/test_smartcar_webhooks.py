@@ -26,6 +26,8 @@ from exporter.providers.smartcar.webhooks import (
     verify_answer,
     verify_signature,
 )
+from exporter.snapshot import Snapshot
+from tests.fakes import FakeSink
 
 AMT = "amt-0123456789"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smartcar"
@@ -276,3 +278,25 @@ def test_unknown_vehicle_and_garbage() -> None:
     assert res.status == 200 and res.snapshot is None and res.outcome == "unknown_vehicle"
     junk = b"not json"
     assert p.handle_webhook(junk, _sign(junk)).status == 400
+
+
+def test_an_accepted_webhook_report_reaches_the_sink_and_an_older_than_poll_one_is_counted() -> (
+    None
+):
+    clock = ManualClock()
+    p = _provider(clock)
+    sink = FakeSink()
+    p.sink = sink
+    vin = "0SCTEST0000000001"
+    body = _state("e1", 1_767_225_600_000, 78)
+    assert p.handle_webhook(body, _sign(body)).status == 200
+    assert [(s.vin, str(o)) for s, o in sink.published] == [(vin, "new")]
+    assert sink.hub.latest(vin) is not None
+    # a poll already brought a later report; the webhook's signal is newer than what the
+    # provider saw, but older than the hub's latest report: the hub drops it and it is counted
+    polled = Snapshot.build(vin, "smartcar", 1_767_225_900.0, 1_767_225_900.0, {"odometer": 1.0})
+    sink.hub.publish(polled)
+    late = _state("e2", 1_767_225_700_000, 79)
+    assert p.handle_webhook(late, _sign(late)).status == 200
+    assert str(sink.published[-1][1]) == "stale"
+    assert p.webhook_events[("VEHICLE_STATE", "older_than_poll")] == 1

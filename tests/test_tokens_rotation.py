@@ -14,7 +14,7 @@ import pytest
 
 from exporter.clock import ManualClock
 from exporter.providers.base import MemoryTokenStore, ReauthRequired
-from exporter.tokens import RenewalPolicy, RotatingToken, TokenPair
+from exporter.providers.smartcar.rotation import RenewalPolicy, RotatingToken, TokenPair
 
 DAY = 86400.0
 

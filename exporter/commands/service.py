@@ -219,12 +219,10 @@ class CommandService:
                 f"supported: {', '.join(supported) or 'none'}",
                 supported=supported,
             )
-        check = getattr(provider, "validate_command", None)
-        if callable(check):
-            try:
-                check(vin, command)
-            except CommandRejected as exc:
-                raise Refused(422, "invalid_parameter", f"{provider.name}: {exc}") from None
+        try:
+            provider.validate_command(vin, command)
+        except CommandRejected as exc:
+            raise Refused(422, "invalid_parameter", f"{provider.name}: {exc}") from None
         fingerprint = CommandRecord.fingerprint_of(vin, command.name, command.params)
         now = self.clock.now()
         if idempotency_key is not None:

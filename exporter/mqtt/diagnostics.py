@@ -18,8 +18,7 @@ from exporter.snapshot import Snapshot
 
 
 def needs_reauth(provider: Provider | None, vin: str) -> bool:
-    pending: Any = getattr(provider, "reauth", None)
-    return pending is not None and vin in pending
+    return provider is not None and vin in provider.reauth_links()
 
 
 def budget_left(provider: Provider | None, vin: str) -> int | None:

@@ -191,7 +191,7 @@ class Publisher:
             info,
             seen=self._seen.get(vin, set()),
             supported=supported,
-            limit_step=limit_step(getattr(provider, "validate_command", None), vin),
+            limit_step=limit_step(provider.validate_command if provider else None, vin),
             budget=budget_left(provider, vin) is not None,
             location=self.location,
         )

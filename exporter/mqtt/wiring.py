@@ -1,4 +1,4 @@
-"""Plugs the MQTT publisher into the exporter's app (an entry of ``exporter.server.EXTENSIONS``):
+"""Plugs the MQTT publisher into the exporter's app (called by ``exporter.server`` by plain import):
 built from ``[mqtt]`` at setup (a bad table fails start-up with the key named), started and stopped
 with the app, on the runtime's hub and the app's one command service."""
 

@@ -1,16 +1,27 @@
-"""What every provider offers, and the errors every provider raises.
+"""The provider contract: what every provider offers, what it is given, and the errors it raises.
 
-The scheduler, the command service and the server speak only this module's language. Each error carries
-a ``reason`` from a small fixed set (it becomes a bounded Prometheus label) and the vendor's own ``code``
-(a cloud code such as ``8153`` or an HTTP status) for logs and the per-code error counter.
+The scheduler, the command service and the server speak only this module's language. A provider is
+built by its registry entry (``exporter.providers.registry``) from its account settings and a
+:class:`ProviderContext`; everything it learns outside a poll (a webhook, a Connect grant, a car that
+left the account) it hands to the context's :class:`Sink`, never to the runtime's objects. Optional
+capabilities are methods of :class:`BaseProvider` with harmless defaults, so callers never probe with
+``getattr``. Each error carries a ``reason`` from a small fixed set (it becomes a bounded Prometheus
+label) and the vendor's own ``code`` (a cloud code such as ``8153`` or an HTTP status) for logs and
+the per-code error counter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
+from exporter.clock import Clock
+from exporter.hub import Outcome
 from exporter.snapshot import Snapshot, VehicleInfo
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Bounded label values for carmetrics_poll_errors_total{reason=...}.
 REASONS: Final = (
@@ -35,10 +46,6 @@ class ProviderError(Exception):
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
-        # A complete car report read before a *later* call of the same poll failed. The cloud only
-        # ever serves a car's latest report, so dropping it could lose it for good; the scheduler
-        # stores it and still treats the poll as failed (backoff, Retry-After).
-        self.snapshot: Snapshot | None = None
 
     def __str__(self) -> str:
         base = super().__str__()
@@ -136,22 +143,90 @@ class CommandReceipt:
     cloud_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll gave: a report, an error, or both.
+
+    Both: a complete car report was read before a *later* call of the same poll failed (e.g. a
+    Retry-After on an optional call). The cloud only ever serves a car's latest report, so dropping
+    it could lose it for good; the scheduler stores it and still treats the poll as failed.
+    """
+
+    snapshot: Snapshot | None = None
+    error: ProviderError | None = None
+
+    def __post_init__(self) -> None:
+        if self.snapshot is None and self.error is None:
+            raise ValueError("a PollResult holds a snapshot, an error or both")
+
+    def unwrap(self) -> Snapshot:
+        """The report of a successful poll; raises the error of a failed one."""
+        if self.error is not None:
+            raise self.error
+        assert self.snapshot is not None
+        return self.snapshot
+
+
+class Sink(Protocol):
+    """The only way into the running exporter for what a provider learns outside a poll."""
+
+    def publish(self, snapshot: Snapshot) -> Outcome:
+        """A car report (from a webhook, say): classified by the hub, shown and stored if new."""
+        ...
+
+    def vehicle_added(self, info: VehicleInfo) -> None:
+        """A car joined the account (Connect, re-listing): export and poll it."""
+        ...
+
+    def vehicle_removed(self, vin: str) -> None:
+        """A car left the account (revoked, removed): stop polling, drop its series; history stays."""
+        ...
+
+    def request_poll(self, vin: str, delay: float = 0.0) -> None:
+        """Poll this car within ``delay`` seconds (the cloud's Retry-After still binds)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorLink:
+    """What a ``simulator = true`` account needs from the embedded simulator, as plain data.
+
+    ``urls[cloud]`` are the base URLs per host, ``logins[name]`` the demo logins (never on disk).
+    A provider reaches the simulator only over HTTP, at these URLs, as it reaches a real cloud.
+    """
+
+    urls: Mapping[str, Mapping[str, str]]
+    logins: Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """Everything a provider gets from the runtime; nothing else of the runtime is reachable."""
+
+    session: aiohttp.ClientSession
+    clock: Clock
+    tokens: TokenStore
+    sink: Sink
+    public_url: str = "http://127.0.0.1:8477"  # the exporter's base URL (redirects, webhooks)
+    simulator: SimulatorLink | None = None  # set when the embedded simulator runs
+
+
 @runtime_checkable
 class Provider(Protocol):
-    """One logged-in account at one cloud."""
+    """One logged-in account at one cloud. Subclass :class:`BaseProvider` to get the hooks' defaults."""
 
-    name: str  # "smart" | "smartcar"
+    name: str  # the registry name: "smart" | "smartcar" | ...
     account: str  # config name of the account
 
     async def start(self) -> None:
         """Log in (or load stored tokens). Raises AuthError/ReauthRequired."""
 
     async def vehicles(self) -> list[VehicleInfo]:
-        """The vehicles this account can read."""
+        """The vehicles this account can read now (called at start and at every re-listing)."""
 
-    async def snapshot(self, vin: str) -> Snapshot:
-        """One complete, parsed report of a vehicle. Raises a ProviderError on any failure, in which
-        case nothing partial is returned."""
+    async def poll(self, vin: str) -> PollResult:
+        """One complete, parsed report of a vehicle, or the typed error that prevented it (never a
+        partial report). Expected failures are returned, not raised."""
 
     def supported_commands(self, vin: str) -> frozenset[str]:
         """Names from COMMANDS this vehicle accepts through this provider."""
@@ -160,7 +235,49 @@ class Provider(Protocol):
         """Send a command. Raises CommandRejected (or another ProviderError)."""
 
     async def close(self) -> None:
-        """Release sessions; persist what must survive a restart."""
+        """Cancel background work (renewals); persist what must survive a restart."""
+
+    # --- optional hooks (BaseProvider gives the defaults) ---------------------------------------
+    def min_poll_interval(self, vin: str) -> float:
+        """A floor under the scheduler's interval (a request budget); 0 = none."""
+
+    def validate_command(self, vin: str, command: Command) -> None:
+        """Raise CommandRejected for parameters this cloud cannot encode, before anything is sent."""
+
+    def reauth_links(self) -> dict[str, str]:
+        """VIN -> URL (path on this exporter) where the owner repairs a broken connection."""
+
+
+class BaseProvider:
+    """The optional hooks of :class:`Provider` with their defaults, plus ``snapshot``."""
+
+    name: str = ""
+    account: str = ""
+
+    async def poll(self, vin: str) -> PollResult:
+        raise NotImplementedError
+
+    async def snapshot(self, vin: str) -> Snapshot:
+        """One poll's report, raising its error: for tools and tests that want one value."""
+        return (await self.poll(vin)).unwrap()
+
+    def supported_commands(self, vin: str) -> frozenset[str]:
+        return frozenset()
+
+    async def command(self, vin: str, command: Command) -> CommandReceipt:
+        raise CommandRejected(f"{self.name} accepts no commands", code="unsupported")
+
+    async def close(self) -> None:
+        return None
+
+    def min_poll_interval(self, vin: str) -> float:
+        return 0.0
+
+    def validate_command(self, vin: str, command: Command) -> None:
+        return None
+
+    def reauth_links(self) -> dict[str, str]:
+        return {}
 
 
 # --- token persistence ----------------------------------------------------------------------------

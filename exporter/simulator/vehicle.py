@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from exporter.providers.base import COMMANDS as PROVIDER_COMMANDS
 from exporter.simulator import physics
 from exporter.simulator.catalogue import VehicleSpec
 from exporter.simulator.charging import (
@@ -60,8 +59,23 @@ AWAKE_S: Final = 900.0  # the car falls asleep 15 minutes after the last activit
 RESERVE_SOC: Final = 10.0  # below this a driving car stops at the next fast charger
 DC_TARGET_SOC: Final = 80.0
 COMMAND_DELAY_S: Final = 5.0
-# what the car itself can do: the exporter's commands plus opening windows (app-only)
-COMMANDS: Final = (*PROVIDER_COMMANDS, "windows_open")
+# what the car itself can do (the simulator keeps its own list: it never imports client code; a
+# test checks that every command the exporter can send is one the car knows)
+COMMANDS: Final = (
+    "lock",
+    "unlock",
+    "climate_start",
+    "climate_stop",
+    "charge_start",
+    "charge_stop",
+    "charge_limit",
+    "horn",
+    "flash",
+    "find",
+    "windows_close",
+    "seat_heating",
+    "windows_open",  # app-only: the exporter does not send it
+)
 
 _INF = math.inf
 _K_CABIN: Final = math.exp(-STEP / 300.0)

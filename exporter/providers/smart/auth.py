@@ -10,7 +10,6 @@ so a crash never loses the only valid set, and a restart resumes without logging
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
@@ -30,6 +29,7 @@ from exporter.providers.smart.errors import MainTokenExpired, SigningError
 from exporter.providers.smart.login import OAuthTokens
 from exporter.providers.smart.signing import Region
 from exporter.providers.smart.transport import SignedApi
+from exporter.singleflight import SingleFlight
 
 log = logging.getLogger("exporter.providers.smart")
 
@@ -122,11 +122,6 @@ class AuthStats:
     by_rung: list[str] = field(default_factory=list)
 
 
-def _retrieve(task: asyncio.Future[ApiSession]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
 class Authenticator:
     """Owns one account's tokens: ``session()`` for a usable token, ``renew(failed)`` after 1402."""
 
@@ -150,7 +145,7 @@ class Authenticator:
         self._key = store_key
         self._clock = clock
         self._breaker = breaker
-        self._inflight: asyncio.Future[ApiSession] | None = None
+        self._renewal: SingleFlight[ApiSession] = SingleFlight(f"smart-renewal:{store_key}")
         self.stats = AuthStats()
         self.state = self._load() or TokenState(username, region.name, api.device_id)
         api.device_id = self.state.device_id
@@ -182,17 +177,16 @@ class Authenticator:
         network call; callers arriving while a renewal runs share its outcome - its new session or
         its error - so a failing ladder is not re-run once per waiting caller.
         """
-        if self._inflight is None or self._inflight.done():
+        if not self._renewal.running:
             cur = self.state.api
             if cur is not None and cur.access_token != failed:
                 return cur
             self.stats.renewals += 1
-            self._inflight = asyncio.ensure_future(self._ladder())
-            # when every waiter was cancelled first (a poll timed out, the exporter stopped), shield
-            # drops its callback and nobody reads the outcome: read it here, or a failed renewal is
-            # logged by asyncio as "Task exception was never retrieved" (found by the soak)
-            self._inflight.add_done_callback(_retrieve)
-        return await asyncio.shield(self._inflight)
+        return await self._renewal.run(self._ladder)
+
+    async def close(self) -> None:
+        """Cancel a renewal in flight: the provider that owns this account is closing."""
+        await self._renewal.cancel()
 
     # -- the ladder ----------------------------------------------------------------------------
 

@@ -23,9 +23,11 @@ from exporter.clock import Clock
 from exporter.config import AccountConfig
 from exporter.providers.base import (
     BadReply,
+    BaseProvider,
     Command,
     CommandReceipt,
     CommandRejected,
+    PollResult,
     ProviderError,
     RateLimited,
     TokenStore,
@@ -43,7 +45,7 @@ from exporter.providers.smart.errors import (
 )
 from exporter.providers.smart.hosts import SmartHosts
 from exporter.providers.smart.parse import parse_status, to_snapshot
-from exporter.providers.smart.settings import read_settings
+from exporter.providers.smart.settings import SmartSettings, read_settings
 from exporter.providers.smart.transport import Reply, SignedApi, Transport, mask_path
 from exporter.providers.smart.vehicles import VehicleRecord, parse_vehicle_list
 from exporter.snapshot import Snapshot, VehicleInfo
@@ -60,7 +62,7 @@ TELEMATICS: Final = "/remote-control/vehicle/telematics/{vin}"
 UNBOUND_LIMIT: Final = 3  # 8040 is a race right after a refresh until it repeats this often
 
 
-class SmartProvider:
+class SmartProvider(BaseProvider):
     """Provider for one smart account (EU or INTL)."""
 
     name = "smart"
@@ -70,7 +72,7 @@ class SmartProvider:
 
     def __init__(
         self,
-        account: AccountConfig,
+        account: AccountConfig | SmartSettings,
         session: aiohttp.ClientSession,
         clock: Clock,
         tokens: TokenStore,
@@ -79,8 +81,13 @@ class SmartProvider:
         sim_urls: Mapping[str, str] | None = None,
         breakers: BreakerRegistry | None = None,
     ) -> None:
-        self.settings = read_settings(account, hosts, sim_urls)
-        self.account = account.name
+        # an AccountConfig is validated here (tools, tests); the registry passes SmartSettings
+        if isinstance(account, AccountConfig):
+            self.settings = read_settings(account, hosts, sim_urls)
+            self.account = account.name
+        else:
+            self.settings = account
+            self.account = account.account
         self._clock = clock
         region = self.settings.region
         self.transport = Transport(
@@ -93,7 +100,7 @@ class SmartProvider:
             username=self.settings.username,
             password=self.settings.password,
             store=tokens,
-            store_key=f"smart:{account.name}",
+            store_key=f"smart:{self.account}",
             clock=clock,
             breaker=(breakers or BREAKERS).for_user(region.name, self.settings.username),
         )
@@ -124,7 +131,13 @@ class SmartProvider:
         self._vehicles = {r.vin: self._vehicles.get(r.vin, r) for r in records}
         return [r.info(self.account) for r in self._vehicles.values()]
 
-    async def snapshot(self, vin: str) -> Snapshot:
+    async def poll(self, vin: str) -> PollResult:
+        try:
+            return await self._poll(vin)
+        except ProviderError as exc:
+            return PollResult(error=exc)
+
+    async def _poll(self, vin: str) -> PollResult:
         rec = await self._record(vin)
         status = await self._vin_call(
             rec, "GET", STATUS, query=[("latest", "True"), ("target", "basic,more")], user=True
@@ -134,8 +147,7 @@ class SmartProvider:
         except ProviderError as exc:
             # the report itself (status) was read: keep it, with the last known charge
             # limit, and let the poll still count as failed for backoff/Retry-After
-            exc.snapshot = self._status_only(vin, rec, status.data)
-            raise
+            return PollResult(self._status_only(vin, rec, status.data), exc)
         self._last_soc[vin] = soc.data
         limited: list[RateLimited] = []  # a Retry-After on an optional call ends the poll's calls
         state = await self._best_effort(rec, STATE, limited)  # only sharpens power_state
@@ -153,11 +165,8 @@ class SmartProvider:
             snap = to_snapshot(vin, parsed, self._clock.now())
         except ValueError as exc:  # a value the signal table refuses: a parser bug, keep old data
             raise BadReply(f"status reply could not be converted: {exc}") from None
-        if limited:
-            # the report is complete; the scheduler stores it and still honours the Retry-After
-            limited[0].snapshot = snap
-            raise limited[0]
-        return snap
+        # with a Retry-After the report is still complete: the scheduler stores it and honours it
+        return PollResult(snap, limited[0] if limited else None)
 
     def _status_only(self, vin: str, rec: VehicleRecord, status: object) -> Snapshot | None:
         """The report from the status reply alone (charge limit from the last soc reply seen)."""
@@ -218,7 +227,9 @@ class SmartProvider:
         )
 
     async def close(self) -> None:
-        """Nothing to release: the HTTP session belongs to the caller, tokens are already saved."""
+        """Cancel a token renewal in flight; the HTTP session belongs to the caller and tokens are
+        already saved."""
+        await self.auth.close()
 
     # -- calls ---------------------------------------------------------------------------------
 

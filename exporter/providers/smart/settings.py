@@ -67,6 +67,7 @@ class SmartSettings:
     vins: frozenset[str] | None  # None = every vehicle of the account
     hosts: SmartHosts
     request_timeout: float
+    account: str = ""  # the account's config name
 
 
 def read_settings(
@@ -99,5 +100,5 @@ def read_settings(
             )
     vins = frozenset(v.strip() for v in model.vins) if model.vins is not None else None
     return SmartSettings(
-        region, model.username.strip(), password, vins, hosts, model.request_timeout
+        region, model.username.strip(), password, vins, hosts, model.request_timeout, account.name
     )

@@ -1,64 +1,71 @@
 """The Smartcar provider: Connect, token rotation, ``/batch`` polling and webhooks-first ingestion.
 
-``build_from_runtime`` is what the runtime calls for an ``[[accounts]]`` entry with
-``provider = "smartcar"``; ``web.setup`` adds the Connect, callback and webhook routes.
+:data:`ENTRY` is its line in ``exporter.providers.registry``: ``account_settings`` validates an
+``[[accounts]]`` entry with ``provider = "smartcar"``, ``build`` makes the provider and ``web.setup``
+adds the Connect, callback and webhook routes.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from exporter.config import AccountConfig, ConfigError, Secret
+from exporter.providers.base import ProviderContext
+from exporter.providers.entry import ProviderEntry
+from exporter.providers.smartcar import web
 from exporter.providers.smartcar.provider import SmartcarProvider
-from exporter.providers.smartcar.settings import SmartcarSettings, from_account
+from exporter.providers.smartcar.settings import SmartcarAccount, SmartcarSettings, from_account
 
-__all__ = ["SmartcarProvider", "SmartcarSettings", "build_from_runtime", "from_account"]
+__all__ = [
+    "ENTRY",
+    "SmartcarProvider",
+    "SmartcarSettings",
+    "account_settings",
+    "build",
+    "from_account",
+]
 
 
-def _local_base(runtime: Any) -> str:
-    host = runtime.config.listen
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://{host}:{runtime.config.port}"
-
-
-def _simulated(account: AccountConfig, runtime: Any) -> tuple[AccountConfig, dict[str, str]]:
+def _simulated(
+    account: AccountConfig, ctx: ProviderContext
+) -> tuple[AccountConfig, dict[str, str]]:
     """A simulator account gets the simulator's URLs and demo app credentials (never on disk)."""
-    sim = runtime.simulator
-    urls = (getattr(sim, "urls", None) or {}).get("smartcar") if sim is not None else None
+    urls = ctx.simulator.urls.get("smartcar") if ctx.simulator is not None else None
     if not urls:
         raise ConfigError(
             f"{account.key('simulator')} = true but the embedded simulator serves no Smartcar "
             "cloud (set simulator.enabled = true and list simulator.smartcar_vehicles)"
         )
-    login = (getattr(sim, "logins", None) or {}).get("smartcar") or {}
-    settings = dict(account.settings)
+    assert ctx.simulator is not None
+    login = ctx.simulator.logins.get("smartcar") or {}
+    values = dict(account.settings)
     secrets = dict(account.secrets)
-    settings.setdefault("client_id", login.get("client_id"))
+    values.setdefault("client_id", login.get("client_id"))
     if login.get("webhook_id"):
-        settings.setdefault("webhook_id", login["webhook_id"])
+        values.setdefault("webhook_id", login["webhook_id"])
     for key in ("client_secret", "management_token"):
         if key not in secrets and login.get(key):
             secrets[key] = Secret(str(login[key]))
-    return replace(account, settings=settings, secrets=secrets), dict(urls)
+    return replace(account, settings=values, secrets=secrets), dict(urls)
 
 
-def build_from_runtime(account: AccountConfig, runtime: Any) -> SmartcarProvider:
-    """The provider for ``account``; validates its settings (ConfigError names the key)."""
-    from exporter.providers.smartcar.web import DEFAULT_CALLBACK, WEBHOOK_PATH, sync_links
-
+def account_settings(account: AccountConfig, ctx: ProviderContext) -> SmartcarSettings:
+    """Validate ``account`` (ConfigError names the key)."""
     sim_urls = None
     if account.simulator:
-        account, sim_urls = _simulated(account, runtime)
-    settings = from_account(
-        account, sim_urls=sim_urls, default_redirect=_local_base(runtime) + DEFAULT_CALLBACK
+        account, sim_urls = _simulated(account, ctx)
+    return from_account(
+        account, sim_urls=sim_urls, default_redirect=ctx.public_url + web.DEFAULT_CALLBACK
     )
-    if account.simulator:
-        # the simulator's "Dashboard": register our redirect URI and webhook callback
-        service = runtime.simulator.service("smartcar")
-        hook = _local_base(runtime) + WEBHOOK_PATH if settings.webhooks else None
-        service.register_client(settings.client_id, settings.redirect_uri, hook)
-    provider = SmartcarProvider(settings, runtime.session, runtime.clock, runtime.tokens)
-    provider.listeners.append(lambda _vin: sync_links(runtime))
+
+
+def build(settings: SmartcarSettings, ctx: ProviderContext) -> SmartcarProvider:
+    provider = SmartcarProvider(settings, ctx.session, ctx.clock, ctx.tokens, ctx.sink)
+    if settings.simulator:
+        # the simulator's "Dashboard" (an admin request at start): our redirect URI and webhook
+        hook = ctx.public_url + web.WEBHOOK_PATH if settings.webhooks else None
+        provider.dashboard = (settings.api_url.rstrip("/") + "/_sim/apps", hook)
     return provider
+
+
+ENTRY = ProviderEntry("smartcar", account_settings, build, web.setup, model=SmartcarAccount)

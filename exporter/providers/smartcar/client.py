@@ -19,8 +19,8 @@ import aiohttp
 from exporter.clock import Clock
 from exporter.providers.base import BadReply, UpstreamTimeout, UpstreamUnavailable
 from exporter.providers.smartcar.errors import SmartcarError, oauth_error, parse_error
+from exporter.providers.smartcar.rotation import TokenPair
 from exporter.providers.smartcar.settings import SmartcarSettings
-from exporter.tokens import TokenPair
 
 REFRESH_LIFETIME: Final = 60 * 86400.0
 USER_AGENT: Final = "carmetrics (Smartcar v2 client)"

@@ -20,17 +20,21 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from exporter.clock import Clock
-from exporter.hub import from_the_future
+from exporter.hub import Outcome, from_the_future
 from exporter.logs import mask_vin
 from exporter.providers.base import (
     AuthError,
     BadReply,
+    BaseProvider,
     Command,
     CommandReceipt,
     CommandRejected,
+    PollResult,
     ProviderError,
     ReauthRequired,
+    Sink,
     TokenStore,
+    UpstreamUnavailable,
     VehicleNotLinked,
 )
 from exporter.providers.smartcar import scopes
@@ -38,6 +42,7 @@ from exporter.providers.smartcar.budget import Budget, month_end
 from exporter.providers.smartcar.client import SmartcarApiError, SmartcarClient
 from exporter.providers.smartcar.errors import SmartcarError, parse_error, to_provider_error
 from exporter.providers.smartcar.parse import finish_v3, parse_time, v2_values, v3_values
+from exporter.providers.smartcar.rotation import RenewalPolicy, RotatingToken
 from exporter.providers.smartcar.settings import SmartcarSettings
 from exporter.providers.smartcar.webhooks import (
     Dedupe,
@@ -48,7 +53,6 @@ from exporter.providers.smartcar.webhooks import (
 )
 from exporter.signals import Value
 from exporter.snapshot import Snapshot, VehicleInfo
-from exporter.tokens import RenewalPolicy, RotatingToken
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +103,12 @@ class WebhookResult:
     outcome: str = ""
 
 
-class SmartcarProvider:
-    """One Smartcar application (``[[accounts]]`` entry) and every car connected to it."""
+class SmartcarProvider(BaseProvider):
+    """One Smartcar application (``[[accounts]]`` entry) and every car connected to it.
+
+    What arrives outside a poll (a Connect grant, a webhook, a repaired connection) goes to
+    ``sink``; without one (a bench, a test of the client alone) it is only returned.
+    """
 
     name = NAME
 
@@ -110,8 +118,13 @@ class SmartcarProvider:
         session: aiohttp.ClientSession,
         clock: Clock,
         store: TokenStore,
+        sink: Sink | None = None,
     ) -> None:
         self.settings = settings
+        self.sink = sink
+        self._http = session
+        # a simulator account's Dashboard registration: (admin URL, webhook callback or None)
+        self.dashboard: tuple[str, str | None] | None = None
         self.account = settings.account
         self.clock = clock
         self.store = store
@@ -136,7 +149,6 @@ class SmartcarProvider:
         self.webhook_events: Counter[tuple[str, str]] = Counter()  # (event type, outcome)
         self.verified_at: float | None = None
         self.dedupe = Dedupe()
-        self.listeners: list[Callable[[str], None]] = []  # called with a VIN on reauth changes
         self._started = False
 
     # --- persistence ------------------------------------------------------------------------------
@@ -183,6 +195,8 @@ class SmartcarProvider:
         """Load stored connections (no network: polling starts with what the vault holds)."""
         if self._started:
             return
+        if self.dashboard is not None:
+            await self._register_with_simulator(*self.dashboard)
         self._started = True
         index = self.store.load(self._index_key) or {}
         ids = index.get("connections")
@@ -202,6 +216,20 @@ class SmartcarProvider:
                 extra={"account": self.account, "vehicles": len(self._vehicles)},
             )
 
+    async def _register_with_simulator(self, admin: str, webhook: str | None) -> None:
+        """What a developer does once in Smartcar's Dashboard, done by request to the simulator:
+        allow our redirect URI and point the webhook callback at us."""
+        body = {"redirect_uri": self.settings.redirect_uri, "webhook_url": webhook}
+        try:
+            async with self._http.post(f"{admin}/{self.settings.client_id}", json=body) as resp:
+                if resp.status != 200:
+                    raise UpstreamUnavailable(
+                        f"the simulator refused the Dashboard registration (HTTP {resp.status})",
+                        code=str(resp.status),
+                    )
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"simulator not reachable: {exc}") from None
+
     def _start_renewal(self, conn: Connection) -> None:
         if conn.renewal is None or conn.renewal.done():
             conn.renewal = asyncio.create_task(
@@ -216,6 +244,30 @@ class SmartcarProvider:
                 self._mark_reauth(vin, "the refresh token was refused at renewal")
 
     async def vehicles(self) -> list[VehicleInfo]:
+        """The cars of every connection, re-read from Smartcar: a car whose owner revoked access
+        (or that left the account) is dropped. A connection that cannot be asked keeps its cars."""
+        for conn in list(self._conns.values()):
+            if conn.token.pair is None or not conn.vins:
+                continue
+            try:
+                ids = set(await self._with_token(conn.vins[0], conn, self.client.vehicle_ids))
+            except (ProviderError, SmartcarApiError) as exc:
+                log.info(
+                    "smartcar vehicle list not re-read; keeping the known cars",
+                    extra={"account": self.account, "error": str(exc)[:200]},
+                )
+                continue
+            gone = [v for v in conn.vins if self._vehicles[v].vehicle_id not in ids]
+            if gone:
+                self._drop_connection(conn, keep=set(gone))  # keep: the VINs that leave it
+                self._save_index()
+                for vin in gone:
+                    self._vehicles.pop(vin, None)
+                    self.reauth.pop(vin, None)
+                    log.info(
+                        "smartcar vehicle no longer connected",
+                        extra={"vin": mask_vin(vin), "account": self.account},
+                    )
         return [ref.info for ref in self._vehicles.values()]
 
     def supported_commands(self, vin: str) -> frozenset[str]:
@@ -225,12 +277,23 @@ class SmartcarProvider:
         return frozenset(n for n, (_, _, perm) in COMMAND_PATHS.items() if perm in ref.permissions)
 
     async def close(self) -> None:
+        """Cancel every renewal (the proactive loops and any refresh in flight)."""
         for conn in self._conns.values():
             if conn.renewal is not None:
                 conn.renewal.cancel()
         tasks = [c.renewal for c in self._conns.values() if c.renewal is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in self._conns.values():
+            await conn.token.close()
+
+    def reauth_links(self) -> dict[str, str]:
+        """VIN -> our reconnect page (relative: the exporter may sit behind a proxy)."""
+        out = {}
+        for vin in sorted(self.reauth):
+            href = self.reconnect_url(vin)
+            out[vin] = href[href.index("/connect/smartcar/reconnect") :]
+        return out
 
     def known_vins(self) -> list[str]:
         return list(self._vehicles)
@@ -298,6 +361,10 @@ class SmartcarProvider:
         if self.settings.webhooks and self.settings.webhook_id:
             for info in infos:
                 await self._subscribe(conn, info.vin)
+        if self.sink is not None:
+            for info in infos:
+                self.sink.vehicle_added(info)
+                self.sink.request_poll(info.vin)
         log.info(
             "smartcar connected",
             extra={
@@ -342,6 +409,8 @@ class SmartcarProvider:
         vin = self.vin_of(vehicle_id)
         if vin is not None:
             self._clear_reauth(vin)
+            if self.sink is not None:
+                self.sink.request_poll(vin)
         return vin
 
     # --- re-authentication state ------------------------------------------------------------------
@@ -366,15 +435,11 @@ class SmartcarProvider:
             r.url,
             extra={"vin": mask_vin(vin), "reason": reason, "account": self.account},
         )
-        for cb in list(self.listeners):
-            cb(vin)
         return r
 
     def _clear_reauth(self, vin: str) -> None:
         if self.reauth.pop(vin, None) is not None:
             log.info("smartcar connection repaired", extra={"vin": mask_vin(vin)})
-            for cb in list(self.listeners):
-                cb(vin)
 
     # --- polling ----------------------------------------------------------------------------------
     def min_poll_interval(self, vin: str) -> float:
@@ -444,7 +509,13 @@ class SmartcarProvider:
             ) from None
         return await call(token)
 
-    async def snapshot(self, vin: str) -> Snapshot:
+    async def poll(self, vin: str) -> PollResult:
+        try:
+            return PollResult(await self._read(vin))
+        except ProviderError as exc:
+            return PollResult(error=exc)
+
+    async def _read(self, vin: str) -> Snapshot:
         ref = self._vehicles.get(vin)
         if ref is None:
             raise VehicleNotLinked("vehicle is not connected to this Smartcar account")
@@ -560,7 +631,15 @@ class SmartcarProvider:
 
     # --- webhooks ---------------------------------------------------------------------------------
     def handle_webhook(self, raw: bytes, signature: str | None) -> WebhookResult:
-        """Answer one POST to the webhook endpoint (see ``webhooks`` for the security rules)."""
+        """Answer one POST to the webhook endpoint (see ``webhooks`` for the security rules); an
+        accepted report goes to the sink."""
+        result = self._webhook(raw, signature)
+        snap = result.snapshot
+        if snap is not None and self.sink is not None and self.sink.publish(snap) == Outcome.STALE:
+            self.webhook_events[("VEHICLE_STATE", "older_than_poll")] += 1
+        return result
+
+    def _webhook(self, raw: bytes, signature: str | None) -> WebhookResult:
         amt = self.settings.management_token
         if not self.settings.webhooks or amt is None:
             return WebhookResult(404, {"error": "webhooks are not enabled"}, outcome="disabled")

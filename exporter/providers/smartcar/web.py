@@ -25,6 +25,7 @@ from aiohttp import web
 from exporter.config import AccountConfig
 from exporter.logs import mask_vin
 from exporter.providers.base import ReauthRequired
+from exporter.providers.entry import WebContext
 from exporter.providers.smartcar import scopes
 from exporter.providers.smartcar.metrics import SmartcarCollector
 from exporter.providers.smartcar.provider import SmartcarProvider
@@ -94,49 +95,34 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
     return web.Response(text=doc, content_type="text/html", status=status)
 
 
-def _accounts(runtime: Any) -> list[AccountConfig]:
-    return [a for a in runtime.config.accounts if a.provider == "smartcar"]
-
-
 def _callback_path(account: AccountConfig) -> str:
     uri = account.settings.get("redirect_uri")
     return (urlsplit(uri).path or "/") if isinstance(uri, str) and uri else DEFAULT_CALLBACK
 
 
-def _provider(runtime: Any, name: str | None) -> SmartcarProvider | None:
-    found = [p for p in runtime.providers.values() if isinstance(p, SmartcarProvider)]
-    if name:
-        found = [p for p in found if p.account == name]
+def _providers(wctx: WebContext) -> list[SmartcarProvider]:
+    return [p for p in wctx.providers() if isinstance(p, SmartcarProvider)]
+
+
+def _provider(wctx: WebContext, name: str | None) -> SmartcarProvider | None:
+    found = [p for p in _providers(wctx) if not name or p.account == name]
     return found[0] if found else None
 
 
-def sync_links(runtime: Any) -> None:
-    """Keep the landing page's "Reconnect" links in step with the providers' re-auth state."""
-    links = [(label, href) for label, href in runtime.landing_links if RECONNECT_PATH not in href]
-    for p in runtime.providers.values():
-        if not isinstance(p, SmartcarProvider):
-            continue
-        for vin in sorted(p.reauth):
-            info = runtime.hub.vehicles.get(vin)
-            name = f"{info.make} {info.model}".strip() if info else ""
-            href = p.reconnect_url(vin)
-            href = href[href.index(RECONNECT_PATH) :]  # relative: the page may sit behind a proxy
-            links.append((f"Reconnect {name or 'car'} ({mask_vin(vin)})", href))
-    runtime.landing_links[:] = links
-
-
-def setup(app: web.Application, runtime: Any) -> None:
-    """Register the Smartcar routes when the configuration has a Smartcar account."""
-    accounts = _accounts(runtime)
+def setup(app: web.Application, wctx: WebContext) -> None:
+    """Register the Smartcar routes when the configuration has a Smartcar account. What a page
+    learns (a Connect grant, a repaired connection, a webhook) goes through the provider to its
+    sink; nothing here touches the runtime."""
+    accounts = wctx.accounts
     if not accounts:
         return
     app[STATES] = ConnectStates()
 
     async def connect(request: web.Request) -> web.StreamResponse:
         name = request.query.get("account")
-        if name and name not in {a.name for a in _accounts(runtime)}:
+        if name and name not in {a.name for a in wctx.accounts}:
             return _page("Unknown account", "<p>No Smartcar account has that name here.</p>", 404)
-        provider = _provider(runtime, name)
+        provider = _provider(wctx, name)
         if provider is None:
             return _page("Smartcar is starting", "<p>Try again in a few seconds.</p>", 503)
         state = request.app[STATES].issue(provider.account)
@@ -149,7 +135,7 @@ def setup(app: web.Application, runtime: Any) -> None:
         return _redirect(url, state, request)
 
     async def reconnect(request: web.Request) -> web.StreamResponse:
-        provider = _provider(runtime, request.query.get("account"))
+        provider = _provider(wctx, request.query.get("account"))
         vin = provider.vin_of(request.query.get("vehicle", "")) if provider else None
         if provider is None or vin is None:
             return _page("Unknown car", "<p>That car is not connected here.</p>", 404)
@@ -177,17 +163,14 @@ def setup(app: web.Application, runtime: Any) -> None:
                 f"<a href='{CONNECT_PATH}'>Start again</a>.</p>",
                 400,
             )
-        provider = _provider(runtime, pending.account)
+        provider = _provider(wctx, pending.account)
         if provider is None:
             return _page("Smartcar is starting", "<p>Try again in a few seconds.</p>", 503)
         error = q.get("error")
         if error:
             return _connect_error(error, q)
         if q.get("vehicle_id") and not q.get("code"):
-            vin = provider.reauthenticated(q["vehicle_id"])
-            if vin is not None:
-                runtime.scheduler.request_poll(vin)
-            sync_links(runtime)
+            provider.reauthenticated(q["vehicle_id"])  # re-polled through the sink
             return _done(
                 request, "Reconnected", "<p id='connected'>The car is connected again.</p>"
             )
@@ -209,13 +192,6 @@ def setup(app: web.Application, runtime: Any) -> None:
                 f"<a href='{CONNECT_PATH}'>Please start again</a>.</p>",
                 400 if isinstance(exc, ReauthRequired) else 502,
             )
-        for info in infos:
-            runtime.hub.register(info)
-            runtime.scheduler.add(info.vin, provider)
-            runtime.scheduler.request_poll(info.vin)
-        if provider.account not in runtime.providers:
-            runtime.providers[provider.account] = provider
-        sync_links(runtime)
         items = "".join(
             f"<li>{html.escape(i.make)} {html.escape(i.model)} {html.escape(i.year)} "
             f"({html.escape(mask_vin(i.vin))})</li>"
@@ -230,20 +206,13 @@ def setup(app: web.Application, runtime: Any) -> None:
     async def webhook(request: web.Request) -> web.StreamResponse:
         name = request.match_info.get("account")
         candidates = [
-            p
-            for p in runtime.providers.values()
-            if isinstance(p, SmartcarProvider)
-            and p.settings.webhooks
-            and (not name or p.account == name)
+            p for p in _providers(wctx) if p.settings.webhooks and (not name or p.account == name)
         ]
         if not candidates:
             return web.json_response({"error": "no Smartcar webhook configured"}, status=404)
         raw = await request.read()
+        # an accepted report reaches the hub through the provider's sink
         result = candidates[0].handle_webhook(raw, request.headers.get("SC-Signature"))
-        if result.snapshot is not None:
-            outcome = runtime.hub.publish(result.snapshot)
-            if str(outcome) == "stale":
-                candidates[0].webhook_events[("VEHICLE_STATE", "older_than_poll")] += 1
         return web.json_response(result.body, status=result.status)
 
     paths = {_callback_path(a) for a in accounts}
@@ -253,13 +222,9 @@ def setup(app: web.Application, runtime: Any) -> None:
     app.router.add_get(RECONNECT_PATH, reconnect)
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_post(WEBHOOK_PATH + "/{account}", webhook)
-    if (CONNECT_LABEL, CONNECT_PATH) not in runtime.landing_links:
-        runtime.landing_links.append((CONNECT_LABEL, CONNECT_PATH))
-    runtime.registry.register(
-        SmartcarCollector(
-            lambda: [p for p in runtime.providers.values() if isinstance(p, SmartcarProvider)]
-        )
-    )
+    if (CONNECT_LABEL, CONNECT_PATH) not in wctx.links:
+        wctx.links.append((CONNECT_LABEL, CONNECT_PATH))
+    wctx.registry.register(SmartcarCollector(lambda: _providers(wctx)))
 
 
 def _redirect(url: str, state: str, request: web.Request) -> web.StreamResponse:

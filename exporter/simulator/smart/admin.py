@@ -15,6 +15,11 @@ real paths.
     GET  /_sim/reports/{vin}             distinct reports served to clients
     POST /_sim/select {"username", "vin"}   another client selects a car on that account
     POST /_sim/plug {"vin", "kind": "AC"|"DC"}  plug a parked car in now (it starts charging)
+    POST /_sim/accounts/{username}/vehicles {"model"} | {"vin"}   a car joins the account (a new
+                                         car of that model, or one the fleet has): its VIN
+    DELETE /_sim/accounts/{username}/vehicles/{vin}   the car leaves the account (sold, unshared):
+                                         gone from the vehicle list, its calls refused as for
+                                         any VIN not on the account
 """
 
 from __future__ import annotations
@@ -121,7 +126,42 @@ def install(app: web.Application, cloud: SmartCloud) -> None:
             raise web.HTTPNotFound(text=f"no simulated vehicle {vin}")
         return web.json_response({"ok": fleet.plug_in(vin, str(spec.get("kind", "AC")))})
 
+    def account_of(request: web.Request) -> Any:
+        acc = cloud.identity.account(request.match_info["username"])
+        if acc is None:
+            raise web.HTTPNotFound(text="unknown account")
+        return acc
+
+    async def car_joins(request: web.Request) -> web.Response:
+        acc = account_of(request)
+        spec = await body(request)
+        vin = spec.get("vin")
+        if vin is None:
+            try:
+                vin = fleet.add(str(spec.get("model", "#1")), cloud="smart")
+            except (KeyError, ValueError) as exc:
+                raise web.HTTPBadRequest(text=f"bad model: {exc}") from None
+        elif vin not in fleet:
+            raise web.HTTPNotFound(text=f"no simulated vehicle {vin}")
+        if vin not in acc.vins:
+            acc.vins.append(vin)
+        if acc.region == "INTL":
+            cloud.intl_vins.add(vin)
+        return web.json_response({"vin": vin, "vins": list(acc.vins)})
+
+    async def car_leaves(request: web.Request) -> web.Response:
+        acc = account_of(request)
+        vin = request.match_info["vin"]
+        if vin not in acc.vins:
+            raise web.HTTPNotFound(text=f"{vin} is not on this account")
+        acc.vins.remove(vin)
+        if acc.selected == vin:
+            acc.selected = None
+        return web.json_response({"vins": list(acc.vins)})
+
     r = app.router
+    r.add_post("/_sim/accounts/{username}/vehicles", car_joins)
+    r.add_delete("/_sim/accounts/{username}/vehicles/{vin}", car_leaves)
     r.add_post("/_sim/plug", plug)
     r.add_get("/_sim/info", info)
     r.add_post("/_sim/advance", advance)

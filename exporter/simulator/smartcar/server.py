@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.smartcar import api, connect, token, v3_api, v3_iam, v3_webhooks
+from exporter.simulator.smartcar import admin, api, connect, token, v3_api, v3_iam, v3_webhooks
 from exporter.simulator.smartcar.connect import CLOUD
 from exporter.simulator.smartcar.state import SmartcarCloud
 from exporter.simulator.smartcar.v3_iam import V3
@@ -41,6 +41,8 @@ def make_apps(
         app[V3] = v3
         app[api.SIM_URLS] = urls
         add_routes(app)
+        if name == "api":
+            admin.routes(app)
         apps[name] = app
     return apps
 
