@@ -4,8 +4,10 @@ Each session that added at least ``min_soc_pct`` points gives one estimate: ener
 integrating charging power, divided by the SoC gained. The energy must come from power, never from
 SoC times the configured capacity, or the estimate would only echo the configuration. One session is
 noisy (SoC is reported in whole percent; power is sampled), so each month reports the median with
-the interquartile range and the number of sessions behind it; a real fade shows as a drift of the
-median over months, well beyond the spread. AC and DC sessions are first put on one footing (see
+the interquartile range, the number of sessions behind it and a 90 % interval for the health figure;
+a real fade shows as a drift of the median over months, well beyond the spread. A month with fewer
+than three estimates, or with AC ones only that no DC session put on the battery's footing, shows
+"not enough data" instead of a number that would look precise and be wrong by the charger's losses. AC and DC sessions are first put on one footing (see
 ``battery_side``).
 """
 
@@ -29,8 +31,15 @@ BATTERY_COLUMNS: Final = (
     "capacity_std_kwh",
     "nominal_kwh",
     "health_pct",
+    "health_low_pct",
+    "health_high_pct",
     "ac_scale",
+    "note",
 )
+# A month's health figure needs this many estimates, on the DC footing (see ``battery``).
+MIN_SESSIONS: Final = 3
+MIN_DC: Final = 2
+Z90: Final = 1.645
 ESTIMATE_COLUMNS: Final = (
     "vin",
     "start_ts",
@@ -72,6 +81,7 @@ def battery(
     local = local_times(est["start_ts"].to_numpy(), est["vin"].to_numpy(), s)
     est["month"] = local.dt.strftime("%Y-%m").to_numpy()
     g = est.groupby(["vin", "month"], sort=True)["capacity_kwh"]
+    dc_n = (est["kind"] == "dc").groupby([est["vin"], est["month"]], sort=True).sum()
     out = pd.DataFrame(
         {
             "sessions": g.size(),
@@ -79,12 +89,32 @@ def battery(
             "capacity_p25_kwh": g.quantile(0.25),
             "capacity_p75_kwh": g.quantile(0.75),
             "capacity_std_kwh": g.std(ddof=1),
+            "dc": dc_n,
         }
     ).reset_index()
     nominal = nominal_kwh or {}
     out["nominal_kwh"] = out["vin"].map(lambda v: nominal.get(v, np.nan)).astype("float64")
-    out["health_pct"] = out["capacity_kwh"] / out["nominal_kwh"] * 100.0
     out["ac_scale"] = out["vin"].map(est.groupby("vin")["ac_scale"].first()).astype("float64")
+    # Honest uncertainty: the median's standard error (1.2533 sigma / sqrt(n)), a 90 % interval.
+    # A month with too few estimates, or only AC ones that no DC session calibrated (smart reports
+    # AC power at the wall, so those read high by the charger's losses), gets no health figure.
+    calibrated = out["ac_scale"].notna() | (out["dc"] >= MIN_DC)
+    enough = (out["sessions"] >= MIN_SESSIONS) & calibrated
+    se = 1.2533 * out["capacity_std_kwh"] / np.sqrt(out["sessions"])
+    health = out["capacity_kwh"] / out["nominal_kwh"] * 100.0
+    half = Z90 * se / out["nominal_kwh"] * 100.0
+    out["health_pct"] = health.where(enough)
+    out["health_low_pct"] = (health - half).where(enough)
+    out["health_high_pct"] = (health + half).where(enough)
+    out["note"] = np.where(
+        out["nominal_kwh"].isna(),
+        "no nominal capacity",
+        np.where(
+            out["sessions"] < MIN_SESSIONS,
+            "not enough data: " + out["sessions"].astype(str) + " sessions",
+            np.where(calibrated, "", "not enough data: AC only, no DC session to calibrate"),
+        ),
+    )
     return out[list(BATTERY_COLUMNS)]
 
 
@@ -112,5 +142,5 @@ def battery_side(est: pd.DataFrame, min_each: int = 2) -> pd.DataFrame:
 
 def empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in BATTERY_COLUMNS}).astype(
-        {"vin": "object", "month": "object", "sessions": "int64"}
+        {"vin": "object", "month": "object", "sessions": "int64", "note": "object"}
     )

@@ -24,9 +24,31 @@ from .trips import trips as _trips
 class Analysis:
     """``Analysis(df).trips``, ``.charges``, ``.drain``, ... each computed once, when first used."""
 
-    def __init__(self, df: pd.DataFrame, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        settings: Settings | None = None,
+        *,
+        window: tuple[float | None, float | None] = (None, None),
+    ) -> None:
+        """``window`` (unix s, either end open) selects the trips, sessions and parked periods that
+        *start* in it, whole: ``df`` should then reach a margin beyond it (see ``analysis.cli``),
+        so a trip that starts at 23:50 on the last day keeps its end and its start anchor."""
         self.settings = settings or Settings()
         self._df = df
+        self.window = window
+
+    def _started_in(self, frame: pd.DataFrame) -> pd.DataFrame:
+        lo, hi = self.window
+        if (lo is None and hi is None) or frame.empty:
+            return frame
+        start = frame["start_ts"]
+        keep = pd.Series(True, index=frame.index)
+        if lo is not None:
+            keep &= start >= lo
+        if hi is not None:
+            keep &= start <= hi
+        return frame.loc[keep].reset_index(drop=True)
 
     @cached_property
     def prepared(self) -> Prepared:
@@ -38,21 +60,31 @@ class Analysis:
         return self.prepared.df
 
     @cached_property
-    def trips(self) -> pd.DataFrame:
+    def _all_trips(self) -> pd.DataFrame:
         return _trips(self._df, self.settings, prepared=self.prepared)
 
     @cached_property
-    def charges(self) -> pd.DataFrame:
+    def _all_charges(self) -> pd.DataFrame:
         return _charges(self._df, self.settings, prepared=self.prepared)
 
     @cached_property
+    def trips(self) -> pd.DataFrame:
+        return self._started_in(self._all_trips)
+
+    @cached_property
+    def charges(self) -> pd.DataFrame:
+        return self._started_in(self._all_charges)
+
+    @cached_property
     def drain(self) -> pd.DataFrame:
-        return _drain(
-            self._df,
-            self.settings,
-            prepared=self.prepared,
-            trips_df=self.trips,
-            charges_df=self.charges,
+        return self._started_in(
+            _drain(
+                self._df,
+                self.settings,
+                prepared=self.prepared,
+                trips_df=self._all_trips,
+                charges_df=self._all_charges,
+            )
         )
 
     def efficiency(self, by: str | None = None) -> pd.DataFrame:

@@ -153,11 +153,24 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
             np.where(has_prev & ~np.isnan(back), back, soc[f]),
         )
 
-        moved_out = (x[nxt] - x[last]) >= _MOVED_M
-        tail_soc = np.where(has_next & ~moved_out, np.maximum(soc[nxt] - soc[last], 0.0), 0.0)
-        tail = np.nan_to_num(np.minimum(tail_soc / per_s_last, t[nxt] - t[last]))
+        drove_out = np.maximum(np.nan_to_num(x[nxt] - x[last]), 0.0)
+        moved_out = drove_out >= _MOVED_M
+        # Left the charger and drove before the next report (coarse polls): the car unplugged with
+        # at least the SoC it arrived with plus what that drive used, so charging went on unseen.
+        left_with = soc[nxt] + drove_out * p.soc_per_m[last]
+        gained_out = np.where(has_next & moved_out, np.fmax(left_with - soc[last], 0.0), 0.0)
+        tail_soc = np.where(
+            has_next & ~moved_out, np.maximum(soc[nxt] - soc[last], 0.0), np.nan_to_num(gained_out)
+        )
+        # it cannot have charged while driving there: the drive takes at least drove_out / 40 m/s
+        room = np.maximum(t[nxt] - t[last] - np.where(moved_out, drove_out / 40.0, 0.0), 0.0)
+        tail = np.nan_to_num(np.minimum(tail_soc / per_s_last, room))
         end = t[last] + np.where(has_next, tail, 0.0)
-        end_soc = np.where(has_next & ~moved_out, np.fmax(soc[nxt], soc[last]), soc[last])
+        end_soc = np.where(
+            has_next & ~moved_out,
+            np.fmax(soc[nxt], soc[last]),
+            soc[last] + np.nan_to_num(gained_out),
+        )
 
     # Aggregates over the session's samples (first..last): one groupby on an owner array.
     lengths = last - f + 1
@@ -264,12 +277,16 @@ def _unseen(p: Prepared, s: Settings) -> pd.DataFrame:
         return empty_raw()
     cap = p.capacity_kwh[a]
     drove = np.maximum(np.nan_to_num(p.x[b] - p.x[a]), 0.0)
-    # The charge began no earlier than the drive to the charger could have ended.
-    start = p.t[a] + drove / s.default_speed_mps
-    start = np.minimum(start, p.t[b])
+    # Still plugged in when seen again: the car drove to the charger first, so the charge began no
+    # earlier than that drive could have ended. Unplugged: it charged where it stood, then drove,
+    # so the charge ended before that drive (trips.detect places the drive the same way).
+    last_plugged = p.plugged[b] | p.charging[b]
+    drive_s = drove / s.default_speed_mps
+    start = np.where(last_plugged, np.minimum(p.t[a] + drive_s, p.t[b]), p.t[a])
+    end = np.where(last_plugged, p.t[b], np.maximum(p.t[b] - drive_s, p.t[a]))
     from_soc = p.soc_ff[a] - drove * p.soc_per_m[a]
     rise = p.soc_ff[b] - from_soc
-    span = p.t[b] - start
+    span = end - start
     energy = rise * cap
     with np.errstate(invalid="ignore", divide="ignore"):
         stayed = drove < _MOVED_M
@@ -278,13 +295,13 @@ def _unseen(p: Prepared, s: Settings) -> pd.DataFrame:
         {
             "vin": p.vin[a],
             "start_ts": start,
-            "end_ts": p.t[b],
+            "end_ts": end,
             "duration_min": span / 60.0,
             "charging_min": np.nan,
             # Only a rise faster than any AC charger is known to be DC; otherwise we cannot tell.
             "kind": np.where(min_kw * 1000.0 > s.dc_power_w, "dc", "unknown"),
-            "latitude": np.where(stayed, p.lat_ff[a], p.lat_ff[b]),
-            "longitude": np.where(stayed, p.lon_ff[a], p.lon_ff[b]),
+            "latitude": np.where(stayed | ~last_plugged, p.lat_ff[a], p.lat_ff[b]),
+            "longitude": np.where(stayed | ~last_plugged, p.lon_ff[a], p.lon_ff[b]),
             "odometer_km": p.x[b] / 1000.0,
             "start_soc_pct": from_soc * 100.0,
             "end_soc_pct": p.soc_ff[b] * 100.0,

@@ -68,21 +68,114 @@ def clean(df: pd.DataFrame) -> pd.DataFrame:
     if "charger_connected" in out.columns:
         c = pd.to_numeric(out["charger_connected"], errors="coerce").to_numpy(dtype="float64")
         out["charger_connected"] = np.where((c == 0) | (c == 1), c, np.nan)
+    steps: list[dict[str, object]] = []
     if "odometer" in out.columns:
         out["odometer"] = _clean_odometer(
-            out["vin"].to_numpy(), out["ts"].to_numpy(dtype="float64"), out["odometer"].to_numpy()
+            out["vin"].to_numpy(),
+            out["ts"].to_numpy(dtype="float64"),
+            out["odometer"].to_numpy(),
+            steps,
         )
-    return pd.DataFrame(out)
+    result = pd.DataFrame(out)
+    result.attrs["odometer_steps"] = steps
+    return result
 
 
-def _clean_odometer(vin: np.ndarray, ts: np.ndarray, odo: np.ndarray) -> np.ndarray:
-    """Drop odometer readings that jump out of line or go backwards.
+STEP_CONFIRM: Final = 3  # readings at a new level that make a step permanent, not a glitch
+
+
+def _clean_odometer(
+    vin: np.ndarray, ts: np.ndarray, odo: np.ndarray, steps: list[dict[str, object]] | None = None
+) -> np.ndarray:
+    """Drop odometer readings that jump out of line or go backwards; carry permanent steps over.
 
     A reading is compared with the median of the five good readings around it (robust to two bad
     ones in a row, also at the start of a history): further from it than a car could drive in the
     time between them means a spike. Then a reading below the highest good reading so far went
     backwards (odometers never do) and is dropped too. Both passes are vectorised.
+
+    A *permanent* step is different: an instrument cluster or telematics unit replaced (a new, low
+    odometer), or a unit switch (miles read as km, or back). Dropping every later reading would drop
+    every later trip, so when ``STEP_CONFIRM`` readings in a row were dropped and agree with each
+    other (rising no faster than a car drives), the readings from the first of them on are shifted
+    to continue from the last good one — the distance driven across the step itself is unknown and
+    counted as nothing — and the step is recorded in ``steps`` (vin, ts, from_m, to_m).
     """
+    odo = np.asarray(odo, dtype="float64").copy()
+    out = _odometer_pass(vin, ts, odo)
+    for _ in range(20):  # each round resolves the earliest step; a history has a handful at most
+        step = _first_step(vin, ts, odo, out)
+        if step is None:
+            break
+        i, j = step  # i: first reading at the new level, j: end of that vehicle's rows
+        last_good = out[:i][~np.isnan(out[:i])][-1]
+        shift = float(last_good - odo[i])
+        if steps is not None:
+            steps.append(
+                {
+                    "vin": str(vin[i]),
+                    "ts": float(ts[i]),
+                    "from_m": float(last_good),
+                    "to_m": float(odo[i]),
+                }
+            )
+        odo[i:j] += shift
+        out[i:j] = _odometer_pass(vin[i:j], ts[i:j], odo[i:j], start=float(last_good))
+    return out
+
+
+def _first_step(
+    vin: np.ndarray, ts: np.ndarray, raw: np.ndarray, kept: np.ndarray
+) -> tuple[int, int] | None:
+    """The earliest permanent step: (index of the first reading at the new level, end of that
+    vehicle's rows), or None.
+
+    Down (or a unit switch to a smaller unit): ``STEP_CONFIRM`` dropped readings in a row that agree
+    with each other, after a good reading of the same vehicle. Up (a switch to a larger unit): a
+    kept reading higher than the one before by more than a car can drive in the time between,
+    followed by ``STEP_CONFIRM - 1`` more of the same vehicle.
+    """
+    valid = np.flatnonzero(~np.isnan(raw))
+    if len(valid) < STEP_CONFIRM + 1:
+        return None
+    found: list[int] = []
+    dropped = np.isnan(kept[valid])
+    for k in np.flatnonzero(dropped):
+        run = valid[k : k + STEP_CONFIRM]
+        if len(run) < STEP_CONFIRM or not dropped[k : k + STEP_CONFIRM].all():
+            continue
+        if (vin[run] != vin[run[0]]).any():
+            continue
+        before = valid[:k][vin[valid[:k]] == vin[run[0]]]
+        if not len(before) or np.isnan(kept[before]).all():
+            continue
+        r, t = raw[run], ts[run]
+        rises = np.diff(r)
+        if (rises < -1.0).any() or (rises > ODO_SPEED_LIMIT * np.diff(t) + ODO_SLACK_M).any():
+            continue  # the dropped readings disagree among themselves: glitches, not a new level
+        found.append(int(run[0]))
+        break
+    good = np.flatnonzero(~np.isnan(kept))
+    if len(good) > STEP_CONFIRM:
+        same = vin[good[1:]] == vin[good[:-1]]
+        rise = np.diff(kept[good])
+        limit = ODO_SPEED_LIMIT * np.diff(ts[good]) + ODO_SLACK_M
+        for k in np.flatnonzero(same & (rise > limit)):
+            after = good[k + 1 : k + 1 + STEP_CONFIRM]
+            if len(after) == STEP_CONFIRM and (vin[after] == vin[after[0]]).all():
+                found.append(int(good[k + 1]))
+                break
+    if not found:
+        return None
+    first = min(found)
+    end = int(np.flatnonzero(vin == vin[first])[-1]) + 1
+    return first, end
+
+
+def _odometer_pass(
+    vin: np.ndarray, ts: np.ndarray, odo: np.ndarray, start: float | None = None
+) -> np.ndarray:
+    """Spikes and backwards readings as NaN (``start``: a good reading just before these rows)."""
     odo = np.asarray(odo, dtype="float64").copy()
     n = len(odo)
     if n == 0:
@@ -105,6 +198,9 @@ def _clean_odometer(vin: np.ndarray, ts: np.ndarray, odo: np.ndarray) -> np.ndar
     best = pd.Series(best).groupby(group).ffill().to_numpy()
     best_before = np.r_[np.nan, best[:-1]]
     best_before[new_vin] = np.nan
+    if start is not None:
+        best_before[0] = start
+        best_before = np.where(group == 0, np.fmax(best_before, start), best_before)
     with np.errstate(invalid="ignore"):
         back = odo < best_before - 1.0
     odo[back] = np.nan

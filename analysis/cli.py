@@ -1,11 +1,11 @@
 """Click commands: ``carmetrics trips|charges|drain|efficiency|battery|summary|places|costs|report`` and
 ``carmetrics db derive``.
 
-The lead's ``exporter/cli.py`` attaches these objects by name. They read the history file named by
-``--db`` or the config (``exporter.db``), and the ``[analysis]`` section for capacities and
-timezones. Work goes vehicle by vehicle, so memory stays bounded by one vehicle's history and a
-progress bar (on a terminal only, on stderr, so piped output stays clean) can show how far a long
-run got.
+``exporter/cli.py`` lists them by name (``ANALYSIS``) and imports this module only when one is used,
+so the exporter's own commands never load pandas. They read the history file named by ``--db`` or
+the config (``exporter.db``), and the ``[analysis]`` section for capacities and timezones. Work
+goes vehicle by vehicle, so memory stays bounded by one vehicle's history and a progress bar (on a
+terminal only, on stderr, so piped output stays clean) can show how far a long run got.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import pandas as pd
@@ -36,7 +37,7 @@ class Context:
     settings: Settings
 
 
-def _context(config_path: Path | None, db: Path | None) -> Context:
+def _context(config_path: Path | None, db: Path | None, tz: str | None = None) -> Context:
     """Config the same way the rest of carmetrics reads it (./config.toml if present)."""
     from exporter.config import ConfigError
     from exporter.config import load as load_config
@@ -51,6 +52,15 @@ def _context(config_path: Path | None, db: Path | None) -> Context:
         )
     except (ConfigError, SettingsError) as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(
+                f"{tz!r}: unknown zone; expected an IANA name such as Europe/Berlin",
+                param_hint="--tz",
+            ) from None
+        settings = replace(settings, timezone=tz, timezones={})
     db_path = db or cfg.db
     if not db_path.exists():
         raise click.ClickException(
@@ -95,6 +105,11 @@ def progress(items: Iterable[T], label: str, length: int | None = None) -> Itera
         yield from bar
 
 
+# Samples read beyond --since/--until, so trips and sessions that start in the window come out
+# whole (a charge that runs past midnight, a start anchor before the first report in the window).
+MARGIN_S = 2 * 86400.0
+
+
 def _analyses(
     ctx: Context, vin: str | None, since: str | None, until: str | None, label: str
 ) -> Iterator[Analysis]:
@@ -104,8 +119,11 @@ def _analyses(
     chosen = [v for v in vins(ctx.db) if vin is None or v == vin]
     if vin is not None and not chosen:
         raise click.ClickException(f"no samples for vehicle {vin} in {ctx.db}")
+    read_lo = None if lo is None else lo - MARGIN_S
+    read_hi = None if hi is None else hi + MARGIN_S
     for v in progress(chosen, label):
-        yield Analysis(load(ctx.db, vin=v, since=lo, until=hi), ctx.settings)
+        df = load(ctx.db, vin=v, since=read_lo, until=read_hi)
+        yield Analysis(df, ctx.settings, window=(lo, hi))
 
 
 def _emit(df: pd.DataFrame, fmt: str, out: Path | None, kind: str) -> None:
@@ -117,6 +135,14 @@ def _emit(df: pd.DataFrame, fmt: str, out: Path | None, kind: str) -> None:
         click.echo(text, nl=False)
     else:
         click.echo(f"{len(df)} rows written to {out}", err=True)
+
+
+TZ_OPTION = click.option(
+    "--tz",
+    default=None,
+    metavar="ZONE",
+    help="Show local times in this IANA zone (e.g. Europe/Berlin) instead of where each car was.",
+)
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -154,6 +180,7 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Write to this file instead of stdout.",
         ),
+        TZ_OPTION,
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -175,6 +202,7 @@ def trips(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
 ) -> None:
     """List trips: start/end (local time), distance, speed, SoC and energy used, consumption.
 
@@ -185,7 +213,7 @@ def trips(
     """
     from .trips import empty
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     frames = [a.trips for a in _analyses(ctx, vin, since, until, "trips")]
     _emit(_concat(frames, empty), fmt, out, "trips")
 
@@ -200,6 +228,7 @@ def charges(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
 ) -> None:
     """List charging sessions: start/end, AC/DC, SoC from/to, kWh added, average and peak power.
 
@@ -211,7 +240,7 @@ def charges(
     """
     from .charges import empty
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     frames = [a.charges for a in _analyses(ctx, vin, since, until, "charges")]
     _emit(_concat(frames, empty), fmt, out, "charges")
 
@@ -232,6 +261,7 @@ def drain(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
     min_hours: float | None,
 ) -> None:
     """List idle drain: parked periods with SoC and kWh lost, average W and %/day.
@@ -244,7 +274,7 @@ def drain(
 
     from .drain import empty
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     if min_hours is not None:
         if min_hours <= 0:
             raise click.BadParameter("must be positive", param_hint="--min-hours")
@@ -269,6 +299,7 @@ def efficiency(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
     by: str | None,
 ) -> None:
     """Consumption (kWh/100 km) by outside-temperature band, speed band and month.
@@ -279,7 +310,7 @@ def efficiency(
     """
     from .efficiency import empty
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     frames = [a.efficiency(by) for a in _analyses(ctx, vin, since, until, "efficiency")]
     _emit(_concat(frames, empty), fmt, out, "efficiency")
 
@@ -294,6 +325,7 @@ def battery(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
 ) -> None:
     """Usable battery capacity per month, estimated from charging sessions, with its spread.
 
@@ -303,7 +335,7 @@ def battery(
     """
     from .battery import empty
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     frames = [a.battery for a in _analyses(ctx, vin, since, until, "battery")]
     _emit(_concat(frames, empty), fmt, out, "battery")
 
@@ -325,6 +357,7 @@ def summary(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
     period: str,
 ) -> None:
     """Totals per day, week or month: distance, drives, energy used and charged, AC/DC share.
@@ -335,7 +368,7 @@ def summary(
     """
     from .summary import empty
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     frames = [a.summary(period) for a in _analyses(ctx, vin, since, until, "summary")]
     _emit(_concat(frames, empty), fmt, out, "summary")
 
@@ -357,6 +390,7 @@ def places(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
     min_visits: int,
 ) -> None:
     """Places each car keeps returning to, with visits, nights and a [[places]] snippet.
@@ -372,7 +406,7 @@ def places(
     from .places import PLACE_COLUMNS, discover, stops
     from .zones import zones
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     frames = []
     for a in _analyses(ctx, vin, since, until, "places"):
         st = stops(a.trips, a.charges)
@@ -406,6 +440,7 @@ def costs(
     until: str | None,
     fmt: str,
     out: Path | None,
+    tz: str | None,
 ) -> None:
     """What charging cost per month, by place and AC/DC ([tariffs] and [[places]] in config).
 
@@ -415,7 +450,7 @@ def costs(
     """
     from .costs import MONTHLY_COLUMNS, monthly_costs
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     frames = [
         monthly_costs(a.charges, ctx.settings) for a in _analyses(ctx, vin, since, until, "costs")
     ]
@@ -440,6 +475,7 @@ def costs(
     required=True,
     help="Directory for report.html and its PNG plots (created if missing).",
 )
+@TZ_OPTION
 def report(
     config_path: Path | None,
     db: Path | None,
@@ -447,6 +483,7 @@ def report(
     since: str | None,
     until: str | None,
     out: Path,
+    tz: str | None,
 ) -> None:
     """Write one self-contained HTML report with tables and plots (PNGs also saved alongside).
 
@@ -456,7 +493,7 @@ def report(
     """
     from .report import write_report
 
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     analyses = list(_analyses(ctx, vin, since, until, "analysing"))
     path = write_report(analyses, out, title=f"carmetrics report: {ctx.db.name}", progress=progress)
     click.echo(str(path))
@@ -473,7 +510,10 @@ def report(
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--vin", default=None, help="Only this vehicle (default: all).")
 @click.option("--rebuild", is_flag=True, help="Recompute everything instead of only new data.")
-def derive(config_path: Path | None, db: Path | None, vin: str | None, rebuild: bool) -> None:
+@TZ_OPTION
+def derive(
+    config_path: Path | None, db: Path | None, vin: str | None, rebuild: bool, tz: str | None
+) -> None:
     """Materialise `trips` and `charging_sessions` tables in the history file (incremental).
 
     Safe to run often (e.g. from cron every few minutes) and while the exporter runs; only samples
@@ -483,7 +523,7 @@ def derive(config_path: Path | None, db: Path | None, vin: str | None, rebuild: 
     Example:
       carmetrics db derive --db carmetrics.db
     """
-    ctx = _context(config_path, db)
+    ctx = _context(config_path, db, tz)
     started = time.monotonic()
     results = derive_tables(
         ctx.db,

@@ -34,7 +34,7 @@ VIEWS: Final[dict[str, tuple[tuple[str, str, int | None], ...]]] = {
         ("energy_kwh", "kWh", 2),
         ("consumption_kwh_100km", "kWh/100km", 1),
         ("outside_temp_c", "°C", 0),
-        ("flags", "", None),
+        ("flags", "notes", None),
     ),
     "charges": (
         ("vin", "vin", None),
@@ -50,7 +50,7 @@ VIEWS: Final[dict[str, tuple[tuple[str, str, int | None], ...]]] = {
         ("avg_power_kw", "avg kW", 1),
         ("peak_power_kw", "peak kW", 1),
         ("cost", "cost", 2),
-        ("flags", "", None),
+        ("flags", "notes", None),
     ),
     "drain": (
         ("vin", "vin", None),
@@ -82,6 +82,9 @@ VIEWS: Final[dict[str, tuple[tuple[str, str, int | None], ...]]] = {
         ("capacity_p75_kwh", "p75", 1),
         ("nominal_kwh", "nominal", 1),
         ("health_pct", "health %", 1),
+        ("health_low_pct", "90% from", 1),
+        ("health_high_pct", "to", 1),
+        ("note", "note", None),
     ),
     "summary": (
         ("vin", "vin", None),
@@ -196,7 +199,8 @@ def write(df: pd.DataFrame, fmt: str, out: Path | None, kind: str) -> str | None
         return None
     if fmt == "csv":
         buf = io.StringIO()
-        data.to_csv(buf, index=False)
+        # nanometre precision is plenty and hides binary float noise (1.7, not 1.7000000000000015)
+        data.round(9).to_csv(buf, index=False)
         text = buf.getvalue()
     elif fmt == "json":
         text = to_json_text(data)

@@ -12,10 +12,13 @@ through it); the matching and clustering import numpy/pandas/scikit-learn only w
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import Field
+
+from exporter.settings import ConfigError, Section, read_section
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,7 +29,7 @@ CLUSTER_RADIUS_M: Final = 100.0
 EARTH_RADIUS_M: Final = 6_371_008.8
 
 
-class PlacesError(ValueError):
+class PlacesError(ConfigError):
     """One user-facing line naming the ``places[i]`` key that is wrong."""
 
 
@@ -39,13 +42,16 @@ class Place:
     tariff: str | None = None
 
 
-def _number(raw: Mapping[str, Any], key: str, path: str, lo: float, hi: float) -> float:
-    value = raw.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PlacesError(f"{path}.{key} = {value!r}: expected a number from {lo:g} to {hi:g}")
-    if not lo <= value <= hi:
-        raise PlacesError(f"{path}.{key} = {value!r}: expected a number from {lo:g} to {hi:g}")
-    return float(value)
+class PlaceSection(Section):
+    """One ``[[places]]`` entry as written."""
+
+    name: str = Field(pattern=r"\S", description="a non-empty string")
+    latitude: float = Field(ge=-90, le=90, description="a number from -90 to 90")
+    longitude: float = Field(ge=-180, le=180, description="a number from -180 to 180")
+    radius_m: float = Field(
+        default=DEFAULT_RADIUS_M, ge=10, le=100_000, description="a number from 10 to 100000"
+    )
+    tariff: str | None = None
 
 
 def places_from_config(raw: object, tariffs: Sequence[str] = ()) -> tuple[Place, ...]:
@@ -60,33 +66,20 @@ def places_from_config(raw: object, tariffs: Sequence[str] = ()) -> tuple[Place,
         path = f"places[{i}]"
         if not isinstance(entry, Mapping):
             raise PlacesError(f"{path}: expected a table with name, latitude and longitude")
-        unknown = set(entry) - {"name", "latitude", "longitude", "radius_m", "tariff"}
-        if unknown:
-            raise PlacesError(
-                f"{path}.{sorted(unknown)[0]}: unknown key; expected one of: "
-                "latitude, longitude, name, radius_m, tariff"
-            )
-        name = entry.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise PlacesError(f"{path}.name = {name!r}: expected a non-empty string")
-        if name in seen:
-            raise PlacesError(f"{path}.name = {name!r}: another place has this name")
-        seen.add(name)
-        lat = _number(entry, "latitude", path, -90.0, 90.0)
-        lon = _number(entry, "longitude", path, -180.0, 180.0)
-        radius = (
-            _number(entry, "radius_m", path, 10.0, 100_000.0)
-            if "radius_m" in entry
-            else DEFAULT_RADIUS_M
-        )
-        tariff = entry.get("tariff")
-        if tariff is not None and (not isinstance(tariff, str) or tariff not in tariffs):
+        try:
+            p = read_section(PlaceSection, dict(entry), path)
+        except ConfigError as exc:
+            raise PlacesError(str(exc)) from None
+        if p.name in seen:
+            raise PlacesError(f"{path}.name = {p.name!r}: another place has this name")
+        seen.add(p.name)
+        if p.tariff is not None and p.tariff not in tariffs:
             known = ", ".join(sorted(tariffs)) or "none defined"
             raise PlacesError(
-                f"{path}.tariff = {tariff!r}: expected the name of a [tariffs.<name>] table "
+                f"{path}.tariff = {p.tariff!r}: expected the name of a [tariffs.<name>] table "
                 f"({known})"
             )
-        out.append(Place(name.strip(), lat, lon, radius, tariff))
+        out.append(Place(p.name.strip(), p.latitude, p.longitude, p.radius_m, p.tariff))
     return tuple(out)
 
 

@@ -281,6 +281,7 @@ def capacity(a: Analysis) -> bytes | None:
         label=f"session estimate (green AC, orange DC{note})",
     )
     b = a.battery
+    configured: float | None = None
     if len(b):
         mid = pd.to_datetime(b["month"] + "-15")
         ax.plot(mid, b["capacity_kwh"], "o-", color="black", lw=1.5, label="monthly median")
@@ -294,17 +295,21 @@ def capacity(a: Analysis) -> bytes | None:
         )
         nominal = b["nominal_kwh"].dropna()
         if len(nominal):
+            configured = float(nominal.iloc[0])
             ax.axhline(
-                float(nominal.iloc[0]),
-                color="grey",
-                ls=":",
-                lw=1.2,
-                label=f"configured {float(nominal.iloc[0]):.1f} kWh",
+                configured, color="grey", ls=":", lw=1.2, label=f"configured {configured:.1f} kWh"
             )
     vals = est["capacity_kwh"].to_numpy()
     lo, hi = np.nanpercentile(vals, [2, 98])
+    if configured is not None:  # the configured line must be on the plot, or it says nothing
+        lo, hi = min(lo, configured), max(hi, configured)
     pad = max((hi - lo) * 0.3, 2.0)
     ax.set_ylim(lo - pad, hi + pad)
+    # from the first estimate on: the month's median sits mid-month and would otherwise stretch
+    # the axis back to before any data
+    first, last = t.min(), t.max()
+    if last > first:
+        ax.set_xlim(left=first, right=last + (last - first) * 0.02)
     loc = _AutoDateLocator()
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(_ConciseDateFormatter(loc))

@@ -27,11 +27,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Annotated, Any, Final, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, model_validator
+
+from exporter.settings import ConfigError, Section, invalid, read_section
 
 from .places import Place, PlacesError, places_from_config
 from .tariffs import TariffError, Tariffs, tariffs_from_config
@@ -54,7 +59,7 @@ SERIES_CAPACITY_KWH: Final = MappingProxyType({"HX1": 62.0, "HC1": 62.0, "HY1": 
 FALLBACK_CAPACITY_KWH: Final = 60.0
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """One user-facing line naming the ``[analysis]`` key that is wrong."""
 
 
@@ -78,22 +83,43 @@ def machine_timezone() -> str:
     return "UTC"
 
 
-def _zone(name: object, key: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise SettingsError(f"{key} = {name!r}: expected an IANA zone name such as 'Europe/Berlin'")
+def _zone(name: str, field: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(
-            f"{key} = {name!r}: unknown timezone; expected an IANA name such as 'Europe/Berlin'"
+        raise invalid(
+            "unknown timezone; expected an IANA name such as 'Europe/Berlin'",
+            field=field,
+            value=name,
         ) from None
     return name
 
 
-def _positive(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise SettingsError(f"{key} = {value!r}: expected a positive number")
-    return float(value)
+Zone = Annotated[str, Field(min_length=1, description="an IANA zone name such as 'Europe/Berlin'")]
+Amount = Annotated[float, Field(gt=0, description="a positive number")]
+
+
+class AnalysisSection(Section):
+    """``[analysis]`` as written (see the module docstring)."""
+
+    timezone: Zone | None = None
+    timezones: dict[str, Zone] = Field(
+        default_factory=dict, description="a table of VIN = zone name"
+    )
+    capacity_kwh: dict[str, Amount] = Field(
+        default_factory=dict, description="a table of VIN or model = kWh"
+    )
+    idle_hours: Amount = 6.0
+    min_trip_m: Amount = 100.0
+    merge_pause_h: Amount = 24.0
+
+    @model_validator(mode="after")
+    def _zones(self) -> Self:
+        if self.timezone is not None:
+            _zone(self.timezone, "timezone")
+        for vin, name in self.timezones.items():
+            _zone(name, f"timezones.{vin}")
+        return self
 
 
 def _norm_model(model: str) -> str:
@@ -107,8 +133,8 @@ class Settings:
     # A zone pinned for every vehicle; None: each car's zone comes from where it is (analysis.zones),
     # and where that is unknown, the machine's zone.
     timezone: str | None = None
-    timezones: Mapping[str, str] = field(default_factory=dict)  # per VIN (pinned)
-    capacity_kwh: Mapping[str, float] = field(default_factory=dict)  # per VIN or model
+    timezones: Mapping[str, str] = dc_field(default_factory=dict)  # per VIN (pinned)
+    capacity_kwh: Mapping[str, float] = dc_field(default_factory=dict)  # per VIN or model
     idle_hours: float = 6.0
     # trips
     min_trip_m: float = 100.0  # shorter trips are noise (TeslaMate drops < 10 m; 100 m per issue)
@@ -127,7 +153,7 @@ class Settings:
 
     # places and costs (analysis.places, analysis.tariffs)
     places: tuple[Place, ...] = ()
-    tariffs: Tariffs = field(default_factory=Tariffs)
+    tariffs: Tariffs = dc_field(default_factory=Tariffs)
 
     def pinned_zone(self, vin: str) -> str | None:
         """The zone the config pins for ``vin`` (per VIN, else for all), or None."""
@@ -166,41 +192,18 @@ class Settings:
     ) -> Settings:
         """Build from the ``[analysis]`` table of config.toml, plus its ``[[places]]`` and
         ``[tariffs]``; errors name the offending key."""
-        section = dict(section or {})
-        known = {
-            "timezone",
-            "timezones",
-            "capacity_kwh",
-            "idle_hours",
-            "min_trip_m",
-            "merge_pause_h",
+        try:
+            t = read_section(AnalysisSection, dict(section or {}), "analysis")
+        except ConfigError as exc:
+            raise SettingsError(str(exc)) from None
+        kwargs: dict[str, Any] = {
+            "timezone": t.timezone,
+            "timezones": dict(t.timezones),
+            "capacity_kwh": dict(t.capacity_kwh),
+            "idle_hours": t.idle_hours,
+            "min_trip_m": t.min_trip_m,
+            "merge_pause_s": t.merge_pause_h * 3600.0,
         }
-        for key in section:
-            if key not in known:
-                raise SettingsError(
-                    f"analysis.{key}: unknown key; expected one of: {', '.join(sorted(known))}"
-                )
-        kwargs: dict[str, Any] = {}
-        if "timezone" in section:
-            kwargs["timezone"] = _zone(section["timezone"], "analysis.timezone")
-        tzs = section.get("timezones", {})
-        if not isinstance(tzs, Mapping):
-            raise SettingsError("analysis.timezones: expected a table of VIN = zone name")
-        kwargs["timezones"] = {str(k): _zone(v, f"analysis.timezones.{k}") for k, v in tzs.items()}
-        caps = section.get("capacity_kwh", {})
-        if not isinstance(caps, Mapping):
-            raise SettingsError("analysis.capacity_kwh: expected a table of VIN or model = kWh")
-        kwargs["capacity_kwh"] = {
-            str(k): _positive(v, f"analysis.capacity_kwh.{k}") for k, v in caps.items()
-        }
-        if "idle_hours" in section:
-            kwargs["idle_hours"] = _positive(section["idle_hours"], "analysis.idle_hours")
-        if "min_trip_m" in section:
-            kwargs["min_trip_m"] = _positive(section["min_trip_m"], "analysis.min_trip_m")
-        if "merge_pause_h" in section:
-            kwargs["merge_pause_s"] = (
-                _positive(section["merge_pause_h"], "analysis.merge_pause_h") * 3600.0
-            )
         try:
             kwargs["tariffs"] = tariffs_from_config(tariffs)
             kwargs["places"] = places_from_config(places, tuple(kwargs["tariffs"].tariffs))

@@ -241,9 +241,15 @@ def _times(
         end = np.where(at_charger, began, end)
         dist = np.nan_to_num(x[hi] - x[lo])
         inf_start = np.maximum(t[lo], end - dist / s.default_speed_mps)
-        # Charge was added unseen in the same gap: the car drove first and then charged (the
-        # charging is why its park report was not the one polled), so put the drive at the start.
-        rose = inferred & ~at_charger & (unseen_rise(p, s, lo, hi) >= 0)
+        # Charge was added unseen in the same gap. Still plugged in when seen again: it drove to the
+        # charger first, so the drive goes at the gap's start. Unplugged: it charged where it stood
+        # and drove afterwards, so the drive stays at the gap's end.
+        rose = (
+            inferred
+            & ~at_charger
+            & (unseen_rise(p, s, lo, hi) >= 0)
+            & (p.plugged[hi] | p.charging[hi])
+        )
         inf_start = np.where(rose, t[lo], inf_start)
         end = np.where(rose, np.minimum(t[lo] + dist / s.default_speed_mps, t[hi]), end)
     start = np.where(inferred, inf_start, start)
@@ -297,6 +303,14 @@ def _rows(
         at_charger = has_b & charged & ~np.isnan(arrival)
         soc_b = np.where(at_charger, np.minimum(arrival, soc_b), soc_b)
         soc_b = np.where(np.isnan(soc_b), soc[np.where(inferred, lo, in_hi)], soc_b)
+        # Started from a charger whose last report came before charging ended (coarse polls): the
+        # car left with more than that report says, at least the arrival SoC plus the drive's use.
+        # More generally a trip never gains charge: where the SoCs say it did, the drive's energy
+        # comes from the vehicle's typical consumption instead (never a negative energy).
+        used = np.nan_to_num(dist) * p.soc_per_m[lo]
+        from_charger = p.charging[lo]
+        soc_a = np.where(from_charger, np.fmax(soc_a, soc_b + used), soc_a)
+        soc_a = np.where(soc_a < soc_b, soc_b + used, soc_a)
         cap = p.capacity_kwh[lo]
         energy = (soc_a - soc_b) * cap
         duration = end - start

@@ -142,7 +142,6 @@ async def sample_http(
     """The honest path: the embedded simulator and the real runtime (smart provider, signing, HTTP
     on loopback, scheduler, hub, history) on one ManualClock moved ``step`` seconds at a time; each
     step waits until every poll in flight has its reply, so no request straddles a clock jump."""
-    from dataclasses import replace
 
     from exporter.config import AccountConfig, Config, SimulatorConfig
     from exporter.runtime import Runtime
@@ -151,7 +150,7 @@ async def sample_http(
     cfg = Config(
         db=db,
         poll=poll,
-        simulator=replace(SimulatorConfig(), enabled=True, seed=seed, smart_vehicles=tuple(models)),
+        simulator=SimulatorConfig(enabled=True, seed=seed, smart_vehicles=tuple(models)),
         accounts=(
             AccountConfig(
                 name="sim-eu", provider="smart", index=0, simulator=True, settings={"region": "EU"}

@@ -14,9 +14,17 @@ account: the cloud serves one selected car per account, so an account is polled 
   select, status, soc, OTA, trip journal and state per car, an httpx client per call).
 
 Each figure is the number of completed vehicle-polls in a fixed window after a warm-up; "per
-client core" divides by the CPU seconds the client process spent in that window.
+client CPU-second" divides by the CPU seconds the client process spent in that window. Two same-run
+ratios come out of it: throughput vs the ceiling (polls/s over polls/s) and CPU efficiency vs the
+bare client (carmetrics' polls per CPU-second over the ceiling's): what everything carmetrics does
+after the bytes arrive costs, relative to fetching them.
 
     python -m bench.poll_throughput --sizes 10,100,1000,5000 --window 10 --runs 3
+
+``--profile FILE`` runs cProfile over carmetrics' measured window only (not the warm-up, not the
+other clients) and writes the stats of the last run to FILE (read with ``python -m pstats FILE``):
+
+    python -m bench.poll_throughput --sizes 5000 --runs 1 --no-peer --profile /tmp/poll.prof
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import logging
 import tempfile
 import time
@@ -68,16 +77,24 @@ Counter = list[int]  # [completed, errors]
 
 
 async def _window(
-    run: Callable[[Counter], Coroutine[Any, Any, None]], warmup: float, window: float
+    run: Callable[[Counter], Coroutine[Any, Any, None]],
+    warmup: float,
+    window: float,
+    profile: cProfile.Profile | None = None,
 ) -> Result:
-    """Start ``run`` (which bumps the counter per completed vehicle-poll), count over the window."""
+    """Start ``run`` (which bumps the counter per completed vehicle-poll), count over the window
+    (profiled by ``profile`` when given: the steady state, not the start-up)."""
     counter: Counter = [0, 0]
     task = asyncio.create_task(run(counter))
     try:
         await asyncio.sleep(warmup)
+        if profile is not None:
+            profile.enable()
         n0, e0, c0, t0 = counter[0], counter[1], cpu_seconds(), time.perf_counter()
         await asyncio.sleep(window)
         n1, e1, c1, t1 = counter[0], counter[1], cpu_seconds(), time.perf_counter()
+        if profile is not None:
+            profile.disable()
     finally:
         task.cancel()
         with contextlib.suppress(BaseException):
@@ -121,14 +138,20 @@ def _session(concurrency: int) -> aiohttp.ClientSession:
 
 
 async def run_carmetrics(
-    info: dict[str, Any], warmup: float, window: float, db: Path, concurrency: int | None = None
+    info: dict[str, Any],
+    warmup: float,
+    window: float,
+    db: Path,
+    concurrency: int | None = None,
+    profile: cProfile.Profile | None = None,
 ) -> Result:
     async with _session(len(info["accounts"])) as session:
         providers = await _providers(info, session)
         hub, health, history = Hub(), Health(), History(db)
         history.open()
         hub.subscribe(history.add)
-        zero = PollConfig(
+        # no waiting between polls: below what a config may say, so built without validation
+        zero = PollConfig.model_construct(
             driving=0,
             charging=0,
             parked=0,
@@ -152,7 +175,7 @@ async def run_carmetrics(
                 hist.cancel()
 
         try:
-            return await _window(run, warmup, window)
+            return await _window(run, warmup, window, profile)
         finally:
             await asyncio.get_running_loop().run_in_executor(None, history.close)
 
@@ -277,13 +300,16 @@ async def measure(
     runs: int,
     peer: bool,
     concurrency: int | None = None,
+    profile: cProfile.Profile | None = None,
 ) -> dict[str, list[Result]]:
     out: dict[str, list[Result]] = {"carmetrics": [], "ceiling": [], "peer": []}
     with simproc.start(smart=size, accounts=accounts, speed=60) as sim:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 out["carmetrics"].append(
-                    await run_carmetrics(sim.info, warmup, window, Path(tmp) / "h.db", concurrency)
+                    await run_carmetrics(
+                        sim.info, warmup, window, Path(tmp) / "h.db", concurrency, profile
+                    )
                 )
             out["ceiling"].append(await run_ceiling(sim.info, warmup, window))
             if peer:
@@ -310,7 +336,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="carmetrics' poll.concurrency (default: = accounts, the same as the others)",
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write cProfile stats of carmetrics' measured windows (all runs, all sizes) here",
+    )
     args = ap.parse_args(argv)
+    # CPU time, not wall time: on a shared machine a preempted call would look expensive
+    profile = cProfile.Profile(time.thread_time) if args.profile else None
     logging.basicConfig(level=logging.CRITICAL)
     if args.skip_select:
         SmartProvider._select = _no_select  # type: ignore[method-assign]
@@ -325,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.runs,
                 not args.no_peer,
                 args.concurrency,
+                profile,
             )
         )
         cm = median([r.rate for r in res["carmetrics"]])
@@ -334,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
             a.rate / b.rate for a, b in zip(res["carmetrics"], res["ceiling"], strict=True)
         ]
         ratios_pe = [a.rate / b.rate for a, b in zip(res["carmetrics"], res["peer"], strict=False)]
+        efficiency = [  # same run: carmetrics' polls per CPU-second over the bare client's
+            a.per_core / b.per_core for a, b in zip(res["carmetrics"], res["ceiling"], strict=True)
+        ]
         rows.append(
             [
                 size,
@@ -341,12 +379,18 @@ def main(argv: list[str] | None = None) -> None:
                 median([r.per_core for r in res["carmetrics"]]),
                 sum(r.errors for r in res["carmetrics"]),
                 ce,
+                median([r.per_core for r in res["ceiling"]]),
                 pe,
                 f"{median(ratios_ce) * 100:.0f} %",
+                f"{median(efficiency) * 100:.0f} %",
                 f"{median(ratios_pe):.1f}x" if ratios_pe else "–",
             ]
         )
-        print(f"size {size}: done", flush=True)
+        print(
+            f"size {size}: CPU efficiency per run "
+            + ", ".join(f"{e * 100:.0f} %" for e in efficiency),
+            flush=True,
+        )
     print(
         table(
             [
@@ -355,8 +399,10 @@ def main(argv: list[str] | None = None) -> None:
                 "polls per client CPU-s",
                 "errors",
                 "ceiling polls/s",
+                "ceiling polls per client CPU-s",
                 "pysmarthashtag polls/s",
                 "carmetrics ÷ ceiling",
+                "CPU efficiency vs bare client",
                 "carmetrics ÷ peer",
             ],
             rows,
@@ -366,6 +412,9 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{args.accounts} accounts = {args.accounts} concurrent workers; median of {args.runs} "
         f"runs of {args.window:g} s after {args.warmup:g} s warm-up; simulator in its own process."
     )
+    if profile is not None:
+        profile.dump_stats(args.profile)
+        print(f"cProfile of carmetrics' measured windows: {args.profile}")
 
 
 if __name__ == "__main__":

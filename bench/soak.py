@@ -252,7 +252,9 @@ class Soak:
         return sim
 
     async def start_exporter(self, sim: SimulatorHandle) -> tuple[Runtime, web.AppRunner]:
-        cfg = replace(self.config, simulator=replace(self.config.simulator, enabled=False))
+        cfg = replace(
+            self.config, simulator=self.config.simulator.model_copy(update={"enabled": False})
+        )
         rt = await Runtime.create(cfg, self.clock)
         rt.simulator = sim  # the clouds outlive the exporter: they are not its to stop
         rt.hub.subscribe(self.on_report)

@@ -1,7 +1,8 @@
 """The ``carmetrics`` command line.
 
 Each command states an example in its help. Features in other modules add their commands with one
-``cli.add_command(...)`` line at the bottom of this file.
+``cli.add_command(...)`` line at the bottom of this file; the analysis commands (pandas, matplotlib)
+are listed in ``ANALYSIS`` instead and imported only when one of them is used.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
 from exporter import __version__
 from exporter import logs as logsetup
+from exporter.commands.cli import command, vehicles
 from exporter.config import Config, ConfigError, load
+from exporter.lazygroup import LazyCommand, LazyGroup
+from exporter.tokens_cli import tokens
 
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -68,7 +72,59 @@ config_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The analysis commands, by name: where each lives and its one-line help (kept equal to the
+# command's own by tests/test_cli_imports.py), so listing them imports neither pandas nor matplotlib.
+ANALYSIS: Final = {
+    "battery": LazyCommand(
+        "analysis.cli:battery",
+        "Usable battery capacity per month, estimated from charging sessions, with its spread.",
+    ),
+    "charges": LazyCommand(
+        "analysis.cli:charges",
+        "List charging sessions: start/end, AC/DC, SoC from/to, kWh added, average and peak power.",
+    ),
+    "drain": LazyCommand(
+        "analysis.cli:drain",
+        "List idle drain: parked periods with SoC and kWh lost, average W and %/day.",
+    ),
+    "efficiency": LazyCommand(
+        "analysis.cli:efficiency",
+        "Consumption (kWh/100 km) by outside-temperature band, speed band and month.",
+    ),
+    "places": LazyCommand(
+        "analysis.cli:places",
+        "Places each car keeps returning to, with visits, nights and a [[places]] snippet.",
+    ),
+    "costs": LazyCommand(
+        "analysis.cli:costs",
+        "What charging cost per month, by place and AC/DC ([tariffs] and [[places]] in config).",
+    ),
+    "report": LazyCommand(
+        "analysis.cli:report",
+        "Write one self-contained HTML report with tables and plots (PNGs also saved alongside).",
+    ),
+    "summary": LazyCommand(
+        "analysis.cli:summary",
+        "Totals per day, week or month: distance, drives, energy used and charged, AC/DC share.",
+    ),
+    "trips": LazyCommand(
+        "analysis.cli:trips",
+        "List trips: start/end (local time), distance, speed, SoC and energy used, consumption.",
+    ),
+}
+DB_ANALYSIS: Final = {
+    "derive": LazyCommand(
+        "analysis.cli:derive",
+        "Materialise `trips` and `charging_sessions` tables in the history file (incremental).",
+    ),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=ANALYSIS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="carmetrics")
 def cli() -> None:
     """carmetrics: a Prometheus exporter and telemetry logger for connected cars.
@@ -111,20 +167,24 @@ def run(
         config_path, port=port, listen=listen, db=db, log_level=log_level, log_format=log_format
     )
     logsetup.setup(cfg.log_level, cfg.log_format)
-    try:
-        validate_features(cfg)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+    import logging
+
+    for warning in validate(cfg):
+        logging.getLogger("exporter.preflight").warning(warning)
     from exporter.server import serve
 
     click.echo(
         f"carmetrics {__version__}: serving http://{cfg.listen}:{cfg.port}/metrics (config {cfg.source})",
         err=True,
     )
+    from exporter.history import HistoryError
+
     try:
         serve(cfg)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
@@ -147,8 +207,12 @@ def simulate(
     """
     cfg = _load_config(config_path)
     sim = cfg.simulator
-    sim = replace(
-        sim, enabled=True, speed=speed or sim.speed, seed=sim.seed if seed is None else seed
+    sim = sim.model_copy(
+        update={
+            "enabled": True,
+            "speed": speed or sim.speed,
+            "seed": sim.seed if seed is None else seed,
+        }
     )
     logsetup.setup(log_level, "text")
     from exporter.simulator.runner import start_simulator
@@ -166,13 +230,15 @@ def simulate(
         asyncio.run(main())
 
 
-def validate_features(cfg: Config) -> None:
-    """Run the detailed validation that features do at start-up, without starting anything."""
-    from exporter.commands.settings import load_settings
-    from exporter.tokens import tokens_from_config
+def validate(cfg: Config) -> list[str]:
+    """The validation ``run`` does before it starts anything (``check-config`` does the same);
+    returns the warnings to show."""
+    from exporter.preflight import preflight
 
-    load_settings(cfg)
-    tokens_from_config(cfg)
+    try:
+        return preflight(cfg)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
 
 
 def _validate_analysis(cfg: Config) -> None:
@@ -198,11 +264,13 @@ def check_config(config_path: Path | None) -> None:
       CARMETRICS_ACCOUNTS__0__PASSWORD=... carmetrics check-config --config config.toml
     """
     cfg = _load_config(config_path)
+    warnings = validate(cfg)
     try:
-        validate_features(cfg)
-        _validate_analysis(cfg)
+        _validate_analysis(cfg)  # not read by `run`, but found here before the first report
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"config {cfg.source}: ok")
     click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
     click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")
@@ -216,7 +284,7 @@ def check_config(config_path: Path | None) -> None:
 # --- db -------------------------------------------------------------------------------------------
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy=DB_ANALYSIS)
 def db() -> None:
     """Maintain the SQLite history (migrate, backup, prune, info)."""
 
@@ -282,27 +350,49 @@ def db_prune(config_path: Path | None, db_path: Path | None, older_than_days: fl
 @config_option
 @click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def db_info(config_path: Path | None, db_path: Path | None) -> None:
-    """Print schema version, row counts and the time span per vehicle.
+    """Print schema version, rows and bytes per table, and the time span per vehicle.
 
     \b
     Example:
       carmetrics db info --db carmetrics.db
     """
     from exporter.history import connect
+    from exporter.history_info import tables
 
     cfg = _load_config(config_path, db=db_path)
     if not cfg.db.exists():
         raise click.ClickException(f"{cfg.db} does not exist")
-    conn = connect(cfg.db, readonly=True)
+    wal = Path(f"{cfg.db}-wal")
+    wal_size = wal.stat().st_size if wal.exists() else 0
+    conn = connect(cfg.db, readonly=True)  # reads through the WAL: rows not yet checkpointed count
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        click.echo(f"{cfg.db}: schema version {version}, {cfg.db.stat().st_size} bytes")
+        size = _human_size(cfg.db.stat().st_size)
+        extra = f" + {_human_size(wal_size)} write-ahead log" if wal_size else ""
+        click.echo(f"{cfg.db}: schema version {version}, {size}{extra}")
         for vin, n, t0, t1 in conn.execute(
             "SELECT vin, count(*), min(ts), max(ts) FROM samples GROUP BY vin"
         ):
-            click.echo(f"  {vin}: {n} rows, {t0:.0f} .. {t1:.0f}")
+            click.echo(f"  {vin}: {n} rows, {_utc(t0)} .. {_utc(t1)}")
+        for t in tables(conn):
+            on_disk = "" if t.bytes is None else f", {_human_size(t.bytes)}"
+            click.echo(f"  table {t.name}: {t.rows:,} rows{on_disk}")
     finally:
         conn.close()
+
+
+def _human_size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _utc(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def main() -> None:
@@ -310,41 +400,9 @@ def main() -> None:
 
 
 # --- commands contributed by other modules ---------------------------------------------------------
-def _contrib() -> None:
-    import importlib
-
-    for module, names in (
-        ("exporter.tokens_cli", ("tokens",)),
-        ("exporter.commands.cli", ("command", "vehicles")),
-        (
-            "analysis.cli",
-            (
-                "trips",
-                "charges",
-                "drain",
-                "efficiency",
-                "battery",
-                "summary",
-                "places",
-                "costs",
-                "report",
-            ),
-        ),
-        ("analysis.cli", ("derive",)),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
-                continue
-            raise
-        for name in names:
-            cmd = getattr(mod, name, None)
-            if isinstance(cmd, click.Command):
-                (db if name == "derive" else cli).add_command(cmd)
-
-
-_contrib()
+cli.add_command(tokens)
+cli.add_command(command)
+cli.add_command(vehicles)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import Any, Final
 
 from exporter import history_layout as layout
 from exporter.history_layout import BASE_COLUMNS, SIGNAL_COLUMNS, VIEW_COLUMNS, stored_row
+from exporter.logs import mask_vin
 from exporter.signals import SIGNALS
 from exporter.snapshot import Snapshot, VehicleInfo
 
@@ -38,9 +40,12 @@ __all__ = [
     "MIGRATIONS",
     "SIGNAL_COLUMNS",
     "History",
+    "HistoryError",
     "backup",
     "connect",
+    "create_private",
     "migrate",
+    "preflight",
     "prune",
     "stored_row",
 ]
@@ -78,7 +83,83 @@ def _v2(conn: sqlite3.Connection) -> None:
 
 
 # Append-only: (version, migration). Never edit a released entry; add a new one.
+# Raw SQL on purpose, not sqlite-utils' table.transform(): a new signal is an O(1) ALTER TABLE ADD
+# COLUMN where transform would copy the whole (WITHOUT ROWID, view- and trigger-fronted) sample
+# table, and importing sqlite-utils loads pandas into the exporter (~1.4 s at start).
 MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2)]
+
+
+class HistoryError(Exception):
+    """The history file cannot be used; the message is one line: what, which file, what to do."""
+
+
+def describe(path: Path | str, exc: BaseException) -> HistoryError:
+    """Turn what SQLite or the OS said about ``path`` into a line a person can act on."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_CORRUPT"):
+        return HistoryError(
+            f"the history file {path} is damaged ({exc}); stop carmetrics, keep a copy of the file, "
+            f"then recover it (`sqlite3 {path} .recover | sqlite3 recovered.db`, see docs) or "
+            "restore the last `carmetrics db backup` copy"
+        )
+    if name.startswith("SQLITE_NOTADB"):
+        return HistoryError(
+            f"{path} is not a carmetrics history (not an SQLite database); point --db / "
+            "[exporter] db at the right file, or move this one away to start a new history"
+        )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM")):
+        return HistoryError(
+            f"the history file {path} is read-only ({exc}); make it and its directory writable "
+            "for the user running carmetrics, or point --db elsewhere"
+        )
+    if name.startswith("SQLITE_FULL"):
+        return HistoryError(f"the disk holding {path} is full; free space, then start again")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return HistoryError(
+        f"cannot open the history file {path} ({reason}); check that the path is right and its "
+        "directory exists and is writable, or point --db / [exporter] db elsewhere"
+    )
+
+
+def create_private(path: Path | str) -> None:
+    """Create the file owner-only (0600) if it does not exist yet: it holds the full location
+    history, the command audit and encrypted tokens. SQLite gives its -wal and -shm files the
+    database file's permissions, so they follow."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def preflight(path: Path | str) -> None:
+    """Open, check and migrate the history before anything else starts, so a bad file is one clear
+    line and a non-zero exit rather than a traceback from deep inside the start-up.
+
+    ``PRAGMA quick_check`` finds a damaged B-tree page now instead of on the first write."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise IsADirectoryError(21, "it is a directory", str(p))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        create_private(p)
+        conn = connect(p)
+    except (OSError, sqlite3.Error) as exc:
+        raise describe(p, exc) from None
+    try:
+        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            err = sqlite3.DatabaseError("; ".join(problems)[:200])
+            err.sqlite_errorname = "SQLITE_CORRUPT"
+            raise err
+        migrate(conn)
+        with conn:  # a write, so a read-only file or directory shows now
+            conn.execute("CREATE TABLE IF NOT EXISTS _write_probe (x)")
+            conn.execute("DROP TABLE _write_probe")
+    except sqlite3.Error as exc:
+        raise describe(p, exc) from None
+    finally:
+        conn.close()
 
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -88,6 +169,7 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
             f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False
         )
     else:
+        create_private(path)
         conn = sqlite3.connect(str(path), timeout=5.0, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -136,9 +218,18 @@ class History:
     """Batched, single-writer history. ``add`` is cheap and non-blocking; ``flush`` commits."""
 
     def __init__(
-        self, path: Path | str, *, batch_size: int = 500, flush_interval: float = 1.0
+        self,
+        path: Path | str,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        one_timeline: bool = False,
     ) -> None:
+        """``one_timeline``: refuse reports older than the file's last row per car (see
+        ``_keeps``); on for the embedded demo, whose simulator restarts its own timeline. Off for
+        real cars, whose late reports (a webhook retried across a restart) are welcome."""
         self.path = Path(path)
+        self.one_timeline = one_timeline
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self._pending: list[list[Any]] = []  # Codec.row()s
@@ -152,21 +243,50 @@ class History:
         self._wake: asyncio.Event | None = None
         self.rows_written = 0
         self.write_errors = 0
+        self._failing = 0  # consecutive failed flushes
+        self._floor: dict[str, int] = {}  # vin -> the newest ts_ms the file held when opened
+        self._skip_logged: set[str] = set()
+        self.skipped_older = 0
         self.last_write: float | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._executor.submit(self._open).result()
+        """Open and migrate the file; raises HistoryError (one line: what, which file, what to do)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._executor.submit(self._open).result()
+        except (OSError, sqlite3.Error) as exc:
+            raise describe(self.path, exc) from None
 
     def _open(self) -> None:
         self._conn = connect(self.path)
         migrate(self._conn)
         codec = layout.codec(self._conn)
+        floor = last_report_ms(self._conn) if self.one_timeline else {}
         with self._lock:
             self._codec = codec
+            self._floor = floor
             early, self._early = self._early, []
-            self._pending[:0] = [codec.row(s) for s in early]
+            self._pending[:0] = [r for r in (codec.row(s) for s in early) if self._keeps(r)]
+
+    def _keeps(self, row: list[Any]) -> bool:
+        """False for a report not newer than the last row this file held for the car when it was
+        opened: within one run the hub passes only newer reports, so such a report comes from a
+        source that restarted its own timeline (a fresh demo simulator replaying its first days),
+        and storing it would interleave two timelines (trips at 200 km/h). Callers hold the lock."""
+        vin = row[0][0]
+        last = self._floor.get(vin)
+        if last is None or row[1] > last:
+            return True
+        self.skipped_older += 1
+        if vin not in self._skip_logged:
+            self._skip_logged.add(vin)
+            log.warning(
+                "report older than the history's last row for this car not stored "
+                "(a restarted simulator, or a car clock set back)",
+                extra={"vin": mask_vin(vin), "last_row_ms": last, "report_ms": row[1]},
+            )
+        return False
 
     async def run(self) -> None:
         """Flush periodically until cancelled; the final flush happens in ``close``."""
@@ -188,7 +308,8 @@ class History:
 
     def _close(self) -> None:
         if self._conn is not None:
-            self._conn.execute("PRAGMA optimize")
+            with contextlib.suppress(sqlite3.Error):  # a damaged file must not crash the shutdown
+                self._conn.execute("PRAGMA optimize")
             self._conn.close()
             self._conn = None
 
@@ -205,7 +326,7 @@ class History:
                 row = self._codec.row(snap)
             if row is None:
                 self._early.append(snap)
-            else:
+            elif self._keeps(row):
                 self._pending.append(row)
             n = len(self._pending)
         if n >= self.batch_size and self._wake is not None:
@@ -257,18 +378,27 @@ class History:
                 assert self._codec is not None  # rows exist only once the codec does
                 conn.executemany(self._codec.insert_sql, rows)
                 written = conn.total_changes - before
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             for r, key in zip(rows, keys, strict=True):  # ids of a rolled-back batch mean nothing
                 r[0] = key
             self.write_errors += 1
-            log.exception(
-                "history write failed; rows kept for the next attempt", extra={"rows": len(rows)}
-            )
+            self._failing += 1
+            if self._failing == 1:  # once per streak: a damaged file fails every second
+                log.error(
+                    "history write failed; rows kept for the next attempt: %s",
+                    describe(self.path, exc),
+                    extra={"rows": len(rows)},
+                )
+            else:
+                log.debug("history write failed again", extra={"attempt": self._failing})
             with self._lock:
                 self._pending[:0] = rows
                 for v in vehicles:
                     self._pending_vehicles.setdefault(v[0], v)
             return 0
+        if self._failing:
+            log.info("history writes resumed", extra={"failed_attempts": self._failing})
+            self._failing = 0
         self._ids.update(ids)
         self.rows_written += written
         self.last_write = time.time()
@@ -306,9 +436,46 @@ class History:
         return self._executor.submit(run).result()
 
 
+def last_report_ms(conn: sqlite3.Connection, now: float | None = None) -> dict[str, int]:
+    """The newest stored report time per VIN (ms). A row dated after ``now`` plus the hub's skew
+    allowance is left out: a report from the future, stored before the hub refused such reports,
+    must not hold a car's history back forever."""
+    from exporter.hub import MAX_SKEW
+
+    limit = layout.ms((time.time() if now is None else now) + MAX_SKEW)
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vins'"
+    ).fetchone():
+        return {}
+    out: dict[str, int] = {}
+    rows = conn.execute(
+        f"SELECT v.vin, (SELECT max(ts_ms) FROM {layout.TABLE} "
+        "WHERE vehicle = v.id AND ts_ms <= ?) FROM vins AS v",
+        (limit,),
+    )
+    for vin, last in rows:
+        if last is not None:
+            out[vin] = max(out.get(vin, last), int(last))
+    return out
+
+
+def last_report_time(path: Path | str) -> float | None:
+    """The newest report the file holds (unix seconds), None for a new or empty file: where a
+    restarted demo's clock continues, so the history is not replayed into from weeks back."""
+    if not Path(path).exists():
+        return None
+    conn = connect(path, readonly=True)
+    try:
+        last = last_report_ms(conn)
+    finally:
+        conn.close()
+    return max(last.values()) / 1000.0 if last else None
+
+
 def backup(src: Path, dest: Path) -> None:
     """A consistent copy of a live database (SQLite's online backup API; safe while the exporter runs)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    create_private(dest)
     with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(str(dest)) as d:
         s.backup(d)
 

@@ -21,10 +21,11 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from exporter.clock import Clock, RealClock, ScaledClock
-from exporter.config import AccountConfig, Config
+from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
-from exporter.history import History
+from exporter.history import History, last_report_time, preflight
 from exporter.hub import Hub, Outcome
+from exporter.hub_metrics import HubCollector
 from exporter.logs import mask_vin
 from exporter.metrics import VehicleCollector, make_registry
 from exporter.providers import registry
@@ -68,12 +69,23 @@ class Runtime:
     # --- construction -----------------------------------------------------------------------------
     @classmethod
     async def create(cls, config: Config, clock: Clock | None = None) -> Runtime:
-        """Build every piece (nothing started yet). ``clock`` overrides the choice made from config."""
+        """Build every piece (nothing started yet). ``clock`` overrides the choice made from config.
+
+        The history file is checked first (HistoryError: one line, nothing else opened yet)."""
+        if clock is None:
+            _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
+        await asyncio.to_thread(preflight, config.db)
         if clock is None:
             if config.simulator.enabled:
-                # The demo starts a few weeks in the past and runs fast until it reaches "now".
+                # The demo starts a few weeks in the past and runs fast until it reaches "now";
+                # a restarted demo continues from its history's last report instead
+                start = time.time() - config.simulator.history_days * 86400
+                resumed = await asyncio.to_thread(last_report_time, config.db)
+                if resumed is not None and resumed > start:
+                    log.info("demo continues where its history stopped", extra={"at": resumed})
+                    start = min(resumed, time.time())
                 clock = ScaledClock(
-                    start=time.time() - config.simulator.history_days * 86400,
+                    start=start,
                     speed=config.simulator.speed,
                     cap_at_wall=True,
                 )
@@ -82,7 +94,7 @@ class Runtime:
         tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
         hub = Hub()
         health = Health()
-        history = History(config.db)
+        history = History(config.db, one_timeline=config.simulator.enabled)
         scheduler = Scheduler(hub, health, clock, config.poll)
         collector = VehicleCollector(
             hub,
@@ -93,6 +105,7 @@ class Runtime:
             history=history,
         )
         registry = make_registry(collector)
+        registry.register(HubCollector(hub))
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=config.poll.timeout, connect=min(10.0, config.poll.timeout)
@@ -275,6 +288,24 @@ class Runtime:
         wake = self._relist.get(provider.account) if provider is not None else None
         if wake is not None:
             wake.set()
+
+
+def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
+    """One wall clock for real accounts: the embedded demo runs every piece on its accelerated
+    clock, which starts ``history_days`` in the past, so a real account beside it would sign its
+    requests (and judge its token lifetimes and poll intervals) by that clock. Such a mix is
+    refused at start-up; the demo on wall time (speed 1, no history) is the one exception."""
+    sim = config.simulator
+    if not sim.enabled or (sim.speed == 1 and sim.history_days == 0):
+        return
+    for account in config.accounts:
+        if not account.simulator:
+            raise ConfigError(
+                f"{account.key('simulator')} = false (a real account) cannot run beside the "
+                "embedded simulator's accelerated demo clock: set simulator.enabled = false, or "
+                f"mark the account simulator = true, or run the demo on wall time "
+                "(simulator.speed = 1, simulator.history_days = 0)"
+            )
 
 
 class AccountSink:

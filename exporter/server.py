@@ -19,6 +19,7 @@ from exporter.commands import web as commands_web
 from exporter.config import Config
 from exporter.logs import mask_vin
 from exporter.metrics import render_exposition
+from exporter.mqtt import wiring as mqtt_wiring
 from exporter.providers import registry
 from exporter.providers.base import Provider
 from exporter.runtime import Runtime
@@ -73,17 +74,41 @@ def _ago(seconds: float) -> str:
     return f"{s} s ago"
 
 
+_POLLING: dict[str, str] = {  # the scheduler's state, as the "next poll" column explains it
+    "driving": "often (driving)",
+    "charging": "often (charging)",
+    "parked": "every few minutes (parked)",
+    "asleep": "rarely (asleep)",
+    "backoff": "retrying after errors",
+    "paused": "paused",
+    "unknown": "not polled yet",
+}
+
+
+def _status(rt: Runtime, vin: str) -> str:
+    """How the car is being polled, or what its owner must do first."""
+    provider = rt.scheduler.provider_of(vin)
+    if provider is not None and vin in provider.reauth_links():
+        return "reconnect needed"
+    h = rt.health.vehicles.get(vin)
+    state = h.state if h else "unknown"
+    return _POLLING.get(state, state)
+
+
 async def landing(request: web.Request) -> web.Response:
+    """A page a person leaves open: it refreshes itself, shows VINs masked as the logs do (the page
+    may be on a shared screen), and says per car which account it comes through."""
     rt = request.app[RUNTIME]
     now = rt.clock.now()
     rows = []
     for vin, info in sorted(rt.hub.vehicles.items()):
         snap = rt.hub.latest(vin)
         soc = snap.values.get("battery_soc") if snap else None
-        h = rt.health.vehicles.get(vin)
         rows.append(
-            "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                html.escape(vin),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "</tr>".format(
+                html.escape(mask_vin(vin)),
+                html.escape(info.account or "–"),
                 html.escape(info.provider),
                 html.escape(info.make),
                 html.escape(info.model),
@@ -94,7 +119,7 @@ async def landing(request: web.Request) -> web.Response:
                 )
                 if snap
                 else "no report yet",
-                html.escape(h.state if h else "unknown"),
+                html.escape(_status(rt, vin)),
             )
         )
     links = "".join(
@@ -103,14 +128,16 @@ async def landing(request: web.Request) -> web.Response:
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>carmetrics</title>
+<meta http-equiv="refresh" content="30">
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 <body><h1>carmetrics {html.escape(__version__)}</h1>
 <p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p>
 <ul class="links">{links}</ul>
-<table><thead><tr><th>VIN</th><th>provider</th><th>model</th><th>state of charge</th>
-<th>last car report</th><th>polling</th></tr></thead>
-<tbody>{"".join(rows) or '<tr><td colspan="6">no vehicles yet</td></tr>'}</tbody></table>
+<table><thead><tr><th>VIN</th><th>account</th><th>provider</th><th>model</th>
+<th>state of charge</th><th>last car report</th><th>polled</th></tr></thead>
+<tbody>{"".join(rows) or '<tr><td colspan="7">no vehicles yet</td></tr>'}</tbody></table>
+<p><small>This page refreshes every 30 s.</small></p>
 </body></html>"""
     return web.Response(text=page, content_type="text/html")
 
@@ -148,6 +175,7 @@ def _add_routes(app: web.Application, runtime: Runtime) -> None:
             ),
         )
     commands_web.setup(app, runtime)
+    mqtt_wiring.setup(app, runtime)
 
 
 def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
@@ -162,7 +190,11 @@ def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicatio
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if manage_runtime:
-            await runtime.start()
+            try:
+                await runtime.start()
+            except BaseException:
+                await runtime.stop()  # close what started (HTTP session, simulator, history)
+                raise
         yield
         if manage_runtime:
             await runtime.stop()

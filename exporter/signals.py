@@ -12,6 +12,7 @@ volts, amperes, pascals, degrees Celsius, degrees of arc, unix seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -86,7 +87,7 @@ class Signal:
 
 
 # Default storage resolution per unit, each at or finer than what the clouds report (their parsers,
-# captured replies in /work/shared/reference, the simulators): SoC whole % (smart) or a ratio with 4
+# the recorded replies in tests/fixtures/, the simulators): SoC whole % (smart) or a ratio with 4
 # decimals (Smartcar); distances whole km (smart range) or km with 2 decimals (Smartcar), odometer km
 # with 3 decimals (smart); temperatures "6.600" (0.1 degC, zero-padded to 3 decimals) and tyres
 # "11.000" (whole degC); 12 V and AC charge current with 3 decimals; AC voltage with 1; positions in
@@ -367,4 +368,37 @@ def check_value(name: str, value: Value) -> Value:
     if not math.isfinite(value):
         # parsers turn inf/NaN into None (unknown); one that does not would export NaN and store NULL
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if sig.kind is Kind.NUMBER:
+        # 12 significant digits, far finer than any signal's resolution, drop the binary noise
+        # a unit conversion leaves: 47.6 % is 0.476 on /metrics, not 0.47600000000000003
+        return float(f"{value:.12g}")
     return float(value)
+
+
+# The kinds check_values() handles without the full check: a finite float for a number (rounded
+# as check_value rounds it) or a timestamp, a bool for a flag - the values check_value returns.
+_NUMBERS: Final = frozenset(s.name for s in SIGNALS if s.kind is Kind.NUMBER)
+_TIMESTAMPS: Final = frozenset(s.name for s in SIGNALS if s.kind is Kind.TIMESTAMP)
+_BOOL_OK: Final = frozenset(s.name for s in SIGNALS if s.kind is Kind.BOOL)
+
+
+def check_values(values: Mapping[str, Value]) -> dict[str, Value]:
+    """``{name: check_value(name, v)}`` for every known (not None) value, in order: what every
+    snapshot does with its values, so the common cases skip the general check."""
+    out: dict[str, Value] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if type(value) is float:
+            if value - value == 0.0:  # finite: inf - inf is NaN
+                if name in _NUMBERS:
+                    out[name] = float(f"{value:.12g}")  # check_value's rounding of binary noise
+                    continue
+                if name in _TIMESTAMPS:
+                    out[name] = value
+                    continue
+        elif type(value) is bool and name in _BOOL_OK:
+            out[name] = value
+            continue
+        out[name] = check_value(name, value)
+    return out

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.signals import BY_NAME, Value, check_value
+from exporter.signals import BY_NAME, Value, check_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class Snapshot:
         source: str = "poll",
     ) -> Snapshot:
         """Validate every value against the signal table and freeze the mapping."""
-        clean = {k: check_value(k, v) for k, v in values.items() if v is not None}
+        clean = check_values(values)
         clean["last_update"] = float(car_time)
         return Snapshot(
             vin, provider, float(car_time), received_at, MappingProxyType(clean), source

@@ -20,13 +20,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import ClassVar, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from exporter.config import Config, ConfigError
+from exporter.config import Config, ConfigError, Secret
 from exporter.providers.base import MemoryTokenStore, TokenStore
+from exporter.settings import Section, read_section
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class EncryptedTokenStore:
         self._ciphers = [AESGCM(k) for k in keys]
         self._lock = threading.Lock()
         self.path = Path(path)
+        from exporter.history import create_private
+
+        create_private(self.path)  # owner-only, as the history it shares the file with
         self._db = sqlite3.connect(
             str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
         )
@@ -102,23 +106,7 @@ class EncryptedTokenStore:
         )
 
     def _open(self, name: str, blob: bytes) -> dict[str, object]:
-        if blob[:1] != _BLOB_VERSION or len(blob) < 1 + _NONCE_LEN + 16:
-            raise TokenVaultError(f"stored tokens for {name!r} are not in a known format")
-        nonce, body = blob[1 : 1 + _NONCE_LEN], blob[1 + _NONCE_LEN :]
-        for cipher in self._ciphers:
-            try:
-                plain = cipher.decrypt(nonce, body, _AAD_PREFIX + name.encode())
-            except InvalidTag:
-                continue
-            data = json.loads(plain)
-            if not isinstance(data, dict):
-                raise TokenVaultError(f"stored tokens for {name!r} are not an object")
-            return data
-        raise TokenVaultError(
-            f"stored tokens for {name!r} cannot be decrypted with the configured key "
-            f"({KEY_ENV} or [tokens] key_file changed?); restore the old key as a second, "
-            "comma-separated key, or reconnect the account"
-        )
+        return _open_blob(self._ciphers, name, blob)
 
     # --- TokenStore -------------------------------------------------------------------------------
     def load(self, key: str) -> dict[str, object] | None:
@@ -170,41 +158,100 @@ class EncryptedTokenStore:
             self._db.close()
 
 
+def _open_blob(ciphers: Sequence[AESGCM], name: str, blob: bytes) -> dict[str, object]:
+    if blob[:1] != _BLOB_VERSION or len(blob) < 1 + _NONCE_LEN + 16:
+        raise TokenVaultError(f"stored tokens for {name!r} are not in a known format")
+    nonce, body = blob[1 : 1 + _NONCE_LEN], blob[1 + _NONCE_LEN :]
+    for cipher in ciphers:
+        try:
+            plain = cipher.decrypt(nonce, body, _AAD_PREFIX + name.encode())
+        except InvalidTag:
+            continue
+        data = json.loads(plain)
+        if not isinstance(data, dict):
+            raise TokenVaultError(f"stored tokens for {name!r} are not an object")
+        return data
+    raise TokenVaultError(
+        f"stored tokens for {name!r} cannot be decrypted with the configured key "
+        f"({KEY_ENV} or [tokens] key_file changed?); restore the old key as a second, "
+        "comma-separated key, or reconnect the account"
+    )
+
+
 def _needs_vault(config: Config) -> bool:
     return any(not a.simulator for a in config.accounts)
 
 
+class TokensSection(Section):
+    """``[tokens]``: the vault key, from ``CARMETRICS_TOKENS__KEY`` or ``key_file`` only."""
+
+    secret_hint: ClassVar[str] = "create one with `carmetrics tokens genkey`"
+    key: Secret | None = None
+
+
 def _key_from_config(config: Config, env: Mapping[str, str]) -> tuple[str, str] | None:
     """(raw key text, where it came from), or None when no key is configured."""
-    section: Any = config.extra.get("tokens", {})
-    if not isinstance(section, Mapping):
-        raise ConfigError("tokens: expected a table ([tokens])")
-    for k in section:
-        if k not in {"key", "key_file"}:
-            raise ConfigError(f"tokens.{k}: unknown key; expected one of: key_file")
+    src = Path(config.source)
+    base = src.resolve().parent if config.source != "<defaults>" else Path.cwd()
+    section = read_section(TokensSection, config.extra.get("tokens"), "tokens", base=base)
     if env.get(KEY_ENV):
         return env[KEY_ENV], KEY_ENV
-    if "key" in section:
-        # the env override was not set, so the value came from the TOML file itself
-        raise ConfigError(
-            f"tokens.key: keys are not allowed in the config file; set {KEY_ENV} "
-            "or point tokens.key_file at a file holding it"
-        )
-    key_file = section.get("key_file")
-    if key_file is None:
+    if section.key is None:
         return None
-    if not isinstance(key_file, str) or not key_file:
-        raise ConfigError(f"tokens.key_file = {key_file!r}: expected the path of a key file")
-    p = Path(key_file)
-    if not p.is_absolute() and config.source != "<defaults>":
-        p = Path(config.source).resolve().parent / p
-    try:
-        text = p.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+    raw = config.extra.get("tokens", {})
+    return section.key.reveal(), "tokens.key_file" if "key_file" in raw else KEY_ENV
+
+
+def _refuse_without_key(config: Config) -> None:
+    if _needs_vault(config):
+        first = next(a for a in config.accounts if not a.simulator)
         raise ConfigError(
-            f"tokens.key_file = {key_file!r}: cannot read the key file ({exc})"
-        ) from None
-    return text, "tokens.key_file"
+            f"{first.key('provider')} = {first.provider!r} stores OAuth tokens, but no "
+            f"encryption key is configured: set {KEY_ENV} (generate one with "
+            "`carmetrics tokens genkey`) or point tokens.key_file at a file holding it"
+        )
+
+
+def _stored(db: Path) -> list[tuple[str, bytes]]:
+    """The vault's rows, read without creating or changing the file; none if there is no vault."""
+    if not db.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        return [(str(n), bytes(b)) for n, b in conn.execute(f"SELECT name, blob FROM {_TABLE}")]
+    except sqlite3.Error:  # no vault table yet, or not a database (the history reports that)
+        return []
+    finally:
+        conn.close()
+
+
+def check_vault(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """What ``tokens_from_config`` will decide, without creating or changing any file: raises the
+    same ``ConfigError``, and returns warnings (stored connections that will not be read)."""
+    env = os.environ if env is None else env
+    found = _key_from_config(config, env)
+    rows = _stored(config.db)
+    if found is None:
+        _refuse_without_key(config)
+        accounts = sorted({n.split(":")[1] for n, _ in rows if n.count(":") >= 2})
+        if not accounts:
+            return []
+        return [
+            f"{config.db} holds encrypted tokens of account(s) {', '.join(accounts)}, but no "
+            f"vault key is configured, so those connections are not read: set {KEY_ENV} or "
+            "tokens.key_file to the key they were stored with"
+        ]
+    keys = parse_keys(*found)
+    ciphers = [AESGCM(k) for k in keys]
+    for name, blob in rows:
+        try:
+            _open_blob(ciphers, name, blob)
+        except TokenVaultError as exc:
+            raise ConfigError(str(exc)) from None
+    return []
 
 
 def tokens_from_config(config: Config, env: Mapping[str, str] | None = None) -> TokenStore:
@@ -218,13 +265,7 @@ def tokens_from_config(config: Config, env: Mapping[str, str] | None = None) -> 
     env = os.environ if env is None else env
     found = _key_from_config(config, env)
     if found is None:
-        if _needs_vault(config):
-            first = next(a for a in config.accounts if not a.simulator)
-            raise ConfigError(
-                f"{first.key('provider')} = {first.provider!r} stores OAuth tokens, but no "
-                f"encryption key is configured: set {KEY_ENV} (generate one with "
-                "`carmetrics tokens genkey`) or point tokens.key_file at a file holding it"
-            )
+        _refuse_without_key(config)
         return MemoryTokenStore()
     raw, source = found
     store = EncryptedTokenStore(config.db, parse_keys(raw, source))

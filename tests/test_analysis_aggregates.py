@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -76,8 +77,30 @@ def test_battery_capacity_comes_from_charging_power_not_from_the_configuration()
     (row,) = b.itertuples()
     assert row.sessions == 4
     assert row.capacity_kwh == pytest.approx(58.0, rel=0.02)
-    assert row.health_pct == pytest.approx(58 / 62 * 100, rel=0.02)
     assert row.capacity_p25_kwh <= row.capacity_kwh <= row.capacity_p75_kwh
+    # AC sessions only: no DC session tells how much of the AC power was charger loss, so the
+    # health figure is withheld rather than shown precise and possibly high by those losses
+    assert np.isnan(row.health_pct) and row.note.startswith("not enough data: AC only")
+    car.park(3600)
+    for _ in range(2):
+        car.plug().charge(0.8, 120.0, dc=True).unplug()
+        car.park(3600).drive(150, 120, kwh_100km=16).park(3600)
+    (row,) = battery(
+        Analysis(car.frame(), cfg).charges, cfg, nominal_kwh={car.vin: 62.0}
+    ).itertuples()
+    assert row.health_pct == pytest.approx(58 / 62 * 100, rel=0.02)
+    assert row.health_low_pct <= row.health_pct <= row.health_high_pct
+    assert row.note == ""
+
+
+def test_a_month_with_too_few_sessions_says_not_enough_data() -> None:
+    car = car_at("2026-03-01T18:00", soc=0.3)
+    car.plug().charge(0.8, 120.0, dc=True).unplug()
+    car.park(3600).drive(150, 120, kwh_100km=16).park(3600)
+    car.plug().charge(0.8, 120.0, dc=True).unplug()
+    (row,) = battery(Analysis(car.frame(), S).charges, S, nominal_kwh={car.vin: 62.0}).itertuples()
+    assert row.sessions == 2 and np.isnan(row.health_pct)
+    assert row.note == "not enough data: 2 sessions"
 
 
 def test_unseen_and_small_sessions_give_no_capacity_estimate() -> None:

@@ -152,3 +152,48 @@ def test_table_schemas_match_the_documentation(tmp_path: Path) -> None:
             section = doc.split(f"### `{name}`", 1)[1].split("###", 1)[0]
             documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
             assert documented == have, name
+
+
+def test_an_older_derived_table_gains_a_new_column_filled_for_every_row(tmp_path: Path) -> None:
+    """A results column added to the analysis reaches existing files without a hand-written
+    migration (sqlite-utils ``transform``) and is filled by rebuilding; a table already in shape is
+    left alone."""
+    db = tmp_path / "h.db"
+    write_history(db, [week().frame()])
+    analysis.derive(db, S)
+    count = "SELECT count(*), count(consumption_kwh_100km), sum(distance_km) FROM trips"
+    with sqlite3.connect(db) as conn:
+        before = conn.execute(count).fetchone()
+        conn.execute("ALTER TABLE trips DROP COLUMN consumption_kwh_100km")  # a file from before it
+        assert before[1] > 0
+    (result,) = analysis.derive(db, S)  # nothing new, but the reshaped table is rebuilt
+    assert result.rebuilt
+    with sqlite3.connect(db) as conn:
+        assert [r[1] for r in conn.execute("PRAGMA table_info(trips)")] == [*TRIP_COLUMNS, *EXTRA]
+        assert conn.execute(count).fetchone() == before
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'trips'").fetchone()[0]
+        assert sql.rstrip().endswith("STRICT")
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        from analysis.derive import ensure_schema
+
+        ensure_schema(conn)
+    changes = r"\s*(CREATE TABLE|ALTER|DROP|INSERT|DELETE)"
+    assert not [s for s in statements if re.match(changes, s, re.I)]
+
+
+def test_rows_older_than_the_kept_samples_survive_a_reshape(tmp_path: Path) -> None:
+    """Rows whose samples retention removed cannot be rebuilt: a reshape keeps them."""
+    db = tmp_path / "h.db"
+    write_history(db, [week().frame()])
+    analysis.derive(db, S)
+    with sqlite3.connect(db) as conn:
+        (first_end,) = conn.execute("SELECT min(end_ts) FROM trips").fetchone()
+    prune(db, older_than=0, now=first_end + 1)  # the first trip's samples are gone
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE trips DROP COLUMN outside_temp_c")
+    analysis.derive(db, S)
+    with sqlite3.connect(db) as conn:
+        kept = conn.execute("SELECT count(*) FROM trips WHERE end_ts = ?", (first_end,)).fetchone()
+        assert kept == (1,)
+        assert "outside_temp_c" in [r[1] for r in conn.execute("PRAGMA table_info(trips)")]

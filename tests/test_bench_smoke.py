@@ -20,13 +20,17 @@ from bench import (
     kill9,
     memory_soak,
     metrics_render,
+    mqtt_publish,
     pipeline,
+    poll_stages,
     poll_throughput,
     simproc,
     smartcar_batch,
 )
+from bench.mosquitto import Broker
 from bench.samples import clone, real_snapshots
 from bench.soak import Soak
+from tests.conftest import require_tool
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,14 @@ async def test_poll_throughput_all_three_clients_poll(
     assert ceiling.polls > 0 and peer.polls > 0 and peer.errors == 0
     with sqlite3.connect(tmp_path / "h.db") as c:  # the pipeline really stored reports
         assert c.execute("SELECT COUNT(DISTINCT vin) FROM samples").fetchone()[0] == 6
+
+
+def test_poll_stages_times_every_stage_on_real_replies(capsys: pytest.CaptureFixture[str]) -> None:
+    per, fns = poll_stages.stages()
+    assert per == 3 and set(fns) >= {"envelope x3", "parse_status", "snapshot", "sign x3"}
+    poll_stages.main(["--rounds", "1", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert all(f"| {name} |" in out for name in fns) and "| total |" in out
 
 
 async def test_smartcar_batch_both_clients_poll(sim: simproc.SimProcess) -> None:
@@ -160,3 +172,20 @@ async def test_soak_runs_a_restart_and_counts(
     assert result["smart reports served"] > 0 and result["rows stored for them"] > 0
     assert result["duplicate rows in the DB"] == 0
     assert result["faults injected"] > 0
+
+
+async def test_mqtt_publish_bench_goes_through_the_real_broker(tmp_path: Path) -> None:
+    """The MQTT bench feeds reports to the real publisher and a subscriber in another process
+    counts what the broker delivered: every published message arrives, and each report turns into
+    several messages (the changed signals plus the JSON state), so the rate is not an empty loop."""
+    broker = Broker(require_tool("mosquitto"), tmp_path / "broker")
+    require_tool("mosquitto_passwd")
+    broker.start()
+    try:
+        r = await mqtt_publish.run(broker, cars=6, rate=12, seconds=1, qos=1, workdir=tmp_path)
+    finally:
+        broker.stop()
+    assert r.reports == 12
+    assert r.published > 2 * r.reports
+    assert r.received == r.total > r.published  # the first full publish came before the timing
+    assert r.cpu > 0 and r.wall > 0

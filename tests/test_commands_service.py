@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.clock import ManualClock
 from exporter.commands.web import SERVICE
-from exporter.config import Config, PollConfig
+from exporter.config import Config, PollConfig, Secret
 from exporter.providers.base import (
     COMMANDS,
     Command,
@@ -160,8 +160,8 @@ class World:
 
 def _config(db: Path, **commands: object) -> Config:
     table: dict[str, object] = {
-        "token": TOKEN,
-        "clients": {"viewer": {"access": "read", "token": READ}},
+        "token": Secret(TOKEN),  # as the loader gives it from the environment
+        "clients": {"viewer": {"access": "read", "token": Secret(READ)}},
         "verify_delay": 8,
         "verify_interval": 10,
         "verify_timeout": 60,

@@ -36,6 +36,16 @@ def test_env_token_and_defaults(tmp_path: Path) -> None:
     assert TOKEN not in repr(s)
 
 
+def test_one_env_name_for_the_token_on_server_and_client(tmp_path: Path) -> None:
+    from exporter.commands.cli import ENV_TOKEN
+
+    cfg = _cfg(tmp_path, "", {ENV_TOKEN: TOKEN})  # the name `carmetrics command` reads
+    s = load_settings(cfg)  # type: ignore[arg-type]
+    assert [t.secret.reveal() for t in s.tokens] == [TOKEN]
+    old = _cfg(tmp_path, "", {"CARMETRICS_COMMANDS__TOKEN": TOKEN})  # the old name still works
+    assert load_settings(old).enabled  # type: ignore[arg-type]
+
+
 def test_token_files_and_named_read_clients(tmp_path: Path) -> None:
     (tmp_path / "main").write_text(TOKEN + "\n")
     (tmp_path / "ro").write_text(READ)

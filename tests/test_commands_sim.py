@@ -353,17 +353,37 @@ async def test_refused_requests_never_reach_the_car(served: Served) -> None:
     assert [c["name"] for c in s.executed(vin)[before:]] == ["lock"]
 
 
-async def test_a_cloud_rejection_is_reported_with_the_cloud_reason(served: Served) -> None:
+async def test_a_refusal_after_acceptance_is_not_claimed_as_success(served: Served) -> None:
+    """The cloud only queues a command; the car refuses it later (no cable): the outcome says
+    what the car reported after the send, never "verified"."""
     s = served
     vin = vin_of(s, "smart", "#5")
     live = s.fleet.live_state(vin)
     assert not live.plugged  # a parked car without its cable cannot start charging
     rec = await s.send(vin, {"command": "charge_start"})
-    assert rec["outcome"] == "rejected" and rec["cloud"]["accepted"] is False
-    assert "CMD_REFUSED" in rec["detail"] or "refused" in rec["detail"]
+    assert rec["cloud"]["accepted"] is True
+    assert rec["outcome"] == "not_verified", rec
+    assert "charging_state in (charging, dc_charging) not seen" in rec["detail"]
+    assert "the last report after sending showed charging_state = " in rec["detail"]
     row = await s.audit(rec["id"])
-    assert row["outcome"] == "rejected" and row["cloud_accepted"] == 0
+    assert row["outcome"] == "not_verified" and row["cloud_accepted"] == 1
+    late = s.fleet.ground_truth(vin)["commands"][-1]
+    assert late["name"] == "charge_start" and late["ok"] is False
     assert not s.fleet.live_state(vin).charging
+
+
+async def test_an_effect_that_comes_late_is_still_verified(served: Served) -> None:
+    """Accepted now, applied by the car 45 s later: the first checks see the old state and the
+    check goes on until the car's report shows the new one."""
+    s = served
+    vin = vin_of(s, "smart", "#3")
+    s.fleet.vehicle(vin).command_delay = 45
+    was_locked = s.fleet.live_state(vin).locked
+    rec = await s.send(vin, {"command": "unlock" if was_locked else "lock"})
+    assert rec["outcome"] == "verified", rec
+    seconds = float(rec["detail"].split(", ")[-1].split(" s after")[0])
+    assert 45 <= seconds < 90
+    assert s.fleet.live_state(vin).locked is not was_locked
 
 
 async def test_an_effect_that_never_shows_is_not_verified(served: Served) -> None:

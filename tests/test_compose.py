@@ -69,7 +69,7 @@ def test_the_schema_check_rejects_a_broken_file(compose: dict[str, Any]) -> None
 
 def test_services_with_pinned_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"carmetrics", "derive", "prometheus", "grafana"}
+    assert set(services) == {"carmetrics", "derive", "prometheus", "grafana", "mosquitto"}
     assert services["carmetrics"]["build"] == "."
     # the derive loop runs the image the carmetrics service builds, on the same history file
     assert services["derive"]["image"] == services["carmetrics"]["image"]
@@ -78,7 +78,7 @@ def test_services_with_pinned_images(compose: dict[str, Any]) -> None:
         env(services["derive"])["CARMETRICS_EXPORTER__DB"]
         == (env(services["carmetrics"])["CARMETRICS_EXPORTER__DB"])
     )
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "grafana", "mosquitto"):
         image = services[name]["image"]
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), (
             f"{name}: pin an exact tag: {image}"
@@ -243,3 +243,40 @@ def test_shipped_config_under_the_compose_environment(
             assert config.listen == "0.0.0.0"
             port = env(compose["services"]["carmetrics"])["CARMETRICS_EXPORTER__PORT"]
             assert config.port == int(port)
+
+
+def test_mosquitto_is_optional_and_closed_to_anonymous_clients(compose: dict[str, Any]) -> None:
+    """The broker starts only with the ``mqtt`` profile, reads its config, ACL and password file
+    from the mounted directory, and admits no anonymous client; its ACL gives the exporter what it
+    publishes and lets only Home Assistant write commands."""
+    mqtt = compose["services"]["mosquitto"]
+    assert mqtt["profiles"] == ["mqtt"]
+    assert all(
+        mqtt["profiles"] != s.get("profiles")
+        for n, s in compose["services"].items()
+        if n != "mosquitto"
+    )
+    target = {s: t for s, t, _ in mounts(mqtt)}["./mosquitto"]
+    assert target == "/mosquitto/config"  # where the image reads mosquitto.conf
+    conf = dict(
+        line.split(None, 1)
+        for line in (ROOT / "mosquitto/mosquitto.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert conf["allow_anonymous"] == "false"
+    acl = Path(conf["acl_file"])
+    assert acl.parent == Path(target) and (ROOT / "mosquitto" / acl.name).exists()
+    assert Path(conf["password_file"]).parent == Path(target)
+    assert "mosquitto/passwd" in (ROOT / ".gitignore").read_text()
+    rules: dict[str, list[str]] = {}
+    user = ""
+    for line in (ROOT / "mosquitto" / acl.name).read_text().splitlines():
+        if line.startswith("user "):
+            user = line.split()[1]
+        elif line.startswith("topic "):
+            rules.setdefault(user, []).append(line)
+    assert "topic readwrite carmetrics/#" in rules["carmetrics"]
+    writers = [u for u, r in rules.items() if any("carmetrics/+/command" in x for x in r)]
+    assert writers == ["homeassistant"]
+    port = mqtt["ports"][0]
+    assert port == "127.0.0.1:1883:1883"

@@ -9,7 +9,9 @@ same keys and the same JSON types.
 Pointing it at the simulator: the login/OTA/API hosts go through its ``EndpointUrls``; the per-vehicle
 API host is chosen from the module constants ``API_BASE_URL``/``API_BASE_URL_V2`` imported into
 ``pysmarthashtag.vehicle.vehicle``, which are monkeypatched. TLS is off (``ssl_context = False``)
-because the simulator speaks plain HTTP on loopback.
+because the simulator speaks plain HTTP on loopback. Its request timestamps read the simulator's
+ManualClock (``pysmarthashtag.api.utils.time`` is patched), as a real client's wall clock agrees
+with the real cloud's: the strict simulator refuses an ``x-timestamp`` 5 minutes off.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import json
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import pysmarthashtag
 import pysmarthashtag.api.authentication as pauth
+import pysmarthashtag.api.utils as putils
 import pysmarthashtag.vehicle.vehicle as pvehicle
 import pytest
 from pysmarthashtag.account import SmartAccount
@@ -32,7 +35,7 @@ from exporter.config import SimulatorConfig
 from exporter.simulator.runner import SimulatorHandle, start_simulator
 from exporter.simulator.smart import render
 
-REPLYS = Path(pysmarthashtag.__file__).parent / "tests" / "replys"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smart"  # recorded real replies
 
 
 @pytest.fixture
@@ -45,6 +48,7 @@ async def sim(
     monkeypatch.setattr(pvehicle, "API_BASE_URL", urls["api_v1"])
     monkeypatch.setattr(pvehicle, "API_BASE_URL_V2", urls["api_v2"])
     monkeypatch.setattr(pauth, "_BACKOFF_REGISTRY", {})  # its login breaker is process-global
+    monkeypatch.setattr(putils, "time", SimpleNamespace(time=clock.now))  # signs with sim time
     try:
         yield handle, clock
     finally:
@@ -183,8 +187,12 @@ def test_reply_shapes_match_the_recorded_real_replies(model: str) -> None:
     for hours in (0, 9, 30, 55):  # parked, driving or charging: the shape never changes
         clock.advance(hours * 3600)
         ours = render.vehicle_status(vin, spec, fleet.state(vin))
-        for name in ("vehicle_info.json", "vehicle_info2.json", "vehicle_info_dc_charging.json"):
-            real = json.loads((REPLYS / name).read_text())["data"]
+        for name in (
+            "eu/api_v1/status-hx11-parked.json",
+            "eu/api_v1/status-hx11-engine_running.json",
+            "eu/api_v2/status-hy11-dc_charging.json",
+        ):
+            real = json.loads((FIXTURES / name).read_text())["data"]
             assert _shape_mismatches(real, ours) == []
         strings, leaves = _string_leaves(ours["vehicleStatus"])
         assert strings >= leaves - 2  # only fragActive / preClimateActive are JSON booleans
@@ -192,11 +200,16 @@ def test_reply_shapes_match_the_recorded_real_replies(model: str) -> None:
             int(ours["vehicleStatus"]["updateTime"]) / 1000, fleet.state(vin).report_time
         )
     item = render.vehicle_list_item(vin, spec, current=True, intl=False, created_ms=0)
-    assert _shape_mismatches(json.loads((REPLYS / "vehicle_result.json").read_text()), item) == []
+    assert (
+        _shape_mismatches(
+            json.loads((FIXTURES / "eu/api_v1/vehicle_list_item-hx11.json").read_text()), item
+        )
+        == []
+    )
     soc = {"code": "1000", "data": render.soc_setting(fleet.state(vin), 0.0)}
     assert (
         _shape_mismatches(
-            json.loads((REPLYS / "soc_80.json").read_text()),
+            json.loads((FIXTURES / "eu/api_v1/soc-80.json").read_text()),
             {
                 **soc,
                 "success": True,
@@ -208,5 +221,5 @@ def test_reply_shapes_match_the_recorded_real_replies(model: str) -> None:
         )
         == []
     )
-    dc = json.loads((REPLYS / "dc_charge_info.json").read_text())["data"]
+    dc = json.loads((FIXTURES / "eu/api_v2/dc_charge_info-hy11.json").read_text())["data"]
     assert _shape_mismatches(dc, render.dc_charge_info(fleet.state(vin))) == []

@@ -157,12 +157,11 @@ async def test_reauth_required_pauses_until_asked() -> None:
 
 @pytest.mark.parametrize("jitter", [0.1, 0.3])
 async def test_jitter_stays_within_its_share(jitter: float) -> None:
-    import dataclasses
     import random
 
     clock = ManualClock()
     p = FakeProvider(clock, lambda vin, n: {})
-    cfg = dataclasses.replace(CFG, jitter=jitter)
+    cfg = CFG.model_copy(update={"jitter": jitter})
     sched = Scheduler(Hub(), Health(), clock, cfg, rng=random.Random(1))
     sched.add("V1", p)
     await run_for(clock, sched, 20000)

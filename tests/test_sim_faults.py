@@ -39,7 +39,7 @@ async def test_main_token_expired_needs_the_put_refresh() -> None:
         assert (await client.session_post()).json()["code"] == 1501
         # straight on the session endpoint, too
         handle.faults.script(FaultKind.MAIN_TOKEN_EXPIRED, endpoint="session")
-        fresh = SignedClient(session, handle.urls["smart"])
+        fresh = SignedClient(session, handle.urls["smart"], clock=handle.clock)
         login = handle.logins["smart_eu"]
         await fresh.eu_oauth(login["username"], login["password"])
         assert (await fresh.session_post()).json()["code"] == 1501
@@ -191,7 +191,7 @@ def test_rates_are_reproducible_and_global_rate_spreads() -> None:
 
 async def test_config_fault_rate_reaches_the_cloud() -> None:
     async with running_sim(SimulatorConfig(seed=3, fault_rate=0.9)) as (handle, _clock, session):
-        client = SignedClient(session, handle.urls["smart"])
+        client = SignedClient(session, handle.urls["smart"], clock=handle.clock)
         login = handle.logins["smart_eu"]
         for _ in range(20):
             try:  # most attempts fail somewhere along the chain: that is the point

@@ -61,13 +61,12 @@ async def test_every_smart_host_on_its_own_port_and_info_line() -> None:
             pass
 
 
-async def test_registry_loads_clouds_and_skips_broken_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(runner.CLOUDS, "fake", "tests.test_sim_runner:fake_cloud")
-    monkeypatch.setitem(runner.CLOUDS, "broken", "tests.no_such_module:start_cloud")
+async def test_registry_starts_every_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(runner.CLOUDS, "fake", fake_cloud)
     cfg = SimulatorConfig(seed=5, smart_vehicles=("#1",), smartcar_vehicles=("Tesla Model 3",))
     handle = await start_simulator(cfg, ManualClock(), tick_every=None)
     try:
-        assert {"smart", "fake"} <= set(handle.clouds) and "broken" not in handle.clouds
+        assert {"smart", "smartcar", "fake"} <= set(handle.clouds)
         assert handle.urls["fake"] == {"api": "http://127.0.0.1:9"}
         sc = STARTED[0].groups["smartcar"]
         assert len(sc) == 1 and sc[0].startswith("0SC") and handle.fleet.vins_for("smartcar") == sc
@@ -76,6 +75,20 @@ async def test_registry_loads_clouds_and_skips_broken_ones(monkeypatch: pytest.M
     finally:
         await handle.close()
     assert not STARTED
+
+
+async def test_a_cloud_that_fails_to_start_is_an_error_not_a_skip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(ctx: SimContext) -> CloudHandle:
+        raise ImportError("No module named 'tests.no_such_module'")
+
+    monkeypatch.setitem(runner.CLOUDS, "fake", fake_cloud)
+    monkeypatch.setitem(runner.CLOUDS, "broken", broken)
+    cfg = SimulatorConfig(seed=5, smart_vehicles=("#1",), smartcar_vehicles=("Tesla Model 3",))
+    with pytest.raises(ImportError, match="no_such_module"):
+        await start_simulator(cfg, ManualClock(), tick_every=None)
+    assert not STARTED  # the clouds started before the broken one were closed again
 
 
 async def test_default_clock_is_scaled_and_the_demo_is_lively() -> None:

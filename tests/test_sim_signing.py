@@ -144,7 +144,8 @@ async def test_http_signed_accepted_altered_rejected_replayed_nonce() -> None:
         assert first.code == "1000"
         assert again.code == "1443"
 
-        wrong_key = await client.call("GET", "api_v1", path, query, key=INTL_KEY)
+        eu_ids = {"x-app-id": "SmartAPPEU", "x-operator-code": "SMART"}
+        wrong_key = await client.call("GET", "api_v1", path, query, key=INTL_KEY, headers=eu_ids)
         assert wrong_key.code == "1445"
 
 

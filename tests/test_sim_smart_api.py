@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pysmarthashtag
 import pytest
 
+from exporter.clock import ManualClock
+from exporter.simulator.smart import SmartCloudConfig
 from tests.test_sim_support import SignedClient, command_body, logged_in, running_sim
 
-REPLYS = Path(pysmarthashtag.__file__).parent / "tests" / "replys"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smart"
 
 
 def _fixture(name: str) -> Any:
-    return json.loads((REPLYS / name).read_text())
+    """A recorded real reply (tests/fixtures/smart/README.md)."""
+    return json.loads((FIXTURES / name).read_text())
 
 
 def _shape_mismatches(real: Any, ours: Any, path: str = "") -> list[str]:
@@ -45,7 +48,7 @@ async def test_vehicle_list_and_status_have_the_real_shapes() -> None:
         items = listing["data"]["list"]
         assert {i["seriesCodeVs"] for i in items} == {"HX11", "HC11", "HY11"}
         for item in items:
-            assert not _shape_mismatches(_fixture("vehicle_result.json"), item)
+            assert not _shape_mismatches(_fixture("eu/api_v1/vehicle_list_item-hx11.json"), item)
             assert item["proprietaryPlatform"] == (1 if item["seriesCodeVs"] == "HY11" else 0)
             assert item["matCode"][:3] == item["seriesCodeVs"][:2] + "1"
         vin = _by_series(items, "HX")
@@ -57,10 +60,10 @@ async def test_vehicle_list_and_status_have_the_real_shapes() -> None:
         )
         status = (await client.status(vin)).json()
         assert status["code"] == "1000" and status["success"] is True
-        for name in ("vehicle_info.json", "vehicle_info_dc_charging.json"):
+        for name in ("eu/api_v1/status-hx11-parked.json", "eu/api_v2/status-hy11-dc_charging.json"):
             assert not _shape_mismatches(_fixture(name)["data"], status["data"])
         soc = (await client.soc(vin)).json()
-        assert not _shape_mismatches(_fixture("soc_80.json"), soc)
+        assert not _shape_mismatches(_fixture("eu/api_v1/soc-80.json"), soc)
 
 
 async def test_status_values_are_the_models_last_report() -> None:
@@ -126,7 +129,7 @@ async def test_smart5_only_on_v2() -> None:
         assert (await client.select(five, "api_v2")).code == "1000"
         assert (await client.status(five, "api_v1")).code == "8063"
         assert (await client.status(five, "api_v2")).code == "1000"
-        body = command_body("RHL", {"rhl.flash": "1"})
+        body = command_body("RHL", {"rhl": "light-flash"})
         assert (await client.command(five, body, "api_v1")).code == "8060"
         assert (await client.command(five, body, "api_v2")).code == "1000"
         qrvs = await client.call(
@@ -140,7 +143,7 @@ async def test_commands_change_the_model() -> None:
         client = await logged_in(handle, session)
         vin = handle.info()["vins"]["smart_eu"][0]
         await client.select(vin)
-        reply = await client.command(vin, command_body("RDU_2", {}))
+        reply = await client.command(vin, command_body("RDU_2", {"door": "all"}))
         data = reply.json()["data"]
         assert reply.code == "1000" and data["serviceResult"]["operationResult"] == 1
         assert data["serviceId"] == "RDU_2" and data["vin"] == vin
@@ -166,12 +169,50 @@ async def test_commands_change_the_model() -> None:
         assert (await client.command(vin, plain)).code == "1400"
         assert (await client.command(vin, command_body("XYZ", {}))).code == "1400"
 
-        # the car refuses to charge without a cable: accepted by the cloud, operationResult 0
+        # the car refuses to charge without a cable - after the cloud accepted the command
         state = handle.fleet.state(vin)
         if not state.plugged:
             start = command_body("rcs", {"operation": "1", "rcs.restart": "1"})
-            refused = (await client.command(vin, start)).json()["data"]["serviceResult"]
-            assert refused["operationResult"] == 0 and "plugged" in refused["error"]["message"]
+            accepted = (await client.command(vin, start)).json()["data"]["serviceResult"]
+            assert accepted == {"error": None, "operationResult": 1}
+            clock.advance(20)
+            handle.fleet.state(vin)
+            late = handle.fleet.ground_truth(vin)["commands"][-1]
+            assert late["name"] == "charge_start" and late["ok"] is False
+            assert "plugged" in late["reason"] and not handle.fleet.state(vin).charging
+
+
+async def test_old_seed_payloads_are_refused_in_strict_mode() -> None:
+    """The bodies carmetrics sent before it followed pysmarthashtag: each one a 1400 now."""
+    async with running_sim() as (handle, _clock, session):
+        client = await logged_in(handle, session)
+        vin = handle.info()["vins"]["smart_eu"][0]
+        await client.select(vin)
+        old = [
+            command_body("RDL_2", {}),  # lock without door=all
+            command_body("RHL", {"rhl.horn": "1"}),  # horn as rhl.horn=1
+            command_body("RHL", {"rhl.flash": "1"}),  # flash as rhl.flash=1
+            command_body("RWS_2", {"rws.close": "1"}),  # windows as rws.close=1
+            command_body("RSH", {"rsh.seat": "front-left", "rsh.level": "2"}),  # seat heating
+            command_body("RCE_2", {"rce.conditioner": "1", "rce.temp": "22.0"}, duration=30),
+            command_body("RCE_2", {"rce.conditioner": "1"}, "stop", duration=30),  # no rce.temp
+        ]
+        charging = command_body("rcs", {"operation": "1", "rcs.restart": "1"})
+        del charging["operationScheduling"]["scheduledTime"]  # rcs without scheduledTime: null
+        old.append(charging)
+        for body in old:
+            reply = await client.command(vin, body)
+            assert reply.code == "1400", (body, reply.text)
+            assert "Illegal parameter" in reply.json()["message"]
+        # the same services in the app's format are accepted
+        new = [
+            command_body("RDL_2", {"door": "all"}),
+            command_body("RHL", {"rhl": "horn"}),
+            command_body("RWS_2", {"target": "ventilate"}, "stop"),
+            command_body("RCE_2", {"rce.heat": "front-left", "rce.level": "2"}),
+        ]
+        for body in new:
+            assert (await client.command(vin, body)).code == "1000", body
 
 
 async def test_served_reports_are_counted_once_per_update_time() -> None:
@@ -228,3 +269,52 @@ async def test_state_tbox_ota_journal() -> None:
         assert journal["data"]["pagination"]["totleSize"] == len(trips) > 0
         newest = journal["data"]["list"][0]
         assert newest["traveledDistance"] == pytest.approx(trips[-1]["distance_km"], abs=0.05)
+
+
+async def test_a_stale_timestamp_is_refused_with_its_own_code() -> None:
+    """More than 5 minutes off the simulator's clock: 1446, not the signature's 1445."""
+    async with running_sim() as (handle, clock, session):
+        client = await logged_in(handle, session)
+        assert (await client.vehicles()).code == "1000"
+        for offset in (-301.0, 301.0):
+            skewed = replace(client, clock=ManualClock(clock.now() + offset))
+            reply = await skewed.vehicles()
+            assert reply.code == "1446", reply.text
+            assert reply.json()["message"] == "request timestamp out of range"
+        assert (await replace(client, clock=ManualClock(clock.now() - 299)).vehicles()).code == (
+            "1000"
+        )
+
+
+async def test_the_timestamp_window_is_configurable() -> None:
+    options = {"smart": SmartCloudConfig(timestamp_tolerance=30.0)}
+    async with running_sim(options=options) as (handle, clock, session):
+        client = await logged_in(handle, session)
+        assert (await replace(client, clock=ManualClock(clock.now() - 29)).vehicles()).code == (
+            "1000"
+        )
+        assert (await replace(client, clock=ManualClock(clock.now() - 31)).vehicles()).code == (
+            "1446"
+        )
+
+
+async def test_required_app_headers_are_checked() -> None:
+    async with running_sim() as (handle, _clock, session):
+        client = await logged_in(handle, session)
+        for name in ("accept", "x-app-id", "x-operator-code", "x-device-identifier"):
+            reply = await client.vehicles(headers={name: ""})
+            assert reply.code == "1400", (name, reply.text)
+            assert name in reply.json()["message"]
+        wrong_region = await client.vehicles(headers={"x-operator-code": "SMART-ISRAEL"})
+        assert wrong_region.code == "1400"
+
+
+async def test_lenient_mode_still_takes_the_seed_dialect() -> None:
+    options = {"smart": SmartCloudConfig(strict=False)}
+    async with running_sim(options=options) as (handle, _clock, session):
+        client = await logged_in(handle, session)
+        vin = handle.info()["vins"]["smart_eu"][0]
+        await client.select(vin)
+        assert (await client.command(vin, command_body("RHL", {"rhl.horn": "1"}))).code == "1000"
+        skewed = replace(client, clock=ManualClock(1_000_000_000.0))
+        assert (await skewed.vehicles()).code == "1000"

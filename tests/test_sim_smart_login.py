@@ -42,7 +42,7 @@ async def test_eu_chain_redirects_stay_on_the_simulator() -> None:
         ctx = parse_qs(urlparse(hops[-1]).query)["context"][0]
         assert ctx.startswith("eu1_tk1.")
 
-        client = SignedClient(session, urls)
+        client = SignedClient(session, urls, clock=handle.clock)
         login = handle.logins["smart_eu"]
         oauth = await client.eu_oauth(login["username"], login["password"])
         assert oauth.startswith("st2.s.")
@@ -65,14 +65,18 @@ async def test_eu_login_refusals() -> None:
             assert r.status == 403  # the gateway only talks to the webview
         login = handle.logins["smart_eu"]
         form = {"loginID": login["username"], "password": "wrong", "APIKey": GIGYA_KEY}
+        origin = {"origin": "https://app.id.smart.com"}
         async with session.post(urls["auth"] + "/accounts.login", data=form) as r:
+            no_origin = await r.json(content_type=None)
+        assert r.status == 200 and no_origin["errorCode"] == 400120  # not from the app's page
+        async with session.post(urls["auth"] + "/accounts.login", data=form, headers=origin) as r:
             no_cookie = await r.json(content_type=None)
         assert r.status == 200 and no_cookie["errorCode"] == 400006  # no bootstrap cookie
         async with session.get(
             urls["socialize"] + "/socialize.getIDs", params={"APIKey": GIGYA_KEY}
         ) as r:
             ids = await r.json(content_type=None)
-        cookie = {"cookie": f"gmid={ids['gmid']}; ucid={ids['ucid']}"}
+        cookie = {"cookie": f"gmid={ids['gmid']}; ucid={ids['ucid']}", **origin}
         async with session.post(urls["auth"] + "/accounts.login", data=form, headers=cookie) as r:
             bad = await r.json(content_type=None)
         assert r.status == 200 and bad["errorCode"] == 403042 and "sessionInfo" not in bad
@@ -103,14 +107,25 @@ async def test_intl_login_uses_its_own_key() -> None:
         async with session.post(sg, json=creds, headers={"Xs-Client-Id": "2232193363e44527"}) as r:
             ok = await r.json()
         assert ok["code"] == "200" and ok["result"]["userId"] == client.user_id
-        async with session.post(
-            sg, json={**creds, "password": "x"}, headers={"X-Ca-Key": "204587190"}
-        ) as r:
+        gateway = {
+            "X-Ca-Key": "204587190",
+            "X-Ca-Nonce": "n-1",
+            "X-Ca-Timestamp": "1767225600000",
+            "X-App-Id": "SmartAPPGlobal",
+        }
+        async with session.post(sg, json={**creds, "password": "x"}, headers=gateway) as r:
             assert (await r.json())["code"] not in {"200", 200}
+        for name in ("X-Ca-Nonce", "X-Ca-Timestamp", "X-App-Id"):  # the gateway headers are checked
+            partial = {k: v for k, v in gateway.items() if k != name}
+            async with session.post(sg, json=creds, headers=partial) as r:
+                refused = await r.json()
+            assert refused["code"] == "400" and name in refused["message"]
         # the same request signed with the EU key is refused
         path = "/device-platform/user/vehicle/secure"
         query = f"needSharedCar=1&userId={client.user_id}"
-        assert (await client.call("GET", "api_v1", path, query, key=EU_KEY)).code == "1445"
+        intl_ids = {"x-app-id": "SMARTAPP-ISRAEL", "x-operator-code": "SMART-ISRAEL"}
+        signed_eu = await client.call("GET", "api_v1", path, query, key=EU_KEY, headers=intl_ids)
+        assert signed_eu.code == "1445"
 
 
 async def test_ladder_repost_then_put_refresh_then_full_login() -> None:
@@ -198,7 +213,7 @@ async def test_login_storm_trips_the_waf() -> None:
                     assert int(r.headers["Retry-After"]) > 0
                     assert "text/html" in r.headers["Content-Type"]
         assert statuses == [302, 302, 302, 403, 403]
-        client = SignedClient(session, handle.urls["smart"])
+        client = SignedClient(session, handle.urls["smart"], clock=handle.clock)
         login = handle.logins["smart_intl"]
         async with session.post(
             handle.urls["smart"]["sg_app_api"] + "/iam/service/api/v1/login",

@@ -75,6 +75,10 @@ class SignedClient:
     refresh: str | None = None
     oauth: str | None = None
     device: str = field(default_factory=lambda: secrets.token_hex(8))
+    clock: Any = None  # the simulator's clock: the strict cloud refuses a stale x-timestamp
+
+    def now_ms(self) -> str:
+        return str(int((self.clock.now() if self.clock is not None else time.time()) * 1000))
 
     async def call(
         self,
@@ -99,7 +103,7 @@ class SignedClient:
             else (body or b"")
         )
         nonce = nonce or secrets.token_hex(8)
-        ts = str(int(time.time() * 1000))
+        ts = self.now_ms()
         sig = signature(
             key or self.key,
             nonce,
@@ -112,7 +116,7 @@ class SignedClient:
         hdrs = {
             "x-app-id": "SmartAPPEU" if (key or self.key) == EU_KEY else "SMARTAPP-ISRAEL",
             "accept": "application/json;responseformat=3",
-            "x-operator-code": "SMART",
+            "x-operator-code": "SMART" if (key or self.key) == EU_KEY else "SMART-ISRAEL",
             "x-device-identifier": self.device,
             "x-api-signature-version": "1.0",
             "x-api-signature-nonce": nonce,
@@ -165,7 +169,7 @@ class SignedClient:
         async with s.post(
             f"{u['auth']}/accounts.login",
             data={"loginID": username, "password": password, "APIKey": GIGYA_KEY, "format": "json"},
-            headers={"cookie": cookie},
+            headers={"cookie": cookie, "origin": "https://app.id.smart.com"},
         ) as r:
             result = await r.json(content_type=None)
         assert result["errorCode"] == 0, result
@@ -215,7 +219,12 @@ class SignedClient:
 
     async def login_intl(self, username: str, password: str) -> None:
         s, u = self.session, self.urls
-        ca = {"X-Ca-Key": "204587190", "X-Ca-Nonce": secrets.token_hex(8)}
+        ca = {
+            "X-Ca-Key": "204587190",
+            "X-Ca-Nonce": secrets.token_hex(8),
+            "X-Ca-Timestamp": self.now_ms(),
+            "X-App-Id": "SmartAPPGlobal",
+        }
         async with s.post(
             f"{u['sg_app_api']}/iam/service/api/v1/login",
             json={"email": username, "password": password},
@@ -242,12 +251,13 @@ class SignedClient:
 
     # ---------------------------------------------------------------- API calls
 
-    async def vehicles(self) -> Reply:
+    async def vehicles(self, **kw: Any) -> Reply:
         return await self.call(
             "GET",
             "api_v1",
             "/device-platform/user/vehicle/secure",
             f"needSharedCar=1&userId={self.user_id}",
+            **kw,
         )
 
     async def select(self, vin: str, host: str = "api_v1") -> Reply:
@@ -267,19 +277,38 @@ class SignedClient:
         return await self.call("PUT", host, f"/remote-control/vehicle/telematics/{vin}", "", body)
 
 
-def command_body(service: str, params: dict[str, str], command: str = "start") -> dict[str, Any]:
-    """A telematics body as the seed documents it (rcs gets its timeStamp/0 quirk)."""
+def command_body(
+    service: str,
+    params: dict[str, str],
+    command: str = "start",
+    *,
+    duration: int | None = None,
+) -> dict[str, Any]:
+    """A telematics body in the shape of docs/SMART_COMMANDS.md (pysmarthashtag 0.15): rcs with
+    its timeStamp and integer recurrentOperation, horn/lights and windows with duration 0, climate
+    180."""
     ts = str(int(time.time() * 1000))
+    if service == "rcs":
+        sched: dict[str, Any] = {
+            "scheduledTime": None,
+            "interval": 0,
+            "occurs": 1,
+            "recurrentOperation": 0,
+            "duration": 6,
+        }
+    else:
+        default = {"RCE_2": 180, "RWS_2": 0, "RHL": 0 if "rhl" in params else 6}.get(service, 6)
+        sched = {
+            "duration": default if duration is None else duration,
+            "interval": 0,
+            "occurs": 1,
+            "recurrentOperation": False,
+        }
     body: dict[str, Any] = {
         "creator": "tc",
         "command": command,
         "serviceId": service,
-        "operationScheduling": {
-            "duration": 6,
-            "interval": 0,
-            "occurs": 1,
-            "recurrentOperation": 0 if service == "rcs" else False,
-        },
+        "operationScheduling": sched,
         "serviceParameters": [{"key": k, "value": v} for k, v in params.items()],
     }
     body["timeStamp" if service == "rcs" else "timestamp"] = ts
@@ -303,7 +332,7 @@ async def running_sim(
 async def logged_in(
     handle: SimulatorHandle, session: aiohttp.ClientSession, account: str = "smart_eu"
 ) -> SignedClient:
-    client = SignedClient(session, handle.urls["smart"])
+    client = SignedClient(session, handle.urls["smart"], clock=handle.clock)
     login = handle.logins[account]
     if account == "smart_intl":
         await client.login_intl(login["username"], login["password"])

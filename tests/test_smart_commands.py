@@ -1,4 +1,4 @@
-"""Telematics payloads (seed "Vehicle Commands") and the login circuit breaker's arithmetic."""
+"""Telematics payloads (docs/SMART_COMMANDS.md) and the login circuit breaker's arithmetic."""
 
 from __future__ import annotations
 
@@ -28,44 +28,88 @@ def test_every_supported_command_is_a_canonical_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "params", "service", "command", "expected"),
+    ("name", "params", "service", "command", "duration", "expected"),
     [
-        ("lock", {}, "RDL_2", "start", {}),
-        ("unlock", {}, "RDU_2", "start", {}),
+        ("lock", {}, "RDL_2", "start", 6, {"door": "all"}),
+        ("unlock", {}, "RDU_2", "start", 6, {"door": "all"}),
         (
             "climate_start",
             {"temperature": 22},
             "RCE_2",
             "start",
+            180,
             {"rce.conditioner": "1", "rce.temp": "22.0"},
         ),
-        ("climate_stop", {}, "RCE_2", "stop", {"rce.conditioner": "1"}),
-        ("horn", {}, "RHL", "start", {"rhl.horn": "1"}),
-        ("flash", {}, "RHL", "start", {"rhl.flash": "1"}),
-        ("find", {}, "RHL", "start", {"rhl.horn": "1", "rhl.flash": "1"}),
-        ("windows_close", {}, "RWS_2", "start", {"rws.close": "1"}),
+        ("climate_stop", {}, "RCE_2", "stop", 180, {"rce.conditioner": "1", "rce.temp": "21.0"}),
+        ("horn", {}, "RHL", "start", 0, {"rhl": "horn"}),
+        ("flash", {}, "RHL", "start", 0, {"rhl": "light-flash"}),
+        ("find", {}, "RHL", "start", 6, {"rhl.horn": "1", "rhl.flash": "1"}),  # seed, unconfirmed
+        ("windows_close", {}, "RWS_2", "stop", 0, {"target": "ventilate"}),
         (
             "seat_heating",
             {"seat": "front_right", "level": 2},
-            "RSH",
+            "RCE_2",
             "start",
-            {"rsh.seat": "front-right", "rsh.level": "2"},
+            180,
+            {"rce.heat": "front-right", "rce.level": "2"},
+        ),
+        (
+            "seat_heating",
+            {"seat": "driver", "level": 0},
+            "RCE_2",
+            "stop",
+            180,
+            {"rce.heat": "front-left", "rce.level": "0"},
         ),
     ],
 )
 def test_standard_payloads(
-    name: str, params: dict[str, Any], service: str, command: str, expected: dict[str, str]
+    name: str,
+    params: dict[str, Any],
+    service: str,
+    command: str,
+    duration: int,
+    expected: dict[str, str],
 ) -> None:
+    """The bodies of docs/SMART_COMMANDS.md (pysmarthashtag 0.15's, except find)."""
     body = payload(name, **params)
     assert body["creator"] == "tc"
     assert body["serviceId"] == service
     assert body["command"] == command
     assert body["timestamp"] == "1706028240000"
-    assert "timeStamp" not in body
-    assert body["operationScheduling"]["recurrentOperation"] is False
-    assert body["operationScheduling"]["interval"] == 0
-    assert body["operationScheduling"]["occurs"] == 1
+    assert "timeStamp" not in body and "userId" not in body
+    sched = body["operationScheduling"]
+    assert sched == {"duration": duration, "interval": 0, "occurs": 1, "recurrentOperation": False}
+    assert sched["recurrentOperation"] is False
     assert params_of(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("seat", "level", "expected"),
+    [
+        (
+            "driver",
+            3,
+            [("operation", "4"), ("SH.11", "true"), ("SH.11.level", "3"), ("SH.11.duration", "15")],
+        ),
+        ("steering_wheel", 1, [("operation", "4"), ("SW", "true"), ("SW.level", "1")]),
+        ("passenger", 0, [("operation", "4"), ("SH.19", "false")]),
+    ],
+)
+def test_seat_heating_on_the_5_is_zaf(
+    seat: str, level: int, expected: list[tuple[str, str]]
+) -> None:
+    body = build(Command("seat_heating", {"seat": seat, "level": level}), "HY11").body("17", "42")
+    assert body["serviceId"] == "ZAF" and body["command"] == "start"  # stop says start too
+    assert body["timeStamp"] == "17" and body["userId"] == "42" and body["latest"] is False
+    assert body["operationScheduling"] == {
+        "scheduledTime": None,
+        "interval": 0,
+        "occurs": 0,
+        "recurrentOperation": 1,
+        "duration": 60,
+    }
+    assert [(p["key"], p["value"]) for p in body["serviceParameters"]] == expected
 
 
 @pytest.mark.parametrize(
@@ -83,6 +127,7 @@ def test_charging_quirks(name: str, expected: dict[str, str]) -> None:
     assert "timestamp" not in body
     assert body["operationScheduling"]["recurrentOperation"] == 0
     assert body["operationScheduling"]["recurrentOperation"] is not False
+    assert body["operationScheduling"]["scheduledTime"] is None  # sent as null
     assert params_of(body) == expected
 
 

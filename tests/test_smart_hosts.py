@@ -58,6 +58,22 @@ def test_real_defaults_are_https_on_the_allowlist() -> None:
     assert all(getattr(hosts, k).startswith("https://") for k in HOST_KEYS)
 
 
+def test_the_documented_intl_hosts_are_allowed() -> None:
+    """pysmarthashtag's INTL preset hosts (reference §0) may be configured for an INTL account;
+    the default stays on ecloudeu (hello_smart's working INTL code)."""
+    s = read_settings(
+        account(
+            region="INTL",
+            hosts={"api_v1": "https://api.ecloudap.com", "api_v2": "https://apiv2.ecloudap.com/"},
+        )
+    )
+    assert s.hosts.api_v1 == "https://api.ecloudap.com"
+    assert s.hosts.allows("https://apiv2.ecloudap.com/remote-control/vehicle/status/X")
+    assert read_settings(account(region="INTL")).hosts.api_v1 == "https://api.ecloudeu.com"
+    with pytest.raises(ConfigError, match=r"accounts\[2\]\.hosts\.api_v1"):
+        read_settings(account(region="INTL", hosts={"api_v1": "https://api.ecloudxx.com"}))
+
+
 def test_loopback_is_refused_for_a_real_account_and_names_the_key() -> None:
     with pytest.raises(
         ConfigError, match=r"accounts\[2\]\.hosts\.api_v1 = 'http://127\.0\.0\.1:9'"
@@ -106,7 +122,7 @@ def test_unknown_host_key() -> None:
         ({"region": "US"}, r"accounts\[2\]\.region = 'US': expected 'EU' or 'INTL'"),
         ({"username": ""}, r"accounts\[2\]\.username is missing"),
         ({"vins": []}, r"accounts\[2\]\.vins"),
-        ({"vins": "VIN1"}, r"accounts\[2\]\.vins = 'VIN1': expected list"),
+        ({"vins": "VIN1"}, r"accounts\[2\]\.vins = 'VIN1': expected a list"),
         ({"request_timeout": 0}, r"accounts\[2\]\.request_timeout"),
         ({"colour": "red"}, r"accounts\[2\]\.colour: unknown key"),
     ],

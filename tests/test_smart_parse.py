@@ -1,7 +1,8 @@
 """Parsing of smart status replies.
 
-The recorded real replies shipped in the pysmarthashtag wheel are the ground truth: for each of
-them, our canonical values must equal what pysmarthashtag's own models read from the same file,
+The recorded real replies in tests/fixtures/smart/ (anonymised; see its README) are the ground
+truth: for each of them, our canonical values must equal what pysmarthashtag's own models read
+from the same file,
 converted to SI units. The only signals that may differ are the *estimated* DC voltage/power (both
 clients estimate the pack voltage from SoC, with different curves): they must agree within 2 %.
 """
@@ -12,7 +13,6 @@ import copy
 import itertools
 import json
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +32,23 @@ from pysmarthashtag.vehicle.position import Position  # noqa: E402
 from pysmarthashtag.vehicle.safety import Safety  # noqa: E402
 from pysmarthashtag.vehicle.tires import Tires  # noqa: E402
 
-REPLYS = Path(str(resources.files("pysmarthashtag"))) / "tests" / "replys"
-STATUS_FILES = ["vehicle_info.json", "vehicle_info2.json", "vehicle_info_dc_charging.json"]
-SOC_FILES = ["soc_80.json", "soc_90.json"]
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smart"
+STATUS_FILES = [
+    "eu/api_v1/status-hx11-parked.json",
+    "eu/api_v1/status-hx11-engine_running.json",
+    "eu/api_v2/status-hy11-dc_charging.json",
+]
+SOC_FILES = ["eu/api_v1/soc-80.json", "eu/api_v1/soc-90.json"]
+DC_STATUS = "eu/api_v2/status-hy11-dc_charging.json"
 
 
 def load(name: str) -> Any:
-    return json.loads((REPLYS / name).read_text())
+    return json.loads((FIXTURES / name).read_text())
 
 
 def test_the_recorded_replies_are_there() -> None:
-    # If the wheel stops shipping them this suite must notice rather than silently test nothing.
-    assert all((REPLYS / f).is_file() for f in STATUS_FILES + SOC_FILES)
+    # A renamed or lost fixture must fail here rather than leave a parametrised test with nothing.
+    assert all((FIXTURES / f).is_file() for f in STATUS_FILES + SOC_FILES)
 
 
 def _state_from_pysm(name: str | None, connected: bool) -> str | None:
@@ -152,25 +157,29 @@ def test_values_equal_what_pysmarthashtag_reads(
 
 def test_dc_charging_fixture_in_si_units() -> None:
     """Spot check of the unit conversions on the DC capture (values read off the file)."""
-    p = parse_status(load("vehicle_info_dc_charging.json")["data"], load("soc_90.json")["data"])
+    status = load(DC_STATUS)["data"]
+    p = parse_status(status, load("eu/api_v1/soc-90.json")["data"])
     v = p.values
     assert v["charging_state"] == "dc_charging"
     assert v["charging_current_dc"] == pytest.approx(102.6)
     assert v["charging_time_to_full"] == 37 * 60
     assert v["charge_limit"] == pytest.approx(0.9)
-    assert v["latitude"] == pytest.approx(178750840 / 3_600_000)
+    position = status["vehicleStatus"]["basicVehicleStatus"]["position"]
+    assert v["latitude"] == pytest.approx(int(position["latitude"]) / 3_600_000)
     assert v["odometer"] == 2_701_000
     assert p.car_time == pytest.approx(1716485767.970)
 
 
 def test_vehicle_list_fixture_routes_the_5_to_v2() -> None:
-    recs = parse_vehicle_list(load("vehicle_response.json")["data"])
+    listing = load("eu/api_v1/vehicle_list.json")["data"]
+    one, five = (item["vin"] for item in listing["list"])
+    recs = parse_vehicle_list(listing)
     by_vin = {r.vin: r for r in recs}
-    assert by_vin["TestVIN0000000001"].model == "#1"
-    assert not by_vin["TestVIN0000000001"].v2
-    assert by_vin["TestVIN0000000002"].model == "#5"
-    assert by_vin["TestVIN0000000002"].v2
-    info = by_vin["TestVIN0000000002"].info("acct")
+    assert by_vin[one].model == "#1"
+    assert not by_vin[one].v2
+    assert by_vin[five].model == "#5"
+    assert by_vin[five].v2
+    info = by_vin[five].info("acct")
     assert (info.make, info.model, info.series, info.account) == ("smart", "#5", "HY11", "acct")
 
 
@@ -179,7 +188,7 @@ def test_vehicle_list_fixture_routes_the_5_to_v2() -> None:
 
 def status_with(**changes: Any) -> dict[str, Any]:
     """The first recorded reply with ``path.to.leaf=value`` changes (dots as ``__``)."""
-    data = copy.deepcopy(load("vehicle_info.json")["data"])
+    data = copy.deepcopy(load("eu/api_v1/status-hx11-parked.json")["data"])
     for dotted, value in changes.items():
         parts = dotted.split("__")
         node = data["vehicleStatus"]
@@ -264,7 +273,7 @@ def test_ac_power_single_and_three_phase() -> None:
 
 
 def test_the_5_reports_dc_current_in_deci_amperes() -> None:
-    data = load("vehicle_info_dc_charging.json")["data"]
+    data = load(DC_STATUS)["data"]
     hx = parse_status(data, series="HX11").values["charging_current_dc"]
     hy = parse_status(data, series="HY11").values["charging_current_dc"]
     assert hy == pytest.approx(hx / 10)  # type: ignore[operator]
@@ -300,7 +309,7 @@ def test_minimal_reply_gives_only_the_update_time() -> None:
 
 
 def test_soc_reply_garbage_leaves_only_the_limit_unknown() -> None:
-    status = load("vehicle_info.json")["data"]
+    status = load("eu/api_v1/status-hx11-parked.json")["data"]
     for soc in (None, "x", {"soc": ""}, {"soc": "abc"}, {"soc": "5000"}):
         v = parse_status(status, soc).values
         assert v["charge_limit"] is None
@@ -328,7 +337,7 @@ def _leaf_paths(node: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]
     return [prefix]
 
 
-_BASE = load("vehicle_info_dc_charging.json")["data"]
+_BASE = load(DC_STATUS)["data"]
 _PATHS = [p for p in _leaf_paths(_BASE["vehicleStatus"]) if p != ("updateTime",)]
 
 
@@ -349,8 +358,8 @@ def test_garbage_in_any_field_never_crashes(edits: list[tuple[tuple[str, ...], A
 
 
 def test_the_5_measured_dc_charge_info_equals_pysmarthashtag() -> None:
-    status = load("vehicle_info_dc_charging.json")["data"]
-    info = load("dc_charge_info.json")["data"]
+    status = load(DC_STATUS)["data"]
+    info = load("eu/api_v2/dc_charge_info-hy11.json")["data"]
     bat = pysm_battery.Battery.from_vehicle_data(
         {**status, "seriesCodeVs": "HY11", "dcChargeInfo": info}
     )

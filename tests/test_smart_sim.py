@@ -167,6 +167,41 @@ async def test_wrong_password_needs_the_user(
             await p.start()
 
 
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [("401020", ReauthRequired), ("206001", ReauthRequired), ("403120", RateLimited)],
+)
+async def test_gigya_login_challenges(
+    sim: SimulatorHandle, session: aiohttp.ClientSession, code: str, kind: type[Exception]
+) -> None:
+    """Captcha and consent need the owner in the app; a lockout is a rate limit that lifts."""
+    sim.faults.script("login_challenge", endpoint="accounts.login", cloud="smart", code=code)
+    p = make(sim, session)
+    with pytest.raises(kind) as info:
+        await p.start()
+    assert info.value.code == code  # type: ignore[attr-defined]
+    if kind is ReauthRequired:
+        assert "smart app" in str(info.value)
+
+
+async def test_gigya_400006_is_not_a_wrong_password(
+    sim: SimulatorHandle, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400006 "invalid parameter value" (here: no bootstrap cookie) is our request's fault: a
+    plain login failure, retried after the breaker's pause, never 're-enter the password'."""
+    from exporter.providers.smart import login
+
+    async def no_bootstrap(_transport: object) -> str:
+        return ""
+
+    monkeypatch.setattr(login, "_gigya_bootstrap", no_bootstrap)
+    p = make(sim, session)
+    with pytest.raises(AuthError) as info:
+        await p.start()
+    assert info.value.code == "400006"
+    assert not isinstance(info.value, ReauthRequired)
+
+
 async def test_the_5_is_read_on_v2_and_a_wrong_host_heals(
     sim: SimulatorHandle, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -599,9 +634,22 @@ async def test_command_refusals(sim: SimulatorHandle, session: aiohttp.ClientSes
     vin = (await p.vehicles())[0].vin
     state = sim.fleet.live_state(vin)
     assert not state.plugged  # a parked, unplugged car cannot start charging
-    with pytest.raises(CommandRejected) as info:
-        await p.command(vin, Command("charge_start"))
-    assert info.value.code == "CMD_REFUSED"
+    # the cloud only queues it: accepted now, refused by the car when it acts
+    receipt = await p.command(vin, Command("charge_start"))
+    assert receipt.accepted
+    clock_of(sim).advance(120)
+    snap = await p.snapshot(vin)
+    assert snap.get("charging_state") not in ("charging", "dc_charging")
+    last = sim.fleet.ground_truth(vin)["commands"][-1]
+    assert last["name"] == "charge_start" and last["ok"] is False
+    assert "not plugged" in last["reason"] and last["effective"] > last["time"]
+    # a car that refuses whatever its state (the strict cloud's fault knob): accepted, not done
+    sim.faults.script("car_refuses", endpoint="command", cloud="smart")
+    was_locked = sim.fleet.live_state(vin).locked
+    assert (await p.command(vin, Command("unlock" if was_locked else "lock"))).accepted
+    clock_of(sim).advance(120)
+    assert sim.fleet.live_state(vin).locked is was_locked
+    assert sim.fleet.ground_truth(vin)["commands"][-1]["ok"] is False
     attempts = len(sim.faults.log)
     off_grid = Command("charge_limit", {"percent": 42})
     with pytest.raises(CommandRejected):

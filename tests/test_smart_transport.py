@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.clock import ManualClock
 from exporter.providers.base import (
@@ -37,7 +39,7 @@ from exporter.providers.smart.errors import (
 )
 from exporter.providers.smart.hosts import SmartHosts
 from exporter.providers.smart.signing import EU, body_md5, signature, string_to_sign
-from exporter.providers.smart.transport import SignedApi, Transport, mask_path
+from exporter.providers.smart.transport import SignedApi, Transport, decode_json, mask_path
 
 
 @dataclass
@@ -266,6 +268,43 @@ async def test_a_silent_server_is_a_timeout(fake: tuple[FakeApi, SignedApi, Manu
         await signed.call("GET", signed.transport.hosts.api_v1, "/x")
 
 
+async def test_a_body_that_stops_halfway_is_a_timeout(
+    fake: tuple[FakeApi, SignedApi, ManualClock],
+) -> None:
+    """The request timeout covers reading the body, not only the status line and headers."""
+    api, signed, _ = fake
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = 100
+        await resp.prepare(request)
+        await resp.write(b'{"code": "1000", ')
+        await api.release.wait()
+        return resp
+
+    api.answers = [stall]  # type: ignore[list-item]
+    with pytest.raises(UpstreamTimeout, match="no answer within 0 s"):
+        await signed.call("GET", signed.transport.hosts.api_v1, "/x")
+
+
+async def test_the_request_timeout_caps_a_longer_session_timeout(
+    fake: tuple[FakeApi, SignedApi, ManualClock],
+) -> None:
+    api, signed, _ = fake
+    hosts = signed.transport.hosts
+
+    async def hang(_: web.Request) -> web.Response:
+        await api.release.wait()
+        return web.Response()
+
+    api.answers = [hang]  # type: ignore[list-item]
+    session_timeout = aiohttp.ClientTimeout(total=600, sock_connect=30)
+    async with aiohttp.ClientSession(timeout=session_timeout) as session:
+        capped = SignedApi(Transport(session, hosts, ManualClock(), timeout=0.3), EU, "d")
+        with pytest.raises(UpstreamTimeout):  # a TimeoutError of wait_for if the 600 s applied
+            await asyncio.wait_for(capped.call("GET", hosts.api_v1, "/x"), 30)
+
+
 async def test_connection_refused_is_upstream_unavailable() -> None:
     hosts = SmartHosts(api_v1="http://127.0.0.1:9", simulator=True)  # discard port: nothing listens
     async with aiohttp.ClientSession() as session:
@@ -306,3 +345,46 @@ def test_json_reply_fixture_roundtrip() -> None:
     doc = json.loads(envelope("1402", None, "Token expired")(None).text)  # type: ignore[arg-type]
     assert doc["code"] == "1402"
     assert doc["success"] is False
+
+
+# -- decoding: msgspec where it agrees with json.loads, json.loads for the rest ------------------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.sampled_from(["", " ", "\n\t "]))
+def test_decoding_equals_json_loads(doc: Any, pad: str) -> None:
+    text = pad + json.dumps(doc, ensure_ascii=False) + pad
+    assert repr(decode_json(text)) == repr(json.loads(text))  # 1 vs 1.0 vs True counts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": NaN, "b": Infinity, "c": -Infinity}',  # accepted by json.loads: kept as before
+        '{"a": 1e400}',
+        '{"code": 123456789012345678901234567890}',  # beyond 64 bits: still an int
+        '{"a": "\\ud800"}',  # a lone surrogate escape
+        '{"a": 1, "a": 2}',
+        "[1E5, 1e-400, -0, -0.0, 0.1e1]",
+    ],
+)
+def test_decoding_the_odd_cases_equals_json_loads(text: str) -> None:
+    assert repr(decode_json(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "\ufeff{}", "{'a': 1}", "[1,]", "nul"])
+def test_invalid_json_is_a_bad_reply(text: str) -> None:
+    with pytest.raises(BadReply, match="not valid JSON"):
+        decode_json(text)

@@ -49,7 +49,7 @@ def test_defaults_are_live_smartcar_hosts() -> None:
     ("change", "key", "hint"),
     [
         ({"client_id": ""}, "accounts[2].client_id", "Client ID"),
-        ({"mode": "production"}, "accounts[2].mode", "live, simulated, test"),
+        ({"mode": "production"}, "accounts[2].mode", "'live', 'simulated' or 'test'"),
         ({"redirect_uri": "http://cars.example.org/cb"}, "accounts[2].redirect_uri", "https"),
         ({"redirect_uri": None}, "accounts[2].redirect_uri", "registered"),
         ({"urls": {"api": "https://evil.example.org"}}, "accounts[2].urls.api", "smartcar.com"),

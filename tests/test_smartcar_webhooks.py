@@ -8,6 +8,7 @@ import hmac
 import json
 import random
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from exporter.snapshot import Snapshot
 from tests.fakes import FakeSink
 
 AMT = "amt-0123456789"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smartcar"
 
 # --- known answers (reference §4.6) --------------------------------------------------------------
 
@@ -92,35 +94,15 @@ def test_verify_answer_and_the_signing_oracle_guard() -> None:
 
 
 def test_envelope_variants_are_accepted() -> None:
-    older = {
-        "eventId": "e1",
-        "eventType": "VEHICLE_STATE",
-        "triggers": [{"type": "SIGNAL_UPDATED", "signal": "Odometer.TraveledDistance"}],
-        "data": {
-            "vehicle": {"id": "v1"},
-            "signals": [
-                {
-                    "code": "odometer-traveleddistance",
-                    "body": {"unit": "kilometers", "value": 42.5},
-                    "meta": {"retrievedAt": 1, "oemUpdatedAt": 1731940328000},
-                },
-                {
-                    "code": "location-preciselocation",
-                    "status": {
-                        "value": "ERROR",
-                        "error": {"type": "COMPATIBILITY", "code": "VEHICLE_NOT_CAPABLE"},
-                    },
-                },
-            ],
-        },
-        "meta": {"deliveryTime": "2025-01-01T00:00:00Z"},
-    }
-    env = parse_envelope(json.dumps(older).encode())
-    assert env.vehicle_id == "v1" and env.triggers == ("Odometer.TraveledDistance",)
+    raw = (FIXTURES / "webhooks_v4" / "vehicle_state-ford-older_variant.json").read_bytes()
+    older = json.loads(raw)
+    env = parse_envelope(raw)
+    assert env.vehicle_id == older["data"]["vehicle"]["id"]
+    assert env.triggers == ("Odometer.TraveledDistance",)
     assert env.signals[0].oem_updated_at == pytest.approx(1731940328.0)
     assert env.signals[1].body is None
     assert env.signals[1].error == ("COMPATIBILITY", "VEHICLE_NOT_CAPABLE")
-    assert env.delivered_at == pytest.approx(1735689600.0)
+    assert env.delivered_at == pytest.approx(1735689600.0)  # 2025-01-01T00:00:00Z
 
 
 def test_dedupe_window() -> None:
@@ -221,7 +203,7 @@ def test_receiver_verify_signature_dedupe_and_ordering() -> None:
 
 
 def test_partial_delivery_keeps_the_fresh_signals_only() -> None:
-    clock = ManualClock()
+    clock = ManualClock(2_000_000_100.0)  # the events lie in the past, as real ones do
     p = _provider(clock)
     first = _state("a", 2_000_000_000_000, 50)
     p.handle_webhook(first, _sign(first))

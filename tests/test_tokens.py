@@ -137,10 +137,13 @@ def test_key_file_relative_to_the_config(tmp_path: Path) -> None:
     assert isinstance(tokens_from_config(cfg, env={}), EncryptedTokenStore)
 
 
-def test_key_in_the_toml_file_is_refused(tmp_path: Path) -> None:
-    cfg = load(_config(tmp_path, f'[tokens]\nkey = "{generate_key()}"\n' + REAL_ACCOUNT), env={})
-    with pytest.raises(ConfigError, match=r"tokens\.key: keys are not allowed"):
-        tokens_from_config(cfg, env={})
+@pytest.mark.parametrize("with_env", [False, True])
+def test_key_in_the_toml_file_is_refused(tmp_path: Path, with_env: bool) -> None:
+    # also when the environment gives a key too: the one in the file must not stay there unnoticed
+    env = {KEY_ENV: generate_key()} if with_env else {}
+    cfg = load(_config(tmp_path, f'[tokens]\nkey = "{generate_key()}"\n' + REAL_ACCOUNT), env=env)
+    with pytest.raises(ConfigError, match=r"tokens\.key: secrets are not allowed in the config"):
+        tokens_from_config(cfg, env=env)
 
 
 def test_unknown_tokens_key_is_named(tmp_path: Path) -> None:

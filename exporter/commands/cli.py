@@ -103,11 +103,11 @@ def _token(token_file: Path | None) -> str:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise click.UsageError(f"--token-file {token_file}: {exc.strerror}") from None
+            raise ApiError(f"--token-file {token_file}: {exc.strerror}") from None
     else:
         token = os.environ.get(ENV_TOKEN) or os.environ.get("CARMETRICS_COMMANDS__TOKEN", "")
     if not token:
-        raise click.UsageError(f"no token: set {ENV_TOKEN} or pass --token-file PATH")
+        raise ApiError(f"no token: set {ENV_TOKEN} or pass --token-file PATH")
     return token
 
 

@@ -90,9 +90,13 @@ class CommandService:
         scheduler: Scheduler,
         audit: AuditLog,
         counter: CommandCounter | None = None,
+        limits_clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        # the cooldown and the rate limit protect a real car and a real cloud, so they count in
+        # the time those live in, even while the demo's clock runs 60 times faster
+        self.limits_clock = limits_clock or clock
         self.hub = hub
         self.scheduler = scheduler
         self.audit = audit
@@ -225,8 +229,9 @@ class CommandService:
             replay = self._replay(caller, idempotency_key, fingerprint, now)
             if replay is not None:
                 return replay, True
-        self._check_rate(now)
-        self._check_cooldown(vin, now)
+        wall = self.limits_clock.now()
+        self._check_rate(wall)
+        self._check_cooldown(vin, wall)
 
         exp = expectation(command)
         rec = CommandRecord(
@@ -246,8 +251,8 @@ class CommandService:
         self._done[rec.id] = asyncio.Event()
         if idempotency_key is not None:
             self._keys[(caller.name, idempotency_key)] = rec
-        self._last_command[vin] = now
-        self._recent.append(now)
+        self._last_command[vin] = wall
+        self._recent.append(wall)
         self.audit.write(rec)
         log.info(
             "command requested",

@@ -95,31 +95,48 @@ class InvalidCommand(ValueError):
         self.extra = extra
 
 
+def _shown(value: object) -> str:
+    """A value as an error message quotes it: short, whatever the caller sent (a 400-digit
+    integer must give a one-line answer, not a page or an exception)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's str() digit limit
+        text = "<a very large number>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check(spec: CommandSpec, p: Param, value: object) -> float | int | str:
     where = f"{spec.name}.{p.name}"
     if p.kind == "choice":
         if not isinstance(value, str) or value not in p.choices:
             raise InvalidCommand(
                 "invalid_parameter",
-                f"{where} = {value!r}: expected one of {', '.join(p.choices)}",
+                f"{where} = {_shown(value)}: expected one of {', '.join(p.choices)}",
                 parameter=p.name,
             )
         return value
-    # JSON true/false are not numbers, however Python sees them
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # JSON true/false are not numbers, however Python sees them; an int is compared exactly (as a
+    # float a huge one would overflow), a float must be finite
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise InvalidCommand(
-            "invalid_parameter", f"{where} = {value!r}: expected a number", parameter=p.name
+            "invalid_parameter", f"{where} = {_shown(value)}: expected a number", parameter=p.name
         )
-    if p.kind == "integer" and not float(value).is_integer():
+    if p.kind == "integer" and isinstance(value, float) and not value.is_integer():
         raise InvalidCommand(
-            "invalid_parameter", f"{where} = {value!r}: expected a whole number", parameter=p.name
+            "invalid_parameter",
+            f"{where} = {_shown(value)}: expected a whole number",
+            parameter=p.name,
         )
     lo = -math.inf if p.minimum is None else p.minimum
     hi = math.inf if p.maximum is None else p.maximum
     if not lo <= value <= hi:
         raise InvalidCommand(
             "invalid_parameter",
-            f"{where} = {value!r}: expected {p.minimum:g}..{p.maximum:g} {p.unit}".rstrip(),
+            f"{where} = {_shown(value)}: expected {p.minimum:g}..{p.maximum:g} {p.unit}".rstrip(),
             parameter=p.name,
         )
     return int(value) if p.kind == "integer" else float(value)

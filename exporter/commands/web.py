@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from exporter.clock import RealClock, ScaledClock
 from exporter.commands.audit import AuditLog
 from exporter.commands.auth import Authenticator, Caller
 from exporter.commands.metrics import CommandCounter
@@ -121,7 +122,7 @@ async def _disabled(request: web.Request) -> web.StreamResponse:
         {
             "error": "disabled",
             "message": "the command API is disabled: no token is configured "
-            "(set CARMETRICS_COMMANDS__TOKEN or commands.token_file)",
+            "(set CARMETRICS_API_TOKEN or commands.token_file)",
         },
         status=404,
     )
@@ -154,27 +155,38 @@ def setup(app: web.Application, runtime: Runtime) -> None:
     if not settings.enabled:
         log.warning(
             "command API disabled: no token configured "
-            "(set CARMETRICS_COMMANDS__TOKEN or [commands] token_file)"
+            "(set CARMETRICS_API_TOKEN or [commands] token_file)"
         )
         _add_routes(app, None)
         return
+    service = command_service(app, runtime, settings)
+    _add_routes(app, Routes(service, Authenticator(settings.tokens)))
+    log.info(
+        "command API enabled",
+        extra={
+            "clients": ", ".join(
+                f"{t.name} ({'command' if t.can_command else 'read'})" for t in settings.tokens
+            ),
+            "cooldown_s": settings.cooldown,
+            "verify_delay_s": settings.verify_delay,
+        },
+    )
+
+
+def command_service(
+    app: web.Application, runtime: Runtime, settings: CommandSettings | None = None
+) -> CommandService:
+    """The app's one command service, built (and opened, stopped, closed with the app) on first
+    use. The HTTP API and the MQTT bridge both call this, so they share one cooldown, one rate
+    limit and one audit log."""
+    if SERVICE in app:
+        return app[SERVICE]
     service = build_service(runtime, settings)
     app[SERVICE] = service
-    _add_routes(app, Routes(service, Authenticator(settings.tokens)))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, service.open)
-        log.info(
-            "command API enabled",
-            extra={
-                "clients": ", ".join(
-                    f"{t.name} ({'command' if t.can_command else 'read'})" for t in settings.tokens
-                ),
-                "cooldown_s": settings.cooldown,
-                "verify_delay_s": settings.verify_delay,
-            },
-        )
         yield
         await loop.run_in_executor(None, service.audit.close)
 
@@ -183,6 +195,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(shutdown)
+    return service
 
 
 def build_service(runtime: Runtime, settings: CommandSettings | None = None) -> CommandService:
@@ -197,4 +210,5 @@ def build_service(runtime: Runtime, settings: CommandSettings | None = None) -> 
         runtime.scheduler,
         AuditLog(runtime.history.path),
         counter,
+        limits_clock=RealClock() if isinstance(runtime.clock, ScaledClock) else runtime.clock,
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
+    from exporter.settings import AccountSection
     from exporter.snapshot import VehicleInfo
 
 
@@ -37,9 +38,13 @@ S = TypeVar("S")  # a provider kind's settings type
 @dataclass(frozen=True, slots=True)
 class ProviderEntry(Generic[S]):
     """One provider kind. ``settings(account, ctx)`` validates the account (``ConfigError``);
-    ``build(settings, ctx)`` makes the provider; ``web(app, wctx)`` adds routes once per app."""
+    ``build(settings, ctx)`` makes the provider; ``web(app, wctx)`` adds routes once per app;
+    ``model`` declares the account's keys for the config loader (exporter.settings)."""
 
     name: str
     settings: Callable[[AccountConfig, ProviderContext], S]
     build: Callable[[S, ProviderContext], Provider]
     web: Callable[[web.Application, WebContext], None] | None = field(default=None)
+    # The declared account keys (types, bounds, secrets) the config loader and check-config
+    # validate before anything runs; None: the entry's ``settings`` parser is the only check.
+    model: type[AccountSection] | None = field(default=None)

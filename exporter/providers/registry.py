@@ -4,7 +4,9 @@ An entry says how to read the account's settings (raising ``ConfigError`` naming
 build a provider from those settings and a :class:`~exporter.providers.base.ProviderContext`; it may
 also add web routes (an OAuth callback, a webhook endpoint). Adding a provider is one folder under
 ``exporter/providers/`` plus one line in :data:`ENTRIES` (see docs/ARCHITECTURE.md, "Add a provider").
-Tests register throw-away providers with :func:`register`.
+Tests register throw-away providers with :func:`register`. An entry's ``model`` names its account
+keys (an ``exporter.settings.AccountSection``), so the config loader validates an account without
+knowing the provider.
 """
 
 from __future__ import annotations
@@ -16,13 +18,24 @@ from exporter.providers import smart, smartcar
 from exporter.providers.base import Provider, ProviderContext
 from exporter.providers.entry import ProviderEntry, WebContext
 
-__all__ = ["ENTRIES", "ProviderEntry", "WebContext", "build", "entry_for", "register", "unregister"]
+__all__ = [
+    "ENTRIES",
+    "PROVIDERS",
+    "ProviderEntry",
+    "WebContext",
+    "build",
+    "entry_for",
+    "register",
+    "unregister",
+]
 
 
 ENTRIES: dict[str, ProviderEntry[Any]] = {
     smart.ENTRY.name: smart.ENTRY,
     smartcar.ENTRY.name: smartcar.ENTRY,
 }
+# The config loader's view of the same table (provider name -> entry with its ``model``).
+PROVIDERS = ENTRIES
 
 
 def register(entry: ProviderEntry[Any]) -> None:

@@ -28,6 +28,10 @@ class FaultKind(StrEnum):
     TIMEOUT = "timeout"  # the server hangs longer than any sane client timeout
     MALFORMED_JSON = "malformed_json"  # HTTP 200, truncated JSON
     GARBAGE_FIELDS = "garbage_fields"  # a valid reply with ""/null/garbage leaves
+    # smart Gigya accounts.login answers a challenge instead of a session: captcha (401020),
+    # lockout (403120) or pending consent/registration (206001); ``code`` picks one
+    LOGIN_CHALLENGE = "login_challenge"
+    CAR_REFUSES = "car_refuses"  # smart: the cloud accepts a command, the car refuses it later
 
 
 # What a global ``simulator.fault_rate`` spreads over: transient trouble a client must ride out.
@@ -56,6 +60,7 @@ class Fault:
     hang: float | None = None
     fields: tuple[str, ...] = ()
     value: Any = "__mixed__"
+    code: str = ""  # a vendor code to answer with (login challenges); "" = the kind's default
 
 
 @dataclass(slots=True)

@@ -165,12 +165,19 @@ class Fleet:
     # ------------------------------------------------------------------ commands and changes
 
     def apply_command(
-        self, vin: str, name: str, params: Mapping[str, Any] | None = None
+        self,
+        vin: str,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        deferred: bool = False,
+        refuse: str | None = None,
     ) -> tuple[bool, str]:
-        """Send a remote command; (accepted, reason). The effect shows a few seconds later."""
+        """Send a remote command; (accepted, reason). The effect shows a few seconds later.
+        ``deferred``/``refuse``: see ``SimVehicle.apply_command`` (the car judges it later)."""
         car = self.vehicle(vin)
         before = car.reports
-        result = car.apply_command(name, params, self.clock.now())
+        result = car.apply_command(name, params, self.clock.now(), deferred=deferred, refuse=refuse)
         if car.reports != before:
             self._notify(vin)
         return result

@@ -6,71 +6,49 @@
     print(json.dumps(handle.info()))               # the one line `carmetrics simulate` prints
     await handle.close()
 
-Registering another cloud (the Smartcar simulator does this): add ONE line to ``CLOUDS`` below,
-``"smartcar": "exporter.simulator.smartcar:start_cloud"``. The target is an ``async def
-start_cloud(ctx: SimContext) -> CloudHandle | None`` that starts its servers on ``ctx.host`` and
+Registering another cloud (the Smartcar simulator does this): import its factory and add ONE line to
+``CLOUDS`` below, ``"smartcar": smartcar.start_cloud``. A factory is an ``async def
+start_cloud(ctx: SimContext) -> CloudHandle | None`` (types in ``exporter.simulator.context``) that
+starts its servers on ``ctx.host`` and
 returns its base URLs, demo logins and VINs (or None when it has nothing to serve). It finds its
 cars with ``ctx.groups["smartcar"]`` (the VINs made from ``cfg.smartcar_vehicles``) or
 ``ctx.fleet.vins_for(...)``, reads them with ``ctx.fleet.state(vin)``, commands them with
 ``ctx.fleet.apply_command(...)``, hears new reports with ``ctx.fleet.on_change(callback)``, and
-asks ``ctx.faults.pick("smartcar", endpoint, vin)`` for injected faults. Factories are imported
-lazily, so a cloud whose module is missing or broken does not stop the others from starting (it is
-logged and skipped).
+asks ``ctx.faults.pick("smartcar", endpoint, vin)`` for injected faults. Factories are plain imports:
+a cloud whose module is missing or broken is an import error, never a silently absent cloud.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from exporter.clock import Clock, ScaledClock
 from exporter.config import SimulatorConfig
+from exporter.simulator import smart, smartcar
+from exporter.simulator.context import CloudFactory, CloudHandle, SimContext
 from exporter.simulator.faults import Faults
 from exporter.simulator.fleet import Fleet
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "CLOUDS",
+    "CloudFactory",
+    "CloudHandle",
+    "SimContext",
+    "SimulatorHandle",
+    "build_fleet",
+    "serve_forever",
+    "start_simulator",
+]
 
-CLOUDS: dict[str, str] = {
-    "smart": "exporter.simulator.smart:start_cloud",
-    "smartcar": "exporter.simulator.smartcar:start_cloud",
+CLOUDS: dict[str, CloudFactory] = {
+    "smart": smart.start_cloud,
+    "smartcar": smartcar.start_cloud,
 }
 
 INTL_MODEL = "#3"
-
-
-@dataclass
-class SimContext:
-    """What a cloud factory gets: the shared fleet, clock and faults, and its own options."""
-
-    cfg: SimulatorConfig
-    clock: Clock
-    fleet: Fleet
-    faults: Faults
-    host: str
-    groups: dict[str, list[str]]  # "smart_eu", "smart_intl", "smartcar" -> VINs
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class CloudHandle:
-    """A running simulated cloud."""
-
-    name: str
-    urls: dict[str, str]
-    logins: dict[str, dict[str, Any]]
-    vins: dict[str, list[str]]  # login name -> VINs of that account
-    close: Callable[[], Awaitable[None]]
-    service: Any = None  # the cloud object itself, for in-process control in tests
-    # further host groups served by the same cloud (e.g. "smartcar_v3": iam, vehicle_api, ...)
-    extra_urls: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-CloudFactory = Callable[[SimContext], Awaitable[CloudHandle | None]]
 
 
 @dataclass
@@ -135,12 +113,6 @@ def build_fleet(
     return fleet, groups
 
 
-def _load(target: str) -> CloudFactory:
-    module, _, attr = target.partition(":")
-    factory: CloudFactory = getattr(importlib.import_module(module), attr)
-    return factory
-
-
 async def start_simulator(
     cfg: SimulatorConfig,
     clock: Clock | None = None,
@@ -169,12 +141,7 @@ async def start_simulator(
     ctx = SimContext(cfg, clock, fleet, faults, host, groups, dict(options or {}))
     handle = SimulatorHandle(clock, fleet, faults, {})
     try:
-        for name, target in CLOUDS.items():
-            try:
-                factory = _load(target)
-            except (ImportError, AttributeError):
-                log.exception("simulated cloud %s could not be loaded; skipped", name)
-                continue
+        for name, factory in CLOUDS.items():
             started = await factory(ctx)
             if started is not None:
                 handle.clouds[name] = started

@@ -264,7 +264,13 @@ class SimVehicle:
         return True
 
     def apply_command(
-        self, name: str, params: Mapping[str, Any] | None, now: float
+        self,
+        name: str,
+        params: Mapping[str, Any] | None,
+        now: float,
+        *,
+        deferred: bool = False,
+        refuse: str | None = None,
     ) -> tuple[bool, str]:
         """Validate a remote command against the live state and schedule its effect.
 
@@ -272,18 +278,24 @@ class SimVehicle:
         like a real car that has to wake up and act. A command that cannot work in the current state
         (charge_start while unplugged, lock with a door open, anything but climate/windows while
         driving) is refused at once with a reason.
+
+        ``deferred``: the cloud only queues the message and the car judges it when it acts, so a
+        refusal comes after the acceptance (reference §3.4: the reply is the cloud's acceptance
+        only). ``refuse``: the car will refuse it then with this reason whatever its state (out of
+        coverage, a refusing ECU: the fault the strict cloud injects).
         """
         params = dict(params or {})
-        live = self.live_state(now)
-        try:
-            self._validate(name, params, live)
-        except CommandError as exc:
-            self.truth.commands.append(
-                {"time": now, "name": name, "params": params, "ok": False, "reason": str(exc)}
-            )
-            return False, str(exc)
+        if not deferred:
+            live = self.live_state(now)
+            try:
+                self._validate(name, params, live)
+            except CommandError as exc:
+                self.truth.commands.append(
+                    {"time": now, "name": name, "params": params, "ok": False, "reason": str(exc)}
+                )
+                return False, str(exc)
         when = max(grid_ceil(now + self.command_delay), self._t + STEP)
-        self._push(when, "cmd", (name, params, now))
+        self._push(when, "cmd", (name, params, now, refuse))
         return True, "accepted"
 
     # ------------------------------------------------------------------ agenda
@@ -858,6 +870,9 @@ class SimVehicle:
             self._arrived_at = t - HOUR
         elif index % 3 == 1:
             self._s.soc = min(self._s.soc, 35.0)
+            # stays home for the first hour whatever the time of day (a commute due now would
+            # otherwise take it away before the cable goes in)
+            self._arrived_at = t + HOUR - 600.0
             self._push(t + STEP, "plug", "AC-now")
 
     # ------------------------------------------------------------------ commands
@@ -892,14 +907,16 @@ class SimVehicle:
             if level not in (0, 1, 2, 3):
                 raise CommandError("level must be 0, 1, 2 or 3")
 
-    def _on_cmd(self, t: float, data: tuple[str, dict[str, Any], float]) -> bool:
-        name, params, asked = data
+    def _on_cmd(self, t: float, data: tuple[str, dict[str, Any], float, str | None]) -> bool:
+        name, params, asked, refuse = data
         parked = self._drive is None
         if parked:
             self._eval_parked(t)
         s = self._s
         entry: dict[str, Any] = {"time": asked, "effective": t, "name": name, "params": params}
         try:
+            if refuse is not None:
+                raise CommandError(refuse)
             self._validate(name, params, s)
             self._apply(t, name, params)
         except CommandError as exc:

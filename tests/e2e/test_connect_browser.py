@@ -148,7 +148,7 @@ async def chromium(path: str, profile: Path) -> AsyncIterator[Page]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        for _ in range(400):
+        for _ in range(1200):  # up to 60 s: chromium starts slowly on a loaded machine
             if port_file.exists() and port_file.read_text().strip():
                 break
             await asyncio.sleep(0.05)

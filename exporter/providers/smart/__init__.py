@@ -6,14 +6,18 @@ internal.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
+
+import aiohttp
 
 from exporter.config import AccountConfig, ConfigError, Secret
 from exporter.providers.base import ProviderContext
 from exporter.providers.entry import ProviderEntry
+from exporter.providers.smart.breaker import BreakerRegistry
 from exporter.providers.smart.hosts import SmartHosts
 from exporter.providers.smart.provider import SmartProvider
-from exporter.providers.smart.settings import SmartSettings, read_settings
+from exporter.providers.smart.settings import SmartAccount, SmartSettings, read_settings
 
 __all__ = ["ENTRY", "SmartHosts", "SmartProvider", "account_settings", "build"]
 
@@ -38,8 +42,17 @@ def account_settings(account: AccountConfig, ctx: ProviderContext) -> SmartSetti
     return read_settings(account, None, sim_urls)
 
 
+# One login breaker registry per runtime (its HTTP session): accounts of one process that share a
+# username share its quiet window, while separate runtimes in one process (tests, benches, each on
+# its own clock) never inherit another's window.
+_BREAKERS: weakref.WeakKeyDictionary[aiohttp.ClientSession, BreakerRegistry] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def build(settings: SmartSettings, ctx: ProviderContext) -> SmartProvider:
-    return SmartProvider(settings, ctx.session, ctx.clock, ctx.tokens)
+    breakers = _BREAKERS.setdefault(ctx.session, BreakerRegistry())
+    return SmartProvider(settings, ctx.session, ctx.clock, ctx.tokens, breakers=breakers)
 
 
-ENTRY = ProviderEntry("smart", account_settings, build)
+ENTRY = ProviderEntry("smart", account_settings, build, model=SmartAccount)

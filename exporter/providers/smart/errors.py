@@ -49,6 +49,11 @@ class SigningError(BadReply):
     """1445 (or 1443 twice): the server did not accept our signature. A bug on our side."""
 
 
+class ClockSkew(SigningError):
+    """1446 (the simulator's code; the real one is unknown): ``x-timestamp`` too far from the
+    server's clock. A wrong system clock, or a request signed with the demo clock."""
+
+
 class NonceRepeated(SigningError):
     """1443: the nonce was seen before; retried once with a fresh nonce and timestamp."""
 
@@ -70,6 +75,7 @@ _BY_CODE: Final[Mapping[str, type[ProviderError]]] = {
     "8153": UpstreamUnavailable,
     "1443": NonceRepeated,
     "1445": SigningError,
+    "1446": ClockSkew,
     "1400": BadReply,
     "1405": BadReply,
 }

@@ -1,9 +1,8 @@
 """Base URLs of the smart cloud, and the allowlist every one of them must pass.
 
-The client carries a password and long-lived tokens, so it must never be talked into sending them to
-an arbitrary host: a base URL is accepted only if it is HTTPS to one of the cloud's own hosts, or -
-for an account explicitly marked as a simulator account - plain HTTP to loopback. Anything else
-stops start-up with a ConfigError naming the offending key.
+The client carries a password and long-lived tokens, so every base URL passes the one allowlist
+rule of ``exporter.urls`` against the hosts listed here; anything else stops start-up with a
+ConfigError naming the offending key.
 """
 
 from __future__ import annotations
@@ -12,24 +11,34 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from exporter.config import ConfigError
+from exporter.urls import check_base_url, origin
 
-# The seed's allowlist, plus Gigya's socialize host: the EU login cannot bootstrap without
-# ``socialize.getIDs`` (reference §1.1 step 1.5), so the EU flow needs it.
-ALLOWED_HOSTS: Final = frozenset(
+# EU: the seed's allowlist, plus Gigya's socialize host: the EU login cannot bootstrap without
+# ``socialize.getIDs`` (reference §1.1 step 1.5).
+EU_ALLOWED_HOSTS: Final = frozenset(
     {
         "api.ecloudeu.com",
         "apiv2.ecloudeu.com",
-        "sg-app-api.smart.com",
         "auth.smart.com",
         "awsapi.future.smart.com",
         "ota.srv.smart.com",
         "socialize.eu1.gigya.com",
     }
 )
-LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+# INTL: the login host, and the "INTL" vehicle-API hosts of pysmarthashtag's region preset
+# (reference §0). hello_smart's working INTL code sends vehicle data to the ecloudeu hosts, which
+# stay the default; the ecloudap hosts are allowed so an account can point ``hosts.api_v1`` /
+# ``hosts.api_v2`` at them (docs/SMART_COMMANDS.md, "INTL facts").
+INTL_ALLOWED_HOSTS: Final = frozenset(
+    {
+        "sg-app-api.smart.com",
+        "api.ecloudap.com",
+        "apiv2.ecloudap.com",
+    }
+)
+ALLOWED_HOSTS: Final = EU_ALLOWED_HOSTS | INTL_ALLOWED_HOSTS
 HOST_KEYS: Final = ("awsapi", "socialize", "auth", "api_v1", "api_v2", "sg_app_api", "ota")
 
 
@@ -86,38 +95,15 @@ class SmartHosts:
 
 
 def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    return origin(url)
 
 
 def check_url(value: object, *, key: str, simulator: bool) -> str:
-    """Return the normalised base URL or raise ConfigError naming ``key``."""
-    want = f"https:// and one of {', '.join(sorted(ALLOWED_HOSTS))}"
-    if simulator:
-        want += " (or http://127.0.0.1:PORT for this simulator account)"
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} = {value!r}: expected a base URL, {want}")
+    """Return the normalised base URL or raise ConfigError naming ``key`` (rule: exporter.urls)."""
     try:
-        parts = urlsplit(value)
-        host = (parts.hostname or "").lower()
-        port = parts.port  # raises ValueError on a garbage port
-    except ValueError:
-        raise ConfigError(f"{key} = {value!r}: not a valid URL; expected {want}") from None
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError(
-            f"{key} = {value!r}: a base URL may not carry credentials, a query or a fragment"
-        )
-    if host in LOOPBACK_HOSTS:
-        if not simulator:
-            raise ConfigError(
-                f"{key} = {value!r}: loopback URLs are accepted only for a simulator account "
-                f"(set simulator = true); expected {want}"
-            )
-        if parts.scheme not in {"http", "https"} or port is None:
-            raise ConfigError(f"{key} = {value!r}: expected http://127.0.0.1:PORT")
-    elif parts.scheme != "https" or host not in ALLOWED_HOSTS:
-        raise ConfigError(f"{key} = {value!r}: expected {want}")
-    return value.rstrip("/")
+        return check_base_url(value, ALLOWED_HOSTS, simulator=simulator)
+    except ValueError as exc:
+        raise ConfigError(f"{key} = {value!r}: {exc}") from None
 
 
 # Real defaults. INTL logs in at sg-app-api and exchanges its session on apiv2; vehicle data of both

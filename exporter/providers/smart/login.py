@@ -22,23 +22,56 @@ log = logging.getLogger("exporter.providers.smart")
 GIGYA_API_KEY: Final = "3_L94eyQ-wvJhWm7Afp1oBhfTGXZArUfSHHW9p9Pncg513hZELXsxCfMWHrF8f5P5a"
 INTL_CA_KEY: Final = "204587190"
 INTL_LOGIN_APP_ID: Final = "SmartAPPGlobal"
+INTL_LOGIN_UA: Final = "ALIYUN-ANDROID-DEMO"  # the gateway SDK's agent (hello_smart INTL login)
 MAX_HOPS: Final = 5
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 WEBVIEW_UA: Final = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/120.0.0.0 Mobile Safari/537.36"
 )
-_BROWSER_HEADERS: Final = {
+# Header sets of the app's login webview, step by step as pysmarthashtag 0.15 sends them
+# (api/authentication.py); docs/SMART_COMMANDS.md lists where ours differ and why.
+_LANGUAGES: Final = "de-DE,de;q=0.9,en-DE;q=0.8,en-US;q=0.7,en;q=0.6"
+_BROWSER_HEADERS: Final = {  # the OIDC redirect chain on awsapi / auth
     "x-app-id": "SmartAPPEU",
+    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "accept-language": _LANGUAGES,
     "x-requested-with": "com.smart.hellosmart",
     "user-agent": WEBVIEW_UA,
-    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-    "accept-language": "de-DE,de;q=0.9,en;q=0.8",
+    "content-type": "application/json; charset=utf-8",
 }
-# Gigya error codes (HTTP 200 bodies): wrong credentials only the user can fix; lockouts are rate
-# limits.
-_GIGYA_BAD_CREDENTIALS: Final = frozenset({403042, 403043, 400006})
-_GIGYA_LOCKOUT: Final = frozenset({403120, 403048, 403047, 429001})
+_BOOTSTRAP_HEADERS: Final = {"accept": "*/*", "user-agent": WEBVIEW_UA}  # socialize.getIDs
+_LOGIN_HEADERS: Final = {  # accounts.login (+ cookie)
+    "accept": "*/*",
+    "accept-language": "de",
+    "content-type": "application/x-www-form-urlencoded",
+    "x-requested-with": "com.smart.hellosmart",
+    "origin": "https://app.id.smart.com",
+    "user-agent": WEBVIEW_UA,
+}
+_CONTINUE_HEADERS: Final = {  # authorize/continue and its hops (+ cookie)
+    "accept": "*/*",
+    "accept-language": _LANGUAGES,
+    "x-requested-with": "com.smart.hellosmart",
+    "user-agent": WEBVIEW_UA,
+}
+# Gigya error codes (HTTP 200 bodies; names from the Gigya Web SDK's GSErrors table). Only
+# INVALID_LOGINID and LOGINID_DOES_NOT_EXIST mean a wrong username or password; 400006 (invalid
+# parameter value) is a request the client built wrong, 403043 a registration conflict.
+_GIGYA_BAD_CREDENTIALS: Final = frozenset({403042, 403047})
+_GIGYA_LOCKOUT: Final = frozenset({403120, 403048})  # temporary lockout, API rate limit
+# challenges only the owner can answer in the app: captcha, pending registration / consent /
+# verification, password change, two-factor, a disabled account
+_GIGYA_OWNER_ACTION: Final = {
+    401020: "a captcha",
+    401021: "a captcha",
+    206001: "accepting the new terms (consent)",
+    206002: "verifying the e-mail address",
+    403100: "a password change",
+    403101: "a two-factor check",
+    403102: "a two-factor registration",
+    403041: "re-enabling the disabled account",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +151,7 @@ async def eu_login(transport: Transport, username: str, password: str) -> OAuthT
             "format": "json",
         }
     ).encode()
-    headers = {
-        **_BROWSER_HEADERS,
-        "accept": "*/*",
-        "content-type": "application/x-www-form-urlencoded",
-    }
+    headers = dict(_LOGIN_HEADERS)
     if cookie:
         headers["cookie"] = cookie
     reply = await transport.send("POST", f"{hosts.auth}/accounts.login", headers=headers, body=form)
@@ -134,6 +163,12 @@ async def eu_login(transport: Transport, username: str, password: str) -> OAuthT
             raise ReauthRequired("smart login refused the username or password", code=code)
         if error_code in _GIGYA_LOCKOUT:
             raise RateLimited("smart login gateway is throttling this account", code=code)
+        if isinstance(error_code, int) and error_code in _GIGYA_OWNER_ACTION:
+            raise ReauthRequired(
+                f"smart login needs {_GIGYA_OWNER_ACTION[error_code]}: log in once in the smart "
+                "app, then carmetrics retries",
+                code=code,
+            )
         raise AuthError("smart login failed", code=code)
     session_info = doc.get("sessionInfo")
     login_token = session_info.get("login_token") if isinstance(session_info, dict) else None
@@ -143,7 +178,7 @@ async def eu_login(transport: Transport, username: str, password: str) -> OAuthT
     query = urlencode({"context": context, "login_token": login_token})
     cont = f"{hosts.auth}/oidc/op/v1.0/{GIGYA_API_KEY}/authorize/continue?{query}"
     glt = f"glt_{GIGYA_API_KEY}={login_token}"
-    headers = {**_BROWSER_HEADERS, "cookie": f"{cookie}; {glt}" if cookie else glt}
+    headers = {**_CONTINUE_HEADERS, "cookie": f"{cookie}; {glt}" if cookie else glt}
     final = await _walk(transport, cont, headers, "access_token", "authorize/continue")
     return OAuthTokens(
         access_token=_param(final, "access_token"),
@@ -158,7 +193,9 @@ async def _gigya_bootstrap(transport: Transport) -> str:
     query = urlencode({"APIKey": GIGYA_API_KEY, "format": "json", "includeTicket": "true"})
     try:
         reply = await transport.send(
-            "GET", f"{transport.hosts.socialize}/socialize.getIDs?{query}", headers=_BROWSER_HEADERS
+            "GET",
+            f"{transport.hosts.socialize}/socialize.getIDs?{query}",
+            headers=_BOOTSTRAP_HEADERS,
         )
         doc = _json(reply.text, "socialize.getIDs")
     except RateLimited:
@@ -174,13 +211,17 @@ async def _gigya_bootstrap(transport: Transport) -> str:
 
 
 def _intl_headers(now: float) -> dict[str, str]:
+    """The Alibaba API gateway headers of the INTL login (hello_smart's working INTL code, the only
+    source; docs/SMART_COMMANDS.md "INTL facts"). Its own user agent, so the session's default
+    ``User-Agent: carmetrics`` never reaches the gateway."""
     return {
         "X-Ca-Key": INTL_CA_KEY,
         "X-Ca-Nonce": str(uuid.uuid4()),
         "X-Ca-Timestamp": str(int(now * 1000)),
         "X-App-Id": INTL_LOGIN_APP_ID,
-        "accept": "application/json",
-        "content-type": "application/json",
+        "Accept": "application/json;charset=UTF-8",
+        "Content-Type": "application/json;charset=UTF-8",
+        "User-Agent": INTL_LOGIN_UA,
     }
 
 

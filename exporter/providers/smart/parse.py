@@ -61,6 +61,25 @@ _WHEELS: Final = (
     ("rear_left", "DriverRear"),
     ("rear_right", "PassengerRear"),
 )
+# Per wheel, the signal names and the reply's keys, spelled out once instead of on every poll.
+_WHEEL_KEYS: Final = tuple(
+    (
+        f"door_locked_{wheel}",
+        f"doorLockStatus{suffix}",
+        f"door_open_{wheel}",
+        f"doorOpenStatus{suffix}",
+        f"window_open_{wheel}",
+        f"winStatus{suffix}",
+        f"winPos{suffix}",
+        f"tyre_pressure_{wheel}",
+        f"tyreStatus{suffix}",
+        f"tyre_temperature_{wheel}",
+        f"tyreTemp{suffix}",
+    )
+    for wheel, suffix in _WHEELS
+)
+_OPEN_CODES: Final[Mapping[int, bool]] = {0: False, 1: True}  # 1 = open, 0 = closed
+_SUNROOF_CODES: Final[Mapping[int, bool]] = {1: True, 0: False, 2: False}
 
 
 # -- leaf readers: never raise --
@@ -68,21 +87,40 @@ _WHEELS: Final = (
 
 def num(value: object) -> float | None:
     """A finite number from a string/number leaf; None for "", null, booleans and garbage."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        out = float(value)
-    elif isinstance(value, str):
+    kind = type(value)
+    if kind is str:  # nearly every leaf: float() ignores surrounding whitespace like str.strip()
         try:
-            out = float(value.strip())
+            out = float(value)  # type: ignore[arg-type]
         except ValueError:
             return None
+    elif kind is float or kind is int:
+        out = float(value)  # type: ignore[arg-type]
     else:
+        return _num_other(value)
+    return out if out - out == 0.0 else None  # finite: inf - inf and NaN - NaN are NaN
+
+
+def _num_other(value: object) -> float | None:
+    """num() for anything but an exact str, int or float (subclasses, containers, None...)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        out = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # garbage, or an integer beyond any float
         return None
     return out if math.isfinite(out) else None
 
 
 def integer(value: object) -> int | None:
+    if type(value) is str and len(value) < 16:
+        # the usual "0"/"2047": int() reads it exactly as float() would (fewer than 16 characters
+        # stay below 2**53); "1.0", "1e3" or garbage take the general path
+        try:
+            return int(value)
+        except ValueError:
+            pass
     got = num(value)
     return int(got) if got is not None and got.is_integer() else None
 
@@ -125,7 +163,7 @@ def _nonzero(value: object) -> bool | None:
 def _open(value: object) -> bool | None:
     """1 = open, 0 = closed; other codes are unknown."""
     got = integer(value)
-    return {0: False, 1: True}.get(got) if got is not None else None
+    return _OPEN_CODES.get(got) if got is not None else None
 
 
 # -- derived values --
@@ -153,13 +191,13 @@ def charging_state(state_code: int | None, connected: bool | None) -> str | None
     return "plugged" if connected else "disconnected"
 
 
-def _window_open(climate: dict[str, Any], suffix: str) -> bool | None:
-    status = integer(climate.get(f"winStatus{suffix}"))
+def _window_open(climate: dict[str, Any], status_key: str, pos_key: str) -> bool | None:
+    status = integer(climate.get(status_key))
     if status == 1:
         return True
     if status in (0, 2):
         return False
-    pos = integer(climate.get(f"winPos{suffix}"))
+    pos = integer(climate.get(pos_key))
     if pos is None or pos == NOT_FITTED or not 0 <= pos <= 100:
         return None
     return pos > 0
@@ -172,7 +210,7 @@ def _sunroof_open(climate: dict[str, Any]) -> bool | None:
     if pos is not None and 0 <= pos <= 100:
         return pos > 0
     status = integer(climate.get("sunroofOpenStatus"))
-    return {1: True, 0: False, 2: False}.get(status) if status is not None else None
+    return _SUNROOF_CODES.get(status) if status is not None else None
 
 
 def _position(pos: dict[str, Any]) -> dict[str, Value]:
@@ -329,14 +367,24 @@ def parse_status(
     values["climate_active"] = any(known) if known else None
 
     values["locked"] = _nonzero(safety.get("centralLockingStatus"))
-    for wheel, suffix in _WHEELS:
-        values[f"door_locked_{wheel}"] = _nonzero(safety.get(f"doorLockStatus{suffix}"))
-        values[f"door_open_{wheel}"] = _open(safety.get(f"doorOpenStatus{suffix}"))
-        values[f"window_open_{wheel}"] = _window_open(climate, suffix)
-        values[f"tyre_pressure_{wheel}"] = _scaled(
-            maint.get(f"tyreStatus{suffix}"), 1000.0, 0, 1000
-        )
-        values[f"tyre_temperature_{wheel}"] = _scaled(maint.get(f"tyreTemp{suffix}"), 1.0, -60, 150)
+    for (
+        locked,
+        lock_key,
+        door,
+        door_key,
+        window,
+        win_key,
+        pos_key,
+        tyre,
+        tyre_key,
+        temp,
+        temp_key,
+    ) in _WHEEL_KEYS:
+        values[locked] = _nonzero(safety.get(lock_key))
+        values[door] = _open(safety.get(door_key))
+        values[window] = _window_open(climate, win_key, pos_key)
+        values[tyre] = _scaled(maint.get(tyre_key), 1000.0, 0, 1000)
+        values[temp] = _scaled(maint.get(temp_key), 1.0, -60, 150)
     values["door_locked_trunk"] = _nonzero(safety.get("trunkLockStatus"))
     values["door_open_trunk"] = _open(safety.get("trunkOpenStatus"))
     values["door_open_hood"] = _open(safety.get("engineHoodOpenStatus"))

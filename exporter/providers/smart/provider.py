@@ -196,12 +196,14 @@ class SmartProvider(BaseProvider):
     def validate_command(self, vin: str, command: Command) -> None:
         """Raise CommandRejected for parameters this cloud cannot encode (a charge limit off the
         5 % grid), before anything is sent; the command API answers such a request with 422."""
-        commands.build(command)
+        rec = self._vehicles.get(vin)
+        commands.build(command, rec.series if rec else "")
 
     async def command(self, vin: str, command: Command) -> CommandReceipt:
-        call = commands.build(command)
         rec = await self._record(vin)
-        body = call.body(str(int(self._clock.now() * 1000)))
+        call = commands.build(command, rec.series)
+        session = await self.auth.session()
+        body = call.body(str(int(self._clock.now() * 1000)), session.user_id)
         try:
             # commands always select the car first, as the apps do
             reply = await self._vin_call(rec, "PUT", TELEMATICS, body=body, select=True)

@@ -10,6 +10,7 @@ variant.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -39,6 +40,7 @@ class Region:
     identity_type: str
     content_type: str
     user_agent: str
+    agent_version: str  # x-agent-version: the iOS version the user agent names
     device_id_hex: int  # length of the random x-device-identifier
     uuid_nonce: bool  # INTL uses an upper-case UUID4, EU 16 hex chars
 
@@ -57,6 +59,7 @@ EU: Final = Region(
     identity_type="smart",
     content_type="application/json; charset=utf-8",
     user_agent="Hello smart/1.4.0 (iPhone; iOS 17.1; Scale/3.00)",
+    agent_version="17.1",
     device_id_hex=16,
     uuid_nonce=False,
 )
@@ -68,6 +71,7 @@ INTL: Final = Region(
     identity_type="smart-israel",
     content_type="application/json",
     user_agent="GlobalSmart/1.0.7 (iPhone; iOS 18.6.1; Scale/3.00)",
+    agent_version="18.6.1",  # hello_smart's INTL headers (the only source)
     device_id_hex=32,
     uuid_nonce=True,
 )
@@ -88,9 +92,17 @@ def canonical_query(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> st
     This string is both signed and sent verbatim, which is the only way to be sure the server's
     recomputation from the raw query matches ours.
     """
-    items = list(params.items()) if isinstance(params, Mapping) else list(params)
-    items.sort(key=lambda kv: kv[0])
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in items)
+    items = tuple(params.items()) if isinstance(params, Mapping) else tuple(params)
+    try:
+        return _canonical(items)  # a client sends the same few queries over and over
+    except TypeError:  # an unhashable pair (a list): computed without the cache
+        return _canonical.__wrapped__(items)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical(items: tuple[tuple[str, str], ...]) -> str:
+    ordered = sorted(items, key=lambda kv: kv[0])
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in ordered)
 
 
 def string_to_sign(
@@ -112,8 +124,39 @@ def string_to_sign(
 
 
 def signature(key: bytes, to_sign: str) -> str:
-    digest = hmac.new(key, to_sign.encode("utf-8"), hashlib.sha1).digest()
+    digest = hmac.digest(key, to_sign.encode("utf-8"), "sha1")  # one-shot: no HMAC object
     return base64.b64encode(digest).decode("ascii")
+
+
+@functools.lru_cache(maxsize=8)
+def _header_template(region: Region) -> dict[str, str]:
+    """The headers that never change for a region, in the order they are sent; the per-request
+    ones are placeholders overwritten in place (so the order stays the same)."""
+    headers = {
+        "x-app-id": region.app_id,
+        "accept": ACCEPT,
+        "x-agent-type": "iOS",
+        "x-agent-version": region.agent_version,
+        "x-device-type": "mobile",
+        "x-operator-code": region.operator_code,
+        "x-device-identifier": "",
+        "x-env-type": "production",
+        "accept-language": "en_US",
+        "x-api-signature-version": SIGNATURE_VERSION,
+        "x-api-signature-nonce": "",
+        "x-device-manufacture": "Apple",
+        "x-device-brand": "Apple",
+        "x-device-model": "iPhone",
+        "content-type": region.content_type,
+        "user-agent": region.user_agent,
+        "x-timestamp": "",
+        "x-signature": "",
+    }
+    if region.name == "EU":
+        headers["x-version"] = "smartNew"
+    else:
+        headers["platform"] = "NON-CMA"
+    return headers
 
 
 def signed_headers(
@@ -143,30 +186,11 @@ def signed_headers(
             path=path,
         ),
     )
-    headers = {
-        "x-app-id": region.app_id,
-        "accept": ACCEPT,
-        "x-agent-type": "iOS",
-        "x-agent-version": "17.1",
-        "x-device-type": "mobile",
-        "x-operator-code": region.operator_code,
-        "x-device-identifier": device_id,
-        "x-env-type": "production",
-        "accept-language": "en_US",
-        "x-api-signature-version": SIGNATURE_VERSION,
-        "x-api-signature-nonce": nonce,
-        "x-device-manufacture": "Apple",
-        "x-device-brand": "Apple",
-        "x-device-model": "iPhone",
-        "content-type": region.content_type,
-        "user-agent": region.user_agent,
-        "x-timestamp": timestamp_ms,
-        "x-signature": sig,
-    }
-    if region.name == "EU":
-        headers["x-version"] = "smartNew"
-    else:
-        headers["platform"] = "NON-CMA"
+    headers = _header_template(region).copy()
+    headers["x-device-identifier"] = device_id
+    headers["x-api-signature-nonce"] = nonce
+    headers["x-timestamp"] = timestamp_ms
+    headers["x-signature"] = sig
     if token:
         headers["authorization"] = token
     return headers

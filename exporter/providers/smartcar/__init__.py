@@ -16,7 +16,7 @@ from exporter.providers.base import ProviderContext
 from exporter.providers.entry import ProviderEntry
 from exporter.providers.smartcar import web
 from exporter.providers.smartcar.provider import SmartcarProvider
-from exporter.providers.smartcar.settings import SmartcarSettings, from_account
+from exporter.providers.smartcar.settings import SmartcarAccount, SmartcarSettings, from_account
 from exporter.providers.smartcar.v3_provider import SmartcarV3Provider
 from exporter.providers.smartcar.v3_settings import SmartcarV3Settings, api_version, from_account_v3
 
@@ -117,4 +117,4 @@ def build(
     return provider
 
 
-ENTRY = ProviderEntry("smartcar", account_settings, build, web.setup)
+ENTRY = ProviderEntry("smartcar", account_settings, build, web.setup, model=SmartcarAccount)

@@ -33,16 +33,13 @@ _GRID: Final = {
 
 
 def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    try:
+        out = float(value)
+    except (ValueError, OverflowError):  # garbage, or an integer beyond any float
         return None
-    return float(value)
+    return out if math.isfinite(out) else None
 
 
 def _ratio(value: Any) -> float | None:
@@ -57,11 +54,12 @@ def _bool(value: Any) -> bool | None:
 def parse_time(value: Any) -> float | None:
     """ISO-8601 (``SC-Data-Age``) or epoch milliseconds (webhook meta) -> unix seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) / 1000.0 if value > 1e11 else float(value)
+        n = _num(value)
+        return None if n is None else n / 1000.0 if n > 1e11 else n
     if isinstance(value, str) and value:
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
+        except (ValueError, OverflowError, OSError):
             return None
     return None
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from exporter.clock import Clock
-from exporter.hub import Outcome
+from exporter.hub import Outcome, from_the_future
 from exporter.logs import mask_vin
 from exporter.providers.base import (
     AuthError,
@@ -587,9 +587,13 @@ class SmartcarProvider(BaseProvider):
         return Snapshot.build(vin, NAME, car_time, self.clock.now(), values, source="poll")
 
     def _note_times(self, vin: str, values: Mapping[str, Value], t: float) -> None:
+        now = self.clock.now()
+        if from_the_future(t, now):
+            return  # the hub refuses the report; its time must not make genuine signals "older"
         known = self._signal_times.setdefault(vin, {})
         for name in values:
-            if t > known.get(name, float("-inf")):
+            old = known.get(name, float("-inf"))
+            if t > old or from_the_future(old, now):
                 known[name] = t
 
     # --- commands ---------------------------------------------------------------------------------
@@ -680,7 +684,11 @@ class SmartcarProvider(BaseProvider):
         return WebhookResult(200, {"status": "ignored"}, outcome="ignored")
 
     def _vehicle_state(self, vin: str, env: Any, now: float) -> WebhookResult:
-        known = self._signal_times.setdefault(vin, {})
+        known = {  # a time from the future (kept before the bound existed) orders nothing
+            k: t
+            for k, t in self._signal_times.setdefault(vin, {}).items()
+            if not from_the_future(t, now)
+        }
         accepted: dict[str, Value] = {}
         times: list[float] = []
         stale = 0

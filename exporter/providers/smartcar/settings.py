@@ -1,52 +1,131 @@
 """A Smartcar account's settings, validated with errors that name ``accounts[i].<key>``.
 
 The client holds a client secret, long-lived refresh tokens and the application management token,
-so its base URLs pass an allowlist: HTTPS to Smartcar's own hosts, or plain HTTP to loopback for an
-account explicitly marked ``simulator = true``. Anything else stops start-up.
+so its base URLs pass the one allowlist rule of ``exporter.urls`` against Smartcar's hosts listed
+here. Anything else stops start-up.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
+from pydantic import Field, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
+
 from exporter.config import AccountConfig, ConfigError, Secret
+from exporter.settings import AccountSection, invalid, missing, read_error, read_section, required
+from exporter.urls import check_base_url, is_loopback, origin
 
 ALLOWED_HOSTS: Final = frozenset(
     {"connect.smartcar.com", "auth.smartcar.com", "api.smartcar.com", "management.smartcar.com"}
 )
-LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 DEFAULT_URLS: Final = {
     "connect": "https://connect.smartcar.com",
     "auth": "https://auth.smartcar.com",
     "api": "https://api.smartcar.com",
 }
-MODES: Final = ("live", "simulated", "test")
-KNOWN_KEYS: Final = frozenset(
+# API v3 (the default) reads from other hosts (smartcar-v3.md §1.1); v3_settings builds on these
+V3_HOSTS: Final = frozenset(
     {
-        "api_version",  # 2 here; 3 is v3_settings
-        "client_id",
-        "redirect_uri",
-        "mode",
-        "scopes",
-        "required_scopes",
-        "make",
-        "single_select",
-        "location",
-        "commands",
-        "webhooks",
-        "webhook_id",
-        "webhook_poll_interval",
-        "budget_calls_per_vehicle",
-        "budget_reserve_calls",
-        "budget_app_calls_per_month",
-        "token_renew_days",
-        "reauth_probe_interval",
-        "urls",
+        "iam.smartcar.com",
+        "vehicle.api.smartcar.com",
+        "management.api.smartcar.com",
+        "connect.smartcar.com",
     }
 )
+V3_URLS: Final = {
+    "iam": "https://iam.smartcar.com",
+    "vehicle_api": "https://vehicle.api.smartcar.com",
+    "management_api": "https://management.api.smartcar.com",
+    "connect": "https://connect.smartcar.com",
+}
+MODES: Final = ("live", "simulated", "test")
+Mode = Literal["live", "simulated", "test"]
+Positive = Annotated[float, Field(gt=0, description="a positive number")]
+Count = Annotated[int, Field(gt=0, description="a positive whole number")]
+Scopes = Annotated[list[str], Field(description="a list of permission names")]
+
+
+class SmartcarAccount(AccountSection):
+    """``[[accounts]] provider = "smartcar"``."""
+
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    management_token: Secret | None = None
+    redirect_uri: str | None = None
+    mode: Mode | None = None  # default: "simulated" for a simulator account, else "live"
+    scopes: Scopes | None = None
+    required_scopes: Scopes | None = None
+    make: str | None = None
+    single_select: bool = False
+    location: bool = False
+    commands: bool = False
+    webhooks: bool = False
+    webhook_id: str | None = None
+    webhook_poll_interval: Positive = 12 * 3600.0  # the safety net while webhooks deliver
+    budget_calls_per_vehicle: Count = 500
+    # kept back for commands and a manual refresh
+    budget_reserve_calls: int = Field(default=20, ge=0)
+    budget_app_calls_per_month: Count | None = None
+    token_renew_days: Positive = 30.0
+    reauth_probe_interval: Positive = 86400.0
+    urls: dict[str, str] | None = None
+    # API v3 keys (api_version = 3), validated in detail by v3_settings.from_account_v3
+    api_version: Literal[2, 3] | None = None
+    application_id: str | None = None
+    signals_cost: Count | None = None
+    command_timeout: Positive | None = None
+
+    @model_validator(mode="after")
+    def _complete(self, info: ValidationInfo) -> Self:
+        client_id = "copy the Client ID of your application from the Smartcar Dashboard"
+        if self.client_id is not None and not self.client_id:
+            raise missing("client_id", client_id)
+        if required(self, info):  # a simulator account gets the simulator's demo app
+            if self.client_id is None:
+                raise missing("client_id", client_id)
+            if self.client_secret is None:
+                raise missing("client_secret")
+            if self.webhooks and self.management_token is None:
+                raise missing("management_token")
+            if self.redirect_uri is None:
+                raise missing("redirect_uri", REGISTERED)
+        for name in ("scopes", "required_scopes"):
+            for i, scope in enumerate(getattr(self, name) or ()):
+                if not scope:
+                    raise invalid("expected a permission name", field=f"{name}[{i}]", value=scope)
+        if self.redirect_uri is not None:
+            _check_redirect(self.redirect_uri)
+        v2 = self.api_version == 2  # no api_version: v3, the default
+        known, hosts = (DEFAULT_URLS, ALLOWED_HOSTS) if v2 else (V3_URLS, V3_HOSTS)
+        for key, url in (self.urls or {}).items():
+            if key not in known:
+                *first, last = known
+                raise invalid(
+                    f"unknown host key; expected {', '.join(first)} or {last}", field=f"urls.{key}"
+                )
+            try:
+                check_base_url(url, hosts, simulator=self.simulator)
+            except ValueError as exc:
+                raise invalid(str(exc), field=f"urls.{key}", value=url) from None
+        if self.budget_reserve_calls >= self.budget_calls_per_vehicle:
+            raise invalid(
+                "expected 0 or more and fewer than budget_calls_per_vehicle "
+                f"({self.budget_calls_per_vehicle})",
+                field="budget_reserve_calls",
+                value=self.budget_reserve_calls,
+            )
+        if self.token_renew_days >= 59:
+            raise invalid(
+                "refresh tokens die after 60 days; renew well before (e.g. 30)",
+                field="token_renew_days",
+                value=self.token_renew_days,
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -87,64 +166,119 @@ class SmartcarSettings:
         return urlsplit(self.redirect_uri).path or "/"
 
     def origins(self) -> frozenset[str]:
-        return frozenset(_origin(u) for u in (self.connect_url, self.auth_url, self.api_url))
-
-
-def _origin(url: str) -> str:
-    p = urlsplit(url)
-    return f"{p.scheme}://{p.netloc}".lower()
+        return frozenset(origin(u) for u in (self.connect_url, self.auth_url, self.api_url))
 
 
 def check_url(
     value: object, key: str, *, simulator: bool, hosts: frozenset[str] = ALLOWED_HOSTS
 ) -> str:
-    want = "https:// and a smartcar.com host"
-    if simulator:
-        want += " (or http://127.0.0.1:PORT for this simulator account)"
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} = {value!r}: expected a base URL, {want}")
+    """The base URL without a trailing slash, or ConfigError naming ``key`` (exporter.urls)."""
     try:
-        parts = urlsplit(value)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{key} = {value!r}: not a valid URL; expected {want}") from None
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError(f"{key} = {value!r}: a base URL may not carry credentials or a query")
-    if host in LOOPBACK:
-        if not simulator:
-            raise ConfigError(
-                f"{key} = {value!r}: loopback URLs are accepted only for a simulator account "
-                "(set simulator = true)"
-            )
-        if parts.scheme != "http" or port is None:
-            raise ConfigError(f"{key} = {value!r}: expected http://127.0.0.1:PORT")
-    elif parts.scheme != "https" or host not in hosts:
-        raise ConfigError(f"{key} = {value!r}: expected {want}")
-    return value.rstrip("/")
+        return check_base_url(value, hosts, simulator=simulator)
+    except ValueError as exc:
+        raise ConfigError(f"{key} = {value!r}: {exc}") from None
 
 
-def _redirect(value: object, key: str) -> str:
+REGISTERED: Final = (
+    "expected the callback URL registered in the Smartcar Dashboard, "
+    "e.g. https://cars.example.org/connect/smartcar/callback"
+)
+
+
+def _check_redirect(value: object) -> str:
+    if value is None:
+        raise missing("redirect_uri", REGISTERED)
     if not isinstance(value, str) or not value:
-        raise ConfigError(
-            f"{key} = {value!r}: expected the callback URL registered in the Smartcar Dashboard, "
-            "e.g. https://cars.example.org/connect/smartcar/callback"
-        )
+        raise invalid(REGISTERED, field="redirect_uri", value=value)
     parts = urlsplit(value)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host or parts.fragment:
-        raise ConfigError(f"{key} = {value!r}: expected an absolute http(s) URL without fragment")
-    if parts.scheme == "http" and host not in LOOPBACK:
-        raise ConfigError(
-            f"{key} = {value!r}: Smartcar sends the authorization code to this URL; use https "
-            "(plain http is accepted only on localhost)"
+        raise invalid(
+            "expected an absolute http(s) URL without fragment", field="redirect_uri", value=value
+        )
+    if parts.scheme == "http" and not is_loopback(host):
+        raise invalid(
+            "Smartcar sends the authorization code to this URL; use https "
+            "(plain http is accepted only on localhost)",
+            field="redirect_uri",
+            value=value,
         )
     return value
 
 
+def from_account(
+    account: AccountConfig,
+    *,
+    sim_urls: Mapping[str, str] | None = None,
+    default_redirect: str | None = None,
+) -> SmartcarSettings:
+    """Validate ``account`` (provider = "smartcar"). ``sim_urls`` are the simulator's base URLs,
+    used only for a ``simulator = true`` account; ``default_redirect`` fills a missing
+    ``redirect_uri`` for a simulator account (the exporter's own callback)."""
+    raw = account.raw()
+    raw.setdefault("api_version", 2)  # this reader is v2's; v3 accounts go to from_account_v3
+    if account.simulator:
+        raw.setdefault("redirect_uri", default_redirect)
+        raw["urls"] = {**(raw.get("urls") or {}), **(sim_urls or {})}
+        raw["urls"] = {k: v for k, v in raw["urls"].items() if k in DEFAULT_URLS} or None
+    m = read_section(SmartcarAccount, raw, account.where)
+    try:  # a simulator account, too, needs these by now (the simulator gives them)
+        if not m.client_id:
+            raise missing("client_id", "copy the Client ID of your application from the Dashboard")
+        if m.client_secret is None:
+            raise missing("client_secret")
+        if m.webhooks and m.management_token is None:
+            raise missing("management_token")
+        redirect = _check_redirect(m.redirect_uri)
+        urls = {**DEFAULT_URLS, **(m.urls or {})}
+        checked = {
+            k: check_base_url(v, ALLOWED_HOSTS, simulator=m.simulator) for k, v in urls.items()
+        }
+    except PydanticCustomError as exc:
+        raise read_error(exc, SmartcarAccount, account.where) from None
+    return SmartcarSettings(
+        account=account.name,
+        client_id=m.client_id,
+        client_secret=m.client_secret,
+        redirect_uri=redirect,
+        management_token=m.management_token,
+        mode=m.mode or ("simulated" if m.simulator else "live"),
+        scopes=tuple(m.scopes) if m.scopes is not None else None,
+        required_scopes=tuple(m.required_scopes) if m.required_scopes is not None else None,
+        make=m.make,
+        single_select=m.single_select,
+        location=m.location,
+        commands=m.commands,
+        webhooks=m.webhooks,
+        webhook_id=m.webhook_id,
+        webhook_poll_interval=m.webhook_poll_interval,
+        budget_calls_per_vehicle=m.budget_calls_per_vehicle,
+        budget_reserve_calls=m.budget_reserve_calls,
+        budget_app_calls_per_month=m.budget_app_calls_per_month,
+        token_renew_days=m.token_renew_days,
+        reauth_probe_interval=m.reauth_probe_interval,
+        connect_url=checked["connect"],
+        auth_url=checked["auth"],
+        api_url=checked["api"],
+        simulator=m.simulator,
+    )
+
+
+# --- for v3_settings, still a hand-written validator (to move onto a model like SmartcarAccount) --
+
+
+def _redirect(value: object, key: str) -> str:
+    try:
+        return _check_redirect(value)
+    except PydanticCustomError as exc:
+        ctx = exc.context or {}
+        raise ConfigError(f"{key} = {value!r}: {ctx.get('why') or REGISTERED}") from None
+
+
 def _positive(account: AccountConfig, name: str, default: float, *, integer: bool = False) -> Any:
     value = account.setting(name, default, kind=(int, float))
-    if isinstance(value, bool) or value <= 0 or (integer and int(value) != value):
+    bad = isinstance(value, bool) or not math.isfinite(value) or value <= 0
+    if bad or (integer and int(value) != value):
         want = "a positive whole number" if integer else "a positive number"
         raise ConfigError(f"{account.key(name)} = {value!r}: expected {want}")
     return int(value) if integer else float(value)
@@ -164,96 +298,3 @@ def _bool(account: AccountConfig, name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{account.key(name)} = {value!r}: expected true or false")
     return value
-
-
-def from_account(
-    account: AccountConfig,
-    *,
-    sim_urls: Mapping[str, str] | None = None,
-    default_redirect: str | None = None,
-) -> SmartcarSettings:
-    """Validate ``account`` (provider = "smartcar"). ``sim_urls`` are the simulator's base URLs,
-    used only for a ``simulator = true`` account; ``default_redirect`` fills a missing
-    ``redirect_uri`` for a simulator account (the exporter's own callback)."""
-    for key in account.settings:
-        if key not in KNOWN_KEYS:
-            raise ConfigError(
-                f"{account.key(key)}: unknown key for a smartcar account; expected one of: "
-                + ", ".join(sorted(KNOWN_KEYS))
-            )
-    client_id = account.setting("client_id", None, kind=str)
-    if not client_id:
-        raise ConfigError(
-            f"{account.key('client_id')} is missing: copy the Client ID of your application "
-            "from the Smartcar Dashboard"
-        )
-    secret = account.secret("client_secret")
-    assert secret is not None
-    mode = account.setting("mode", "simulated" if account.simulator else "live", kind=str)
-    if mode not in MODES:
-        raise ConfigError(f"{account.key('mode')} = {mode!r}: expected one of {', '.join(MODES)}")
-    redirect = account.setting("redirect_uri")
-    if redirect is None and account.simulator:
-        redirect = default_redirect
-    redirect = _redirect(redirect, account.key("redirect_uri"))
-    webhooks = _bool(account, "webhooks", False)
-    amt = account.secret("management_token", required=webhooks)
-    webhook_id = account.setting("webhook_id", None, kind=str)
-    make = account.setting("make", None, kind=str)
-
-    urls: dict[str, Any] = dict(DEFAULT_URLS)
-    raw_urls = account.setting("urls", {}, kind=dict)
-    for key, value in raw_urls.items():
-        if key not in DEFAULT_URLS:
-            raise ConfigError(
-                f"{account.key('urls')}.{key}: unknown host key; expected connect, auth or api"
-            )
-        urls[key] = value
-    if account.simulator and sim_urls:
-        urls.update({k: v for k, v in sim_urls.items() if k in DEFAULT_URLS})
-    checked = {
-        k: check_url(v, f"{account.key('urls')}.{k}", simulator=account.simulator)
-        for k, v in urls.items()
-    }
-    app_calls = account.setting("budget_app_calls_per_month")
-    if app_calls is not None:
-        app_calls = _positive(account, "budget_app_calls_per_month", 1, integer=True)
-    per_vehicle = _positive(account, "budget_calls_per_vehicle", 500, integer=True)
-    reserve = account.setting("budget_reserve_calls", 20, kind=int)
-    if isinstance(reserve, bool) or not 0 <= reserve < per_vehicle:
-        raise ConfigError(
-            f"{account.key('budget_reserve_calls')} = {reserve!r}: expected 0 or more and "
-            f"fewer than budget_calls_per_vehicle ({per_vehicle})"
-        )
-    renew = _positive(account, "token_renew_days", 30.0)
-    if renew >= 59:
-        raise ConfigError(
-            f"{account.key('token_renew_days')} = {renew!r}: refresh tokens die after 60 days; "
-            "renew well before (e.g. 30)"
-        )
-    return SmartcarSettings(
-        account=account.name,
-        client_id=client_id,
-        client_secret=secret,
-        redirect_uri=redirect,
-        management_token=amt,
-        mode=mode,
-        scopes=_str_list(account, "scopes"),
-        required_scopes=_str_list(account, "required_scopes"),
-        make=make,
-        single_select=_bool(account, "single_select", False),
-        location=_bool(account, "location", False),
-        commands=_bool(account, "commands", False),
-        webhooks=webhooks,
-        webhook_id=webhook_id,
-        webhook_poll_interval=_positive(account, "webhook_poll_interval", 12 * 3600.0),
-        budget_calls_per_vehicle=per_vehicle,
-        budget_reserve_calls=int(reserve),
-        budget_app_calls_per_month=app_calls,
-        token_renew_days=renew,
-        reauth_probe_interval=_positive(account, "reauth_probe_interval", 86400.0),
-        connect_url=checked["connect"],
-        auth_url=checked["auth"],
-        api_url=checked["api"],
-        simulator=account.simulator,
-    )

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from exporter.config import AccountConfig
 from exporter.logs import mask_vin
+from exporter.providers.base import ReauthRequired
 from exporter.providers.entry import WebContext
 from exporter.providers.smartcar import scopes, v3_connect
 from exporter.providers.smartcar.metrics import SmartcarCollector
@@ -121,7 +122,10 @@ def setup(app: web.Application, wctx: WebContext) -> None:
     app[STATES] = ConnectStates()
 
     async def connect(request: web.Request) -> web.StreamResponse:
-        provider = _provider(wctx, request.query.get("account"))
+        name = request.query.get("account")
+        if name and name not in {a.name for a in wctx.accounts}:
+            return _page("Unknown account", "<p>No Smartcar account has that name here.</p>", 404)
+        provider = _provider(wctx, name)
         if provider is None:
             return _page("Smartcar is starting", "<p>Try again in a few seconds.</p>", 503)
         state = request.app[STATES].issue(provider.account)
@@ -156,8 +160,12 @@ def setup(app: web.Application, wctx: WebContext) -> None:
 
     async def callback(request: web.Request) -> web.StreamResponse:
         q = request.query
-        pending = request.app[STATES].take(q.get("state", ""))
-        if pending is None or request.cookies.get(COOKIE) != q.get("state"):
+        state = q.get("state", "")
+        # the cookie is checked first: a callback from another browser must not use up the state
+        # the real user's browser is about to present
+        same_browser = bool(state) and request.cookies.get(COOKIE) == state
+        pending = request.app[STATES].take(state) if same_browser else None
+        if pending is None:
             log.warning("smartcar callback with an unknown or expired state refused")
             return _page(
                 "This sign-in was not started here",
@@ -188,11 +196,13 @@ def setup(app: web.Application, wctx: WebContext) -> None:
                 "smartcar code exchange failed",
                 extra={"account": provider.account, "error": str(exc)[:200]},
             )
+            # a code Smartcar refuses (expired, replayed, made up) is the request's fault: 400;
+            # only Smartcar itself failing is a 502
             return _page(
                 "Connecting failed",
                 "<p id='error'>Smartcar did not accept the sign-in (it may have expired). "
                 f"<a href='{CONNECT_PATH}'>Please start again</a>.</p>",
-                502,
+                400 if isinstance(exc, ReauthRequired) else 502,
             )
         items = "".join(
             f"<li>{html.escape(i.make)} {html.escape(i.model)} {html.escape(i.year)} "

@@ -159,6 +159,11 @@ def _error(item: Any) -> VehicleErrorItem | None:
     )
 
 
+def _list(value: Any) -> list[Any]:
+    """A JSON array, or nothing: a signed body with ``"errors": 1`` is malformed, not a crash."""
+    return value if isinstance(value, list) else []
+
+
 def parse_envelope(raw: bytes) -> Envelope:
     """Parse a webhook body (already verified, or a VERIFY). Raises WebhookRejected(400)."""
     try:
@@ -186,12 +191,10 @@ def parse_envelope(raw: bytes) -> Envelope:
     vehicle = _map(data.get("vehicle"))
     vehicle_id = doc.get("vehicleId") or vehicle.get("id")
     user = _map(data.get("user"))
-    triggers_raw = data.get("triggers", doc.get("triggers")) or []
-    triggers = tuple(
-        c for c in (_trigger_code(t) for t in triggers_raw if triggers_raw) if c is not None
-    )
-    signals = tuple(s for s in (_signal(i) for i in data.get("signals") or []) if s is not None)
-    errors = tuple(e for e in (_error(i) for i in data.get("errors") or []) if e is not None)
+    triggers_raw = _list(data.get("triggers", doc.get("triggers")))
+    triggers = tuple(c for c in (_trigger_code(t) for t in triggers_raw) if c is not None)
+    signals = tuple(s for s in (_signal(i) for i in _list(data.get("signals"))) if s is not None)
+    errors = tuple(e for e in (_error(i) for i in _list(data.get("errors"))) if e is not None)
     return Envelope(
         event_id=event_id,
         event_type=event_type,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from exporter.simulator.runner import CloudHandle, SimContext
+from exporter.simulator.context import CloudHandle, SimContext
 from exporter.simulator.smart.cloud import SmartCloud, SmartCloudConfig
 from exporter.simulator.smart.identity import Lifetimes
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -66,22 +66,54 @@ async def _gateway(
     token_value = request.headers.get("authorization")
     token = cloud.identity.known(token_value, "api_access") if token_value else None
     key = _key_for(request, token)
+    strict = cloud.config.strict
+    if strict:
+        missing = _missing_app_header(request.headers, key)
+        if missing:
+            return wire.error("1400", f"Illegal parameter: header {missing}"), body, None
     url = request.rel_url
     if not signing.verify(
         key, request.headers, request.method, url.raw_path, url.raw_query_string, body
     ):
         return wire.error("1445"), body, None
     tolerance = cloud.config.timestamp_tolerance
-    if tolerance is not None:
+    if strict and tolerance is not None:
+        # the check is for a wrong clock, not for latency: on an accelerated clock a request's
+        # real transit time is worth ``speed`` simulated seconds, so the window scales with it
+        tolerance *= float(getattr(cloud.clock, "effective_speed", 1.0))
         try:
             skew = abs(int(request.headers["x-timestamp"]) / 1000.0 - cloud.clock.now())
         except (KeyError, ValueError):
             skew = float("inf")
         if skew > tolerance:
-            return wire.error("1445", "request timestamp out of range"), body, None
+            return wire.error("1446"), body, None
     if cloud.nonce_seen(request.headers["x-api-signature-nonce"]):
         return wire.error("1443"), body, None
     return None, body, fault
+
+
+# The app headers every signed request carries. Reference §2: evcc sends only this subset and
+# works, so the server checks at least these; the values are the region's app identifiers.
+_APP_HEADERS: Final = {
+    signing.EU_KEY: {"x-app-id": "SmartAPPEU", "x-operator-code": "SMART"},
+    signing.INTL_KEY: {"x-app-id": "SMARTAPP-ISRAEL", "x-operator-code": "SMART-ISRAEL"},
+}
+_PRESENT: Final = ("content-type", "x-device-identifier", "x-api-signature-nonce", "x-timestamp")
+
+
+def _missing_app_header(headers: Mapping[str, str], key: bytes) -> str:
+    """The first required app header that is absent or wrong ('' when all are right)."""
+    if headers.get("accept") != signing.ACCEPT:
+        return "accept"
+    if headers.get("x-api-signature-version") != "1.0":
+        return "x-api-signature-version"
+    for name, want in _APP_HEADERS[key].items():
+        if headers.get(name) != want:
+            return name
+    for name in _PRESENT:
+        if not headers.get(name):
+            return name
+    return ""
 
 
 def _authed(cloud: SmartCloud, endpoint: str, handler: Handler, *, vin_scoped: bool = False) -> Any:
@@ -299,13 +331,24 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         if problem is not None:
             return problem
         vin = call.vin or ""
+        strict = cloud.config.strict
         try:
-            service, cmds = commands.parse(json.loads(call.body))
+            payload = json.loads(call.body)
+            if strict:
+                commands.check_strict(payload)
+                if payload.get("userId", call.account.user_id) != call.account.user_id:
+                    raise commands.IllegalParameter("userId is not this account's")
+            service, cmds = commands.parse(payload)
         except (ValueError, commands.IllegalParameter) as exc:
             return wire.error("1400", f"Illegal parameter: {exc}")
         refusal = None
+        late = None
+        if call.fault is not None and call.fault.kind is FaultKind.CAR_REFUSES:
+            late = "the vehicle did not carry out the remote command"
         for name, params in cmds:
-            ok, reason = fleet.apply_command(vin, name, params)
+            # strict: the cloud queues the message; the car judges it when it acts, so a refusal
+            # shows only in its later reports (reference §3.4: the reply is acceptance only)
+            ok, reason = fleet.apply_command(vin, name, params, deferred=strict, refuse=late)
             if not ok:
                 refusal = reason
                 break

@@ -37,7 +37,14 @@ class SmartCloudConfig:
     login_limit: int = 30  # login chains allowed per window before the WAF blocks
     login_window: float = 600.0
     login_block: float = 1800.0
-    timestamp_tolerance: float | None = None  # None: do not check x-timestamp against the clock
+    # strict (the default): refuse what the real cloud refuses - command bodies outside the
+    # documented parameter sets, a stale x-timestamp, missing app headers, a Gigya login without
+    # the app's origin - and judge commands in the car after accepting them. Lenient: the older,
+    # forgiving simulator (every client dialect, refusals at once), kept for experiments.
+    strict: bool = True
+    # |x-timestamp - simulator clock| above this is refused (code 1446) in strict mode; None: never.
+    # Real seconds: on an accelerated clock (the demo, the soak) it is scaled by the clock's speed.
+    timestamp_tolerance: float | None = 300.0
     nonce_ttl: float = 3600.0
     journal_grant_rotates_token: bool = True
     require_webview_ua: bool = True  # awsapi answers 403 to the iOS app user agent
@@ -96,6 +103,20 @@ class Served:
     recent: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=200))
 
 
+@dataclass(frozen=True)
+class Captured:
+    """One request as it arrived (for wire comparisons): host key, method, raw path and query,
+    the header names (lower case) and the body bytes."""
+
+    host: str
+    method: str
+    path: str
+    query: str
+    headers: frozenset[str]
+    body: bytes
+    header_values: tuple[tuple[str, str], ...] = ()
+
+
 class SmartCloud:
     """State shared by the smart hosts; see the module docstring."""
 
@@ -122,6 +143,7 @@ class SmartCloud:
         self._nonces: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._runners: list[web.AppRunner] = []
         self.logins: dict[str, dict[str, str]] = {}
+        self.captured: list[Captured] | None = None  # a list: every request is recorded there
 
     # ------------------------------------------------------------------ accounts
 
@@ -188,7 +210,32 @@ class SmartCloud:
             "ota": api.ota_app(self),
         }
         admin.install(apps["api_v1"], self)
+        for key, app in apps.items():
+            app.middlewares.append(self._recorder(key))
         return apps
+
+    def _recorder(self, host: str) -> Any:
+        """A middleware recording each request into ``captured`` while that is a list."""
+
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            if self.captured is not None and not request.path.startswith("/_sim/"):
+                body = await request.read()  # cached: the handler reads it again
+                self.captured.append(
+                    Captured(
+                        host,
+                        request.method,
+                        request.rel_url.raw_path,
+                        request.rel_url.raw_query_string,
+                        frozenset(k.lower() for k in request.headers),
+                        body,
+                        tuple((k.lower(), v) for k, v in request.headers.items()),
+                    )
+                )
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        return record
 
     async def start(self, host: str = "127.0.0.1") -> dict[str, str]:
         """Serve every host on its own free port; returns (and keeps) the base URLs."""

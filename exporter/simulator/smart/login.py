@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from exporter.simulator.faults import FaultKind
+from exporter.simulator.faults import Fault, FaultKind
 from exporter.simulator.smart import wire
 from exporter.simulator.smart.cloud import API_KEY, CLIENT_ID, CLOUD, INTL_CA_KEY, SmartCloud
 from exporter.simulator.smart.identity import id_token
@@ -32,8 +32,11 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-async def _gateway(cloud: SmartCloud, endpoint: str) -> web.Response | None:
-    """Faults and the WAF block, as the login gateway applies them before anything else."""
+async def _gateway(
+    cloud: SmartCloud, endpoint: str, picked: list[Fault] | None = None
+) -> web.Response | None:
+    """Faults and the WAF block, as the login gateway applies them before anything else. A fault
+    the gateway does not answer itself is handed to the caller through ``picked``."""
     fault = cloud.faults.pick(CLOUD, endpoint)
     if fault is not None:
         reply = await wire.transport_fault(cloud.faults, fault, login_host=True)
@@ -41,6 +44,8 @@ async def _gateway(cloud: SmartCloud, endpoint: str) -> web.Response | None:
             return reply
         if fault.kind is FaultKind.MALFORMED_JSON:
             return web.Response(text="<html><body>Bad Gateway</body></html>", status=502)
+        if picked is not None:
+            picked.append(fault)
     left = cloud.throttle.blocked()
     if left is not None:
         return wire.waf_block(left)
@@ -171,6 +176,9 @@ def socialize_app(cloud: SmartCloud) -> web.Application:
 
 
 def _gigya_error(now: float, code: int, message: str, details: str) -> web.Response:
+    """Gigya's error body (always HTTP 200): ``statusCode`` is the code's first three digits."""
+    status = code // 1000
+    reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 206: "Partial Content"}
     return web.json_response(
         {
             "callId": secrets.token_hex(16),
@@ -178,11 +186,21 @@ def _gigya_error(now: float, code: int, message: str, details: str) -> web.Respo
             "errorDetails": details,
             "errorMessage": message,
             "apiVersion": 2,
-            "statusCode": 403 if code == 403042 else 400,
-            "statusReason": "Forbidden" if code == 403042 else "Bad Request",
+            "statusCode": status,
+            "statusReason": reasons.get(status, "Bad Request"),
             "time": _iso(now),
         }
     )
+
+
+# Login challenges of the Gigya chain (codes: the Gigya Web SDK's GSErrors table). Captcha and
+# pending registration need the owner in the app; the lockout lifts by itself.
+CHALLENGES: Final = {
+    "401020": ("Login Failed Captcha Required", "captcha required after failed logins"),
+    "403120": ("Account temporarily locked out", "too many failed login attempts"),
+    "206001": ("Account Pending Registration", "new terms of use must be accepted (consent)"),
+}
+APP_ORIGIN: Final = "https://app.id.smart.com"  # what the app's webview sends (pysmarthashtag)
 
 
 def auth_app(cloud: SmartCloud) -> web.Application:
@@ -217,13 +235,24 @@ def auth_app(cloud: SmartCloud) -> web.Application:
         return web.Response(text=f"<html><body>{text}</body></html>", content_type="text/html")
 
     async def accounts_login(request: web.Request) -> web.Response:
-        blocked = await _gateway(cloud, "login")
+        picked: list[Fault] = []
+        blocked = await _gateway(cloud, "login", picked)
         if blocked is not None:
             return blocked
         form = await request.post()
         now = cloud.clock.now()
         if form.get("APIKey") != API_KEY:
             return _gigya_error(now, 400093, "Invalid ApiKey parameter", "Invalid ApiKey parameter")
+        if cloud.config.strict and request.headers.get("Origin") != APP_ORIGIN:
+            # a JS-SDK call from a page outside the site's trusted domains [inferred: the Gigya
+            # code for it (INVALID_SITE_DOMAIN) from the Web SDK table; no capture]
+            return _gigya_error(now, 400120, "Invalid site domain", "origin not trusted")
+        # challenges have their own endpoint name, so a script aims at this step of the chain
+        fault = picked[0] if picked else cloud.faults.pick(CLOUD, "accounts.login")
+        if fault is not None and fault.kind is FaultKind.LOGIN_CHALLENGE:
+            code = fault.code if fault.code in CHALLENGES else "403120"
+            message, details = CHALLENGES[code]
+            return _gigya_error(now, int(code), message, details)
         gmid = request.cookies.get("gmid", "")
         if gmid not in cloud.identity.gmids:
             return _gigya_error(
@@ -294,6 +323,21 @@ def _intl(code: str, result: Any, message: str = "success") -> web.Response:
     return web.json_response({"code": code, "message": message, "result": result})
 
 
+def _missing_gateway_header(request: web.Request) -> str:
+    """The INTL login's gateway headers as reference §1.2 lists them for the X-Ca-Key flavour
+    (hello_smart): nonce, millisecond timestamp and the login app id. '' when all are there
+    [inferred: the gateway's exact reply to a missing one is not captured]."""
+    if request.headers.get("X-Ca-Key") is None:
+        return ""  # the Xs-* flavour (pysmarthashtag's INTL branch) carries no X-Ca-* set
+    if not request.headers.get("X-Ca-Nonce"):
+        return "X-Ca-Nonce"
+    if not request.headers.get("X-Ca-Timestamp", "").isdigit():
+        return "X-Ca-Timestamp"
+    if request.headers.get("X-App-Id") != "SmartAPPGlobal":
+        return "X-App-Id"
+    return ""
+
+
 def intl_app(cloud: SmartCloud) -> web.Application:
     async def login(request: web.Request) -> web.Response:
         blocked = await _gateway(cloud, "login")
@@ -303,6 +347,9 @@ def intl_app(cloud: SmartCloud) -> web.Application:
         ca_key = request.headers.get("X-Ca-Key")
         if ca_key != INTL_CA_KEY and (ca_key is not None or "Xs-Client-Id" not in request.headers):
             return _intl("401", None, "Invalid AppKey")
+        missing = _missing_gateway_header(request) if cloud.config.strict else ""
+        if missing:
+            return _intl("400", None, f"Missing or invalid header {missing}")
         wait = cloud.throttle.check()
         if wait is not None:
             return wire.waf_block(wait)
@@ -335,6 +382,9 @@ def intl_app(cloud: SmartCloud) -> web.Application:
         blocked = await _gateway(cloud, "login")
         if blocked is not None:
             return blocked
+        missing = _missing_gateway_header(request) if cloud.config.strict else ""
+        if missing:
+            return _intl("400", None, f"Missing or invalid header {missing}")
         ident = cloud.identity
         access = ident.get(request.query.get("accessToken"), "intl_access")
         idt = ident.get(request.headers.get("Xs-Auth-Token"), "intl_id")

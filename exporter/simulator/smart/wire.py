@@ -26,6 +26,9 @@ MESSAGES: Final = {
     "1405": "resource not found",
     "1443": "request nonce repeated",
     "1445": "signature verification failed",
+    # the simulator's own code for a stale x-timestamp: the real code is unknown (reference §2,
+    # "Timestamp tolerance unknown"); distinct from 1445 so a clock bug is told from a signing bug
+    "1446": "request timestamp out of range",
     "1501": "main token expired",
     "4038": "Current vehicle is not in use",
     "8006": "Human and vehicle relationship does not exist",

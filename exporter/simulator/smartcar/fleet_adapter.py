@@ -11,18 +11,16 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from exporter.clock import Clock
+from exporter.simulator.context import CloudHandle, SimContext
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.smartcar.car import DOORS, WHEELS, CarReading, CarRefused
 from exporter.simulator.smartcar.server import SmartcarSimulator
 from exporter.simulator.smartcar.state import SimApp, SmartcarCloud
 from exporter.simulator.smartcar.v3_signals import CATALOGUE
 from exporter.simulator.smartcar.v3_state import ALL_PERMISSIONS, V3App, V3Cloud, Webhook
-
-if TYPE_CHECKING:
-    from exporter.simulator.runner import CloudHandle, SimContext
 
 # The model's refusal reasons -> Smartcar VEHICLE_STATE codes.
 REFUSALS: Final = (
@@ -229,8 +227,6 @@ def demo_cloud(
 
 async def start_cloud(ctx: SimContext) -> CloudHandle | None:
     """The runner's factory: serve the fleet's Smartcar cars (``ctx.groups["smartcar"]``)."""
-    from exporter.simulator.runner import CloudHandle
-
     vins = list(ctx.groups.get("smartcar", []))
     if not vins:
         return None

@@ -1,0 +1,37 @@
+"""No binary float noise where people read numbers: /metrics and CSV (issue 15)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.output import write
+from exporter.clock import ManualClock
+from exporter.health import Health
+from exporter.hub import Hub
+from exporter.metrics import VehicleCollector, make_registry, render_exposition
+from exporter.snapshot import Snapshot
+
+VIN = "HESXR1C40PS000001"
+
+
+def test_metrics_show_0_476_not_0_47600000000000003() -> None:
+    clock = ManualClock()
+    hub = Hub()
+    t = clock.now() - 10
+    soc = 47.6 / 100  # what a percent-to-ratio conversion leaves: 0.47600000000000003
+    assert repr(soc) != "0.476"
+    hub.publish(Snapshot.build(VIN, "smart", t, t, {"battery_soc": soc, "odometer": 1.7e3 + 0.3}))
+    coll = VehicleCollector(hub, Health(), clock, export_location=False, max_data_age=86400)
+    body = b"".join(render_exposition(make_registry(coll), coll)).decode()
+    line = next(ln for ln in body.splitlines() if ln.startswith("carmetrics_battery_soc_ratio{"))
+    assert line.endswith(" 0.476")
+    assert "0000000000" not in body
+
+
+def test_csv_has_no_float_noise() -> None:
+    noisy = 1.7000000000000015  # a difference of two odometer readings, as the issue saw it
+    df = pd.DataFrame({"distance_km": [noisy, 2.5], "ts": [1_767_225_600.123, 1.0]})
+    text = write(df, "csv", None, "trips")
+    assert text is not None
+    assert "1.7," in text and "1.7000000000000" not in text
+    assert "1767225600.123" in text  # milliseconds of a time survive
