@@ -211,3 +211,33 @@ def test_run_says_at_start_that_stored_tokens_will_not_be_read(
     assert result.exit_code == 0, result.output
     assert len(started) == 1
     assert "home" in result.output and KEY_ENV in result.output
+
+
+SMARTCAR_V3 = (
+    '[[accounts]]\nprovider = "smartcar"\nclient_id = "client_abc123"\n'
+    'application_id = "5b2f0c1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"\n'
+    'redirect_uri = "https://cars.example.org/connect/smartcar/callback"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "bad"),
+    [
+        ('urls = { iam = "https://iam.smartcar.com" }\n', None),
+        ('urls = { auth = "https://auth.smartcar.com" }\n', "accounts[0].urls.auth"),
+        ('api_version = 2\nurls = { auth = "https://auth.smartcar.com" }\n', None),
+        ('api_version = 2\nurls = { iam = "https://iam.smartcar.com" }\n', "accounts[0].urls.iam"),
+    ],
+)
+def test_smartcar_url_keys_follow_the_api_version(
+    tmp_path: Path, extra: str, bad: str | None
+) -> None:
+    toml = SMARTCAR_V3 + extra
+    if "api_version = 2" in extra:
+        toml = toml.replace('application_id = "5b2f0c1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"\n', "")
+    env = {"CARMETRICS_ACCOUNTS__0__CLIENT_SECRET": "cs-1", KEY_ENV: generate_key()}
+    code, out = check(tmp_path, toml, **env)
+    if bad is None:
+        assert code == 0, out
+    else:
+        assert code == 1 and bad in out and "unknown host key" in out, out

@@ -38,6 +38,7 @@ smartcar_vehicles = ["Tesla Model 3", "Ford Mustang Mach-E"]
 [[accounts]]
 name = "sc"
 provider = "smartcar"
+api_version = 2   # these tests cover the v2 flow; tests/test_smartcar_v3_web.py covers v3
 simulator = true
 webhooks = true
 """

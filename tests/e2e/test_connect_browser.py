@@ -1,10 +1,11 @@
-"""End to end in a real browser: connect a car the way its owner would.
+"""End to end in a real browser: connect a car the way its owner would, on Smartcar API v3.
 
-`carmetrics run` (a real process) with the embedded simulator and a Smartcar simulator account;
-Debian's headless chromium, driven over the Chrome DevTools Protocol (a small client below, on
-aiohttp's websocket, so no browser download is needed): open the landing page, click "Connect a
-car", approve on the simulated Smartcar Connect page, land back on carmetrics' callback page, then
-watch the car's metrics appear on /metrics.
+`carmetrics run` (a real process) with the embedded simulator and a Smartcar simulator account
+(API v3, the default: the demo user's car is pre-connected); Debian's headless chromium, driven
+over the Chrome DevTools Protocol (a small client below, on aiohttp's websocket, so no browser
+download is needed): open the landing page, click "Connect a car", log in on the simulated Smartcar
+Connect page as another owner and approve, land back on carmetrics' callback page with the v3
+redirect (``user_id``), then watch that owner's car appear on /metrics next to the demo car.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ provider = "smartcar"
 simulator = true
 webhooks = true
 """
+
+
+# Smartcar's "<n>-vehicles@smartcar.com" test login: one simulated car with this VIN
+OWNER = "1-vehicles@smartcar.com"
+OWNER_VIN = "0SCN0010000000000"
 
 
 def free_port() -> int:
@@ -206,11 +212,14 @@ async def test_connect_a_car_in_a_real_browser(tmp_path: Path) -> None:
             assert not connect_url.startswith(base)  # Connect is another host
             assert "required:read_vin" in connect_url.replace("%3A", ":")
             assert await page.eval("document.title") == "Smartcar Connect"
+            # v3: Connect's client_id is the Application ID (a UUID), not the client_... API id
+            assert "client_id=client_" not in connect_url
+            await page.eval(f"document.querySelector('#email').value = {json.dumps(OWNER)}")
             await page.click("#approve")
             callback = await page.wait_for(
                 lambda h: h.startswith(base + "/connect/smartcar/callback"), "the callback page"
             )
-            assert "code=" in callback
+            assert "user_id=" in callback  # v3 names the user; there is no code exchange
             assert "Connected 1 car(s)" in await page.text()
             vin_line = ""
             for _ in range(200):
@@ -220,7 +229,7 @@ async def test_connect_a_car_in_a_real_browser(tmp_path: Path) -> None:
                     (
                         ln
                         for ln in metrics.splitlines()
-                        if ln.startswith('carmetrics_battery_soc_ratio{vin="0SC')
+                        if ln.startswith(f'carmetrics_battery_soc_ratio{{vin="{OWNER_VIN}')
                     ),
                     "",
                 )
@@ -230,10 +239,12 @@ async def test_connect_a_car_in_a_real_browser(tmp_path: Path) -> None:
             assert vin_line, "the connected car's metrics never appeared on /metrics"
             soc = float(vin_line.rsplit(" ", 1)[1])
             assert 0.0 < soc <= 1.0
-            assert 'carmetrics_reauth_required{vin="0SC' in metrics
+            assert f'carmetrics_reauth_required{{vin="{OWNER_VIN}' in metrics
             assert "carmetrics_vehicle_info{" in metrics and 'provider="smartcar"' in metrics
+            socs = [ln for ln in metrics.splitlines() if ln.startswith("carmetrics_battery_soc")]
+            assert len(socs) == 2  # the pre-connected demo car and the one just connected
             await page.goto(base + "/")
-            assert "Tesla" in await page.text()  # the landing page lists the new car
+            assert "Tesla" in await page.text()  # the landing page lists the demo car
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

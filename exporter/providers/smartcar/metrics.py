@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter.providers.smartcar.provider import SmartcarProvider
+from exporter.providers.smartcar.v3_provider import SmartcarV3Provider
 
 METRIC_NAMES = (
     "carmetrics_api_calls_total",
@@ -29,7 +30,9 @@ METRIC_NAMES = (
 
 
 class SmartcarCollector(Collector):
-    def __init__(self, providers: Callable[[], Iterable[SmartcarProvider]]) -> None:
+    def __init__(
+        self, providers: Callable[[], Iterable[SmartcarProvider | SmartcarV3Provider]]
+    ) -> None:
         self._providers = providers
 
     def describe(self) -> Iterator[Metric]:
@@ -87,7 +90,16 @@ class SmartcarCollector(Collector):
             "When the last webhook delivery for the vehicle was accepted.",
             labels=["vin"],
         )
+        absent = CounterMetricFamily(
+            "carmetrics_signals_absent",
+            "Smartcar v3 signals a poll left absent: status ERROR or UNAVAILABLE in the reply, or "
+            "UNPARSED (a body carmetrics could not read). The poll itself succeeded.",
+            labels=["provider", "account", "status"],
+        )
         for p in providers:
+            if isinstance(p, SmartcarV3Provider):
+                for status, n in sorted(p.client.absent_total.items()):
+                    absent.add_metric([p.name, p.account, status], n)
             reset.add_metric([p.name, p.account], p.budget.reset_at())
             for (event, outcome), n in sorted(p.webhook_events.items()):
                 hooks.add_metric([p.name, event, outcome], n)
@@ -103,4 +115,16 @@ class SmartcarCollector(Collector):
                 seen = p.webhook_seen.get(vin)
                 if seen is not None:
                     last_hook.add_metric([vin], seen)
-        yield from (calls, used, left, limit, reset, floor, reauth, errors, hooks, last_hook)
+        yield from (
+            calls,
+            used,
+            left,
+            limit,
+            reset,
+            floor,
+            reauth,
+            errors,
+            hooks,
+            last_hook,
+            absent,
+        )

@@ -28,6 +28,21 @@ DEFAULT_URLS: Final = {
     "auth": "https://auth.smartcar.com",
     "api": "https://api.smartcar.com",
 }
+# API v3 (the default) reads from other hosts (smartcar-v3.md §1.1); v3_settings builds on these
+V3_HOSTS: Final = frozenset(
+    {
+        "iam.smartcar.com",
+        "vehicle.api.smartcar.com",
+        "management.api.smartcar.com",
+        "connect.smartcar.com",
+    }
+)
+V3_URLS: Final = {
+    "iam": "https://iam.smartcar.com",
+    "vehicle_api": "https://vehicle.api.smartcar.com",
+    "management_api": "https://management.api.smartcar.com",
+    "connect": "https://connect.smartcar.com",
+}
 MODES: Final = ("live", "simulated", "test")
 Mode = Literal["live", "simulated", "test"]
 Positive = Annotated[float, Field(gt=0, description="a positive number")]
@@ -85,13 +100,16 @@ class SmartcarAccount(AccountSection):
                     raise invalid("expected a permission name", field=f"{name}[{i}]", value=scope)
         if self.redirect_uri is not None:
             _check_redirect(self.redirect_uri)
+        v2 = self.api_version == 2  # no api_version: v3, the default
+        known, hosts = (DEFAULT_URLS, ALLOWED_HOSTS) if v2 else (V3_URLS, V3_HOSTS)
         for key, url in (self.urls or {}).items():
-            if key not in DEFAULT_URLS:
+            if key not in known:
+                *first, last = known
                 raise invalid(
-                    "unknown host key; expected connect, auth or api", field=f"urls.{key}"
+                    f"unknown host key; expected {', '.join(first)} or {last}", field=f"urls.{key}"
                 )
             try:
-                check_base_url(url, ALLOWED_HOSTS, simulator=self.simulator)
+                check_base_url(url, hosts, simulator=self.simulator)
             except ValueError as exc:
                 raise invalid(str(exc), field=f"urls.{key}", value=url) from None
         if self.budget_reserve_calls >= self.budget_calls_per_vehicle:
@@ -198,6 +216,7 @@ def from_account(
     used only for a ``simulator = true`` account; ``default_redirect`` fills a missing
     ``redirect_uri`` for a simulator account (the exporter's own callback)."""
     raw = account.raw()
+    raw.setdefault("api_version", 2)  # this reader is v2's; v3 accounts go to from_account_v3
     if account.simulator:
         raw.setdefault("redirect_uri", default_redirect)
         raw["urls"] = {**(raw.get("urls") or {}), **(sim_urls or {})}

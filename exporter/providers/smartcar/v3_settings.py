@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from exporter.config import AccountConfig, ConfigError, Secret
 from exporter.providers.smartcar.settings import (
     MODES,
+    V3_HOSTS,
+    V3_URLS,
     _bool,
     _positive,
     _redirect,
@@ -27,20 +29,6 @@ from exporter.providers.smartcar.settings import (
     check_url,
 )
 
-V3_HOSTS: Final = frozenset(
-    {
-        "iam.smartcar.com",
-        "vehicle.api.smartcar.com",
-        "management.api.smartcar.com",
-        "connect.smartcar.com",
-    }
-)
-V3_URLS: Final = {
-    "iam": "https://iam.smartcar.com",
-    "vehicle_api": "https://vehicle.api.smartcar.com",
-    "management_api": "https://management.api.smartcar.com",
-    "connect": "https://connect.smartcar.com",
-}
 V3_KEYS: Final = frozenset(
     {
         "api_version",

@@ -26,9 +26,12 @@ from exporter.config import AccountConfig
 from exporter.logs import mask_vin
 from exporter.providers.base import ReauthRequired
 from exporter.providers.entry import WebContext
-from exporter.providers.smartcar import scopes
+from exporter.providers.smartcar import scopes, v3_connect
 from exporter.providers.smartcar.metrics import SmartcarCollector
 from exporter.providers.smartcar.provider import SmartcarProvider
+from exporter.providers.smartcar.v3_provider import SmartcarV3Provider
+
+AnyProvider = SmartcarProvider | SmartcarV3Provider
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +103,11 @@ def _callback_path(account: AccountConfig) -> str:
     return (urlsplit(uri).path or "/") if isinstance(uri, str) and uri else DEFAULT_CALLBACK
 
 
-def _providers(wctx: WebContext) -> list[SmartcarProvider]:
-    return [p for p in wctx.providers() if isinstance(p, SmartcarProvider)]
+def _providers(wctx: WebContext) -> list[AnyProvider]:
+    return [p for p in wctx.providers() if isinstance(p, SmartcarProvider | SmartcarV3Provider)]
 
 
-def _provider(wctx: WebContext, name: str | None) -> SmartcarProvider | None:
+def _provider(wctx: WebContext, name: str | None) -> AnyProvider | None:
     found = [p for p in _providers(wctx) if not name or p.account == name]
     return found[0] if found else None
 
@@ -126,6 +129,11 @@ def setup(app: web.Application, wctx: WebContext) -> None:
         if provider is None:
             return _page("Smartcar is starting", "<p>Try again in a few seconds.</p>", 503)
         state = request.app[STATES].issue(provider.account)
+        if isinstance(provider, SmartcarV3Provider):
+            url = v3_connect.authorize_url(
+                provider.settings, state, make=request.query.get("make") or None
+            )
+            return _redirect(url, state, request)
         url = scopes.authorize_url(
             provider.settings,
             state,
@@ -140,6 +148,8 @@ def setup(app: web.Application, wctx: WebContext) -> None:
         if provider is None or vin is None:
             return _page("Unknown car", "<p>That car is not connected here.</p>", 404)
         state = request.app[STATES].issue(provider.account, "reconnect")
+        if isinstance(provider, SmartcarV3Provider):  # v3: a new Connect renews the grant
+            return _redirect(v3_connect.authorize_url(provider.settings, state), state, request)
         r = provider.reauth.get(vin)
         vehicle_id = provider.vehicle_id(vin) or ""
         if r is not None and "AUTHENTICATION_FAILED" in r.reason:
@@ -169,6 +179,8 @@ def setup(app: web.Application, wctx: WebContext) -> None:
         error = q.get("error")
         if error:
             return _connect_error(error, q)
+        if isinstance(provider, SmartcarV3Provider):
+            return await _v3_callback(request, provider)
         if q.get("vehicle_id") and not q.get("code"):
             provider.reauthenticated(q["vehicle_id"])  # re-polled through the sink
             return _done(
@@ -212,7 +224,11 @@ def setup(app: web.Application, wctx: WebContext) -> None:
             return web.json_response({"error": "no Smartcar webhook configured"}, status=404)
         raw = await request.read()
         # an accepted report reaches the hub through the provider's sink
-        result = candidates[0].handle_webhook(raw, request.headers.get("SC-Signature"))
+        target = candidates[0]
+        if isinstance(target, SmartcarV3Provider):
+            result3 = target.handle_webhook(raw, request.headers)
+            return web.json_response(result3.body, status=result3.status)
+        result = target.handle_webhook(raw, request.headers.get("SC-Signature"))
         return web.json_response(result.body, status=result.status)
 
     paths = {_callback_path(a) for a in accounts}
@@ -225,6 +241,36 @@ def setup(app: web.Application, wctx: WebContext) -> None:
     if (CONNECT_LABEL, CONNECT_PATH) not in wctx.links:
         wctx.links.append((CONNECT_LABEL, CONNECT_PATH))
     wctx.registry.register(SmartcarCollector(lambda: _providers(wctx)))
+
+
+async def _v3_callback(request: web.Request, provider: SmartcarV3Provider) -> web.Response:
+    """v3: the redirect names the user (no code exchange); the cars come from /connections."""
+    got = v3_connect.parse_redirect(request.query)
+    if got.user_id is None:
+        return _page("Nothing to do", "<p id='error'>The callback named no user.</p>", 400)
+    try:
+        infos = await provider.connected(got.user_id)
+    except Exception as exc:
+        log.warning(
+            "smartcar connections could not be read after Connect",
+            extra={"account": provider.account, "error": str(exc)[:200]},
+        )
+        return _page(
+            "Connecting failed",
+            "<p id='error'>Smartcar did not list the new connection. "
+            f"<a href='{CONNECT_PATH}'>Please start again</a>.</p>",
+            502,
+        )
+    items = "".join(
+        f"<li>{html.escape(i.make)} {html.escape(i.model)} {html.escape(i.year)} "
+        f"({html.escape(mask_vin(i.vin))})</li>"
+        for i in infos
+    )
+    body = (
+        f"<p id='connected'>Connected {len(infos)} car(s). Their metrics appear on "
+        f"<a href='/metrics'>/metrics</a> after the first poll.</p><ul>{items}</ul>"
+    )
+    return _done(request, "Car connected", body)
 
 
 def _redirect(url: str, state: str, request: web.Request) -> web.StreamResponse:

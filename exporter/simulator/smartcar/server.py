@@ -10,7 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.smartcar import admin, api, connect, token, v3_api, v3_iam, v3_webhooks
+from exporter.simulator.smartcar import (
+    admin,
+    api,
+    connect,
+    token,
+    v3_admin,
+    v3_api,
+    v3_iam,
+    v3_webhooks,
+)
 from exporter.simulator.smartcar.connect import CLOUD
 from exporter.simulator.smartcar.state import SmartcarCloud
 from exporter.simulator.smartcar.v3_iam import V3
@@ -43,6 +52,8 @@ def make_apps(
         add_routes(app)
         if name == "api":
             admin.routes(app)
+        if name == "management_api":
+            v3_admin.routes(app)
         apps[name] = app
     return apps
 
