@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -52,13 +53,18 @@ class Sent:
     envelope: dict[str, Any]
 
 
+SENT_KEPT = 5_000
+
+
 class V3Emitter:
     """Sends VERIFY, VEHICLE_STATE and VEHICLE_ERROR for the v3 webhooks of a ``V3Cloud``."""
 
     def __init__(self, v3: V3Cloud, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.v3 = v3
         self.retry_delays = retry_delays
-        self.sent: list[Sent] = []
+        # the latest deliveries, for tests and a look at what went out; bounded because the demo
+        # runs this simulator inside the exporter's process for weeks
+        self.sent: deque[Sent] = deque(maxlen=SENT_KEPT)
         self.verify_count: dict[str, int] = {}
         self._last: dict[str, dict[str, Any]] = {}  # subscription id -> trigger bodies
         self._tasks: set[asyncio.Task[None]] = set()
