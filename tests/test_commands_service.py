@@ -78,6 +78,7 @@ class FakeCloud(FakeProvider):
         self.supported = frozenset({"lock", "unlock", "climate_start", "horn", "windows_close"})
         self.refuse: dict[str, Exception] = {}  # command -> what command() raises
         self.ignore: set[str] = set()  # accepted, but the car never does it
+        self.unanswered: set[str] = set()  # the car does it, but the cloud's answer never comes
         self.delay = 3.0
 
     async def vehicles(self) -> list[VehicleInfo]:
@@ -98,6 +99,8 @@ class FakeCloud(FakeProvider):
         }.get(command.name, {})
         if command.name not in self.ignore:
             self.fleet[vin].pending.append((self.clock.now() + self.delay, effect))
+        if command.name in self.unanswered:
+            raise UpstreamTimeout("no reply in 30 s")
         return CommandReceipt(True, f"{command.name} queued", cloud_id=f"c{len(self.sent)}")
 
     async def poll(self, vin: str) -> PollResult:
@@ -385,7 +388,6 @@ async def test_global_rate_limit(world: Factory) -> None:
     [
         (CommandRejected("the car refused lock", code="8153"), "rejected", "refused"),
         (RateLimited("slow down", retry_after=60), "failed", "rate_limited"),
-        (UpstreamTimeout("no reply in 30 s"), "timeout", "may or may not"),
     ],
 )
 async def test_send_failures_become_outcomes(
@@ -400,6 +402,31 @@ async def test_send_failures_become_outcomes(
     assert done["outcome"] == outcome and detail in done["detail"]
     assert (await w.audit(rec["id"]))["outcome"] == outcome
     assert w.cloud.snapshots == polls  # nothing to verify after a failed send
+
+
+async def test_a_send_that_timed_out_is_read_back_never_sent_again(world: Factory) -> None:
+    """The cloud's answer never came, but the car locked: its reports say so."""
+    w = await world(verify_delay=8, verify_interval=10, verify_timeout=60)
+    w.cloud.unanswered.add("lock")
+    _, rec, _ = await w.post({"command": "lock"})
+    done = await w.outcome(rec["id"])
+    assert done["outcome"] == "verified"
+    assert "did not answer" in done["detail"] and "locked" in done["detail"]
+    assert [c[1] for c in w.cloud.sent] == ["lock"]  # one send: never retried blindly
+
+
+async def test_a_timed_out_send_the_car_never_did_stays_a_timeout(world: Factory) -> None:
+    w = await world(verify_delay=8, verify_interval=10, verify_timeout=60)
+    w.cloud.refuse["lock"] = UpstreamTimeout("no reply in 30 s")
+    await w.clock.run_until(w.clock.now() + 1)
+    polls = w.cloud.snapshots
+    _, rec, _ = await w.post({"command": "lock"})
+    done = await w.outcome(rec["id"])
+    assert done["outcome"] == "timeout"
+    assert "may or may not" in done["detail"] and "not seen within 60 s" in done["detail"]
+    assert w.cloud.snapshots > polls  # the car was read to find out
+    assert [c[1] for c in w.cloud.sent] == ["lock"]
+    assert (await w.audit(rec["id"]))["outcome"] == "timeout"
 
 
 async def test_an_effect_that_never_shows_is_not_verified(world: Factory) -> None:

@@ -334,6 +334,7 @@ class CommandService:
         self, rec: CommandRecord, provider: Provider, command: Command, exp: Expectation | None
     ) -> None:
         lock = self._send_locks.setdefault(rec.vin, asyncio.Lock())
+        unanswered = ""
         async with lock:
             t0 = self.clock.now()
             try:
@@ -344,12 +345,17 @@ class CommandService:
                 self._finish(rec, Outcome.REJECTED, f"refused: {exc}")
                 return
             except UpstreamTimeout as exc:
-                self._finish(
-                    rec,
-                    Outcome.TIMEOUT,
-                    f"no answer from the cloud ({exc}); the car may or may not have received it",
-                )
-                return
+                if exp is None:
+                    self._finish(
+                        rec,
+                        Outcome.TIMEOUT,
+                        f"no answer from the cloud ({exc}); the car may or may not have "
+                        "received it",
+                    )
+                    return
+                # The outcome is unknown: never send it again (a second unlock, a second horn),
+                # read the car instead and let its reports say whether it happened.
+                unanswered = str(exc)
             except ProviderError as exc:
                 self._finish(rec, Outcome.FAILED, f"not sent: {exc.reason}: {exc}")
                 return
@@ -357,6 +363,14 @@ class CommandService:
                 log.exception("command send crashed", extra={"command_id": rec.id})
                 self._finish(rec, Outcome.FAILED, f"internal error: {type(exc).__name__}")
                 return
+        if unanswered:
+            assert exp is not None
+            rec.sent_at = t0
+            rec.status = Status.SENT
+            self.audit.write(rec)
+            self._current[(rec.vin, exp.group)] = rec.id
+            await self._verify(rec, exp, t0, unanswered=unanswered)
+            return
         rec.cloud_accepted = receipt.accepted
         rec.cloud_reply = receipt.reply
         rec.cloud_id = receipt.cloud_id
@@ -384,7 +398,13 @@ class CommandService:
     async def _sleep_until(self, t: float) -> None:
         await self.clock.sleep(max(0.0, t - self.clock.now()))
 
-    async def _verify(self, rec: CommandRecord, exp: Expectation, t0: float) -> None:
+    async def _verify(
+        self, rec: CommandRecord, exp: Expectation, t0: float, *, unanswered: str = ""
+    ) -> None:
+        """Poll until a report after ``t0`` shows ``exp`` or the verify timeout passes.
+
+        ``unanswered``: the send timed out, so whether the cloud took the command is unknown; a
+        report showing the effect still makes it verified, and otherwise it ends as a timeout."""
         s = self.settings
         deadline = t0 + s.verify_timeout
         await self._sleep_until(min(t0 + s.verify_delay, deadline))
@@ -406,10 +426,11 @@ class CommandService:
                 snap = self._fresh(rec.vin, t0)
             if snap is not None:
                 if exp.check(snap) is True:
+                    late = f"the cloud did not answer ({unanswered}), but " if unanswered else ""
                     self._finish(
                         rec,
                         Outcome.VERIFIED,
-                        f"{exp.description} in the car's report of {_iso(snap.car_time)}, "
+                        f"{late}{exp.description} in the car's report of {_iso(snap.car_time)}, "
                         f"{snap.car_time - t0:.0f} s after sending",
                     )
                     return
@@ -436,6 +457,14 @@ class CommandService:
         detail = f"{exp.description} not seen within {s.verify_timeout:g} s; {seen}"
         if error:
             detail += f"; last poll error: {error}"
+        if unanswered:
+            self._finish(
+                rec,
+                Outcome.TIMEOUT,
+                f"no answer from the cloud ({unanswered}); the car may or may not have received "
+                f"it, and {detail}",
+            )
+            return
         self._finish(rec, Outcome.NOT_VERIFIED, detail)
 
     def _finish(self, rec: CommandRecord, outcome: Outcome, detail: str) -> None:
