@@ -33,43 +33,22 @@ __all__ = [
 
 
 def _simulated(
-    account: AccountConfig, ctx: ProviderContext
+    account: AccountConfig, ctx: ProviderContext, cloud: str, plain: tuple[str, ...]
 ) -> tuple[AccountConfig, dict[str, str]]:
-    """A simulator account gets the simulator's URLs and demo app credentials (never on disk)."""
-    urls = ctx.simulator.urls.get("smartcar") if ctx.simulator is not None else None
+    """A simulator account gets the simulator's URLs for ``cloud`` ("smartcar" for v2,
+    "smartcar_v3") and its demo app credentials (never on disk): the ``plain`` keys as settings,
+    the client secret and management token as secrets."""
+    urls = ctx.simulator.urls.get(cloud) if ctx.simulator is not None else None
     if not urls:
         raise ConfigError(
             f"{account.key('simulator')} = true but the embedded simulator serves no Smartcar "
             "cloud (set simulator.enabled = true and list simulator.smartcar_vehicles)"
         )
     assert ctx.simulator is not None
-    login = ctx.simulator.logins.get("smartcar") or {}
+    login = ctx.simulator.logins.get(cloud) or {}
     values = dict(account.settings)
     secrets = dict(account.secrets)
-    values.setdefault("client_id", login.get("client_id"))
-    if login.get("webhook_id"):
-        values.setdefault("webhook_id", login["webhook_id"])
-    for key in ("client_secret", "management_token"):
-        if key not in secrets and login.get(key):
-            secrets[key] = Secret(str(login[key]))
-    return replace(account, settings=values, secrets=secrets), dict(urls)
-
-
-def _simulated_v3(
-    account: AccountConfig, ctx: ProviderContext
-) -> tuple[AccountConfig, dict[str, str]]:
-    """A v3 simulator account gets the simulator's v3 hosts and demo app credentials."""
-    urls = ctx.simulator.urls.get("smartcar_v3") if ctx.simulator is not None else None
-    if not urls:
-        raise ConfigError(
-            f"{account.key('simulator')} = true but the embedded simulator serves no Smartcar "
-            "cloud (set simulator.enabled = true and list simulator.smartcar_vehicles)"
-        )
-    assert ctx.simulator is not None
-    login = ctx.simulator.logins.get("smartcar_v3") or {}
-    values = dict(account.settings)
-    secrets = dict(account.secrets)
-    for key in ("client_id", "application_id", "webhook_id"):
+    for key in plain:
         if login.get(key):
             values.setdefault(key, login[key])
     for key in ("client_secret", "management_token"):
@@ -86,11 +65,13 @@ def account_settings(
     if api_version(account) == 3:
         sim_urls = None
         if account.simulator:
-            account, sim_urls = _simulated_v3(account, ctx)
+            account, sim_urls = _simulated(
+                account, ctx, "smartcar_v3", ("client_id", "application_id", "webhook_id")
+            )
         return from_account_v3(account, sim_urls=sim_urls, default_redirect=default_redirect)
     sim_urls = None
     if account.simulator:
-        account, sim_urls = _simulated(account, ctx)
+        account, sim_urls = _simulated(account, ctx, "smartcar", ("client_id", "webhook_id"))
     return from_account(account, sim_urls=sim_urls, default_redirect=default_redirect)
 
 
