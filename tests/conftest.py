@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from bench.postgres import Cluster, find_binaries
 
 
 def require_tool(*names: str) -> str:
@@ -23,3 +28,32 @@ def require_tool(*names: str) -> str:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and {msg}")
     pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One real PostgreSQL server for the whole run (initdb costs seconds); tests that need a clean
+    database take :func:`postgres` instead."""
+    bindir = find_binaries()
+    if bindir is None:
+        msg = "needs PostgreSQL's initdb/postgres (Debian: apt-get install postgresql)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {msg}")
+        pytest.skip(msg)
+    # not under pytest's basetemp: that is 0700 and the server may run as an unprivileged user
+    root = Path(tempfile.mkdtemp(prefix="carmetrics-pg-"))
+    root.chmod(0o711)
+    cluster = Cluster(bindir, root / "cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres(postgres_cluster: Cluster) -> Cluster:
+    """The session's PostgreSQL server with an empty ``carmetrics`` database."""
+    postgres_cluster.reset()
+    return postgres_cluster
