@@ -268,7 +268,10 @@ async def test_state_tbox_ota_journal() -> None:
         trips = handle.fleet.ground_truth(vin)["trips"]
         assert journal["data"]["pagination"]["totleSize"] == len(trips) > 0
         newest = journal["data"]["list"][0]
-        assert newest["traveledDistance"] == pytest.approx(trips[-1]["distance_km"], abs=0.05)
+        # string-encoded, one decimal (seed 004 "Data Types")
+        assert float(newest["traveledDistance"]) == pytest.approx(
+            trips[-1]["distance_km"], abs=0.05
+        )
 
 
 async def test_a_stale_timestamp_is_refused_with_its_own_code() -> None:

@@ -187,6 +187,10 @@ class Fleet:
         150 kW charger); it charges from its next report on. False when driving or plugged."""
         return self.vehicle(vin).plug_in(self.clock.now(), kind)
 
+    def set_journal_recording(self, vin: str, on: bool) -> None:
+        """Test/demo control: switch the car's trip recording (its cloud trip journal) from now."""
+        self.vehicle(vin).set_journal_recording(self.clock.now(), on)
+
     def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
         """Call ``callback(vin)`` whenever a car uploaded at least one new report; returns an
         unsubscribe function. Reports appear when cars are advanced (any read, ``tick`` or the

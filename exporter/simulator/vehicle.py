@@ -142,6 +142,9 @@ class SimVehicle:
         self.reports = 0
         self.command_delay = COMMAND_DELAY_S
         self.trackpoints: deque[tuple[float, float, float, float]] = deque(maxlen=4000)
+        # the car's "record trips" setting (journalLogState) as (since, on) switches: the cloud's
+        # journal holds only trips that started while it was on (pysmarthashtag control/journal.py)
+        self.journal_switches: list[tuple[float, bool]] = [(float("-inf"), True)]
         self._scale = physics.traction_scale(spec)
         self._cons_avg = spec.consumption_kwh_100km * 1.08
         self._agenda: list[tuple[float, int, str, Any]] = []
@@ -251,6 +254,19 @@ class SimVehicle:
     @property
     def driving(self) -> bool:
         return self._drive is not None
+
+    def set_journal_recording(self, t: float, on: bool) -> None:
+        """Switch the car's trip recording (the app's "record trips"); trips starting from ``t``
+        on follow the new setting, recorded ones stay in the cloud's journal."""
+        self.journal_switches.append((t, on))
+
+    def journal_recording(self, t: float) -> bool:
+        """Whether a trip starting at ``t`` is written to the cloud's trip journal."""
+        on = True
+        for since, state in self.journal_switches:
+            if since <= t:
+                on = state
+        return on
 
     def plug_in(self, now: float, kind: str = "AC") -> bool:
         """Test/demo control, not a remote command: somebody plugs a cable in right now (charging

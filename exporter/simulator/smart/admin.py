@@ -126,6 +126,14 @@ def install(app: web.Application, cloud: SmartCloud) -> None:
             raise web.HTTPNotFound(text=f"no simulated vehicle {vin}")
         return web.json_response({"ok": fleet.plug_in(vin, str(spec.get("kind", "AC")))})
 
+    async def journal(request: web.Request) -> web.Response:
+        spec = await body(request)
+        vin = str(spec.get("vin", ""))
+        if vin not in fleet:
+            raise web.HTTPNotFound(text=f"no simulated vehicle {vin}")
+        fleet.set_journal_recording(vin, bool(spec.get("on", True)))
+        return web.json_response({"ok": True})
+
     def account_of(request: web.Request) -> Any:
         acc = cloud.identity.account(request.match_info["username"])
         if acc is None:
@@ -163,6 +171,7 @@ def install(app: web.Application, cloud: SmartCloud) -> None:
     r.add_post("/_sim/accounts/{username}/vehicles", car_joins)
     r.add_delete("/_sim/accounts/{username}/vehicles/{vin}", car_leaves)
     r.add_post("/_sim/plug", plug)
+    r.add_post("/_sim/journal", journal)
     r.add_get("/_sim/info", info)
     r.add_post("/_sim/advance", advance)
     r.add_get("/_sim/faults", faults_get)

@@ -318,7 +318,12 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
     def state_data(_call: Call, vin: str) -> Any:
         car = fleet.vehicle(vin)
         state = fleet.state(vin)
-        return render.vehicle_state(vin, state, state.report_time + car.traits.sleep_report_s)
+        return render.vehicle_state(
+            vin,
+            state,
+            state.report_time + car.traits.sleep_report_s,
+            journal=car.journal_recording(cloud.clock.now()),
+        )
 
     def qrvs_data(_call: Call, vin: str) -> Any:
         return render.dc_charge_info(fleet.state(vin))
@@ -369,11 +374,16 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         return _finish(cloud, call, data)
 
     async def grant(call: Call) -> web.Response:
+        # reference §3.2 (authorization/insert): the per-session grant that unlocks journalLogV4;
+        # observed to rotate the API token (the next call answers 1402), so clients cache it per
+        # token (pysmarthashtag account.py grant_journal_authorization)
         try:
             payload = json.loads(call.body)
         except ValueError:
             return wire.error("1400")
-        vin = payload.get("vin") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or payload.get("serviceCode") != "travelLogBusiCode":
+            return wire.error("1400")
+        vin = payload.get("vin")
         if vin not in call.account.vins:
             return wire.error("8006")
         cloud.grants.add((call.account.user_id, str(vin)))
@@ -383,8 +393,11 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         return reply
 
     async def journal(call: Call) -> web.Response:
+        # reference §3.2 (journalLogV4) and §4.1: 8153 without the grant, for an empty window (the
+        # car's trip recording off: nothing was written) and past the last page; newest first,
+        # ``totleSize`` (sic) in the pagination block (pysmarthashtag account.py get_trip_journal)
         vin = call.vin or ""
-        if vin not in call.account.vins:
+        if vin not in call.account.vins or vin not in fleet:
             return wire.error("8006")
         if (call.account.user_id, vin) not in cloud.grants:
             return wire.error("8153")
@@ -394,10 +407,15 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
             page, size = max(1, int(q.get("pageIndex", "1"))), max(1, int(q.get("pageSize", "20")))
         except (KeyError, ValueError):
             return wire.error("1400")
+        if "userId" in q and q["userId"] != call.account.user_id:
+            return wire.error("1400")
+        car = fleet.vehicle(vin)
         trips = [
             t
             for t in fleet.ground_truth(vin)["trips"]
-            if t["end"] is not None and start <= t["start"] <= end
+            if t["end"] is not None
+            and start <= t["start"] <= end
+            and car.journal_recording(t["start"])
         ]
         trips.reverse()
         chunk = trips[(page - 1) * size : page * size]
@@ -415,12 +433,17 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         return _finish(cloud, call, {"pagination": pagination, "list": items})
 
     async def trackpoints(call: Call) -> web.Response:
+        # reference §3.2 (journal-service history): one trip's GPS track, newest first, at most
+        # 500 points (pageSize); no grant needed. Each point is only a position in integer
+        # milli-arc-seconds - no time, no altitude (pysmarthashtag vehicle/trackpoints.py and its
+        # recorded trackpoints_response.json). 8153 when there is none.
         vin = call.vin or ""
-        if vin not in call.account.vins:
+        if vin not in call.account.vins or vin not in fleet:
             return wire.error("8006")
         q = call.request.query
         try:
             start, end = int(q["startTime"]) / 1000.0, int(q["endTime"]) / 1000.0
+            size = max(1, min(500, int(q.get("pageSize", "500"))))
         except (KeyError, ValueError):
             return wire.error("1400")
         fleet.state(vin)
@@ -434,18 +457,16 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
                     "position": {
                         "latitude": round(lat * render.MAS_PER_DEGREE),
                         "longitude": round(lon * render.MAS_PER_DEGREE),
-                        "altitude": round(alt),
                     }
-                },
-                "updateTime": int(t * 1000),
+                }
             }
-            for t, lat, lon, alt in points[:500]
+            for _t, lat, lon, _alt in points[:size]
         ]
         pagination = {
             "pageIndex": 1,
             "sortField": "startTime",
             "start": 1,
-            "pageSize": 500,
+            "pageSize": size,
             "totleSize": len(points),
             "direction": "desc",
         }
@@ -503,22 +524,38 @@ def _session_data(access: Token, refresh: Token) -> dict[str, Any]:
 
 
 def _journal_item(t: dict[str, Any]) -> dict[str, Any]:
+    """One journalLogV4 entry. Field names from pysmarthashtag's recorded journal_response.json;
+    every value a string (seed 004 "Data Types": all API responses encode values as strings);
+    ``electricConsumption`` is kWh/100 km (pysmarthashtag vehicle/journal.py). The car's odometer
+    and distance come with one decimal, the trackpoints are the trip's two ends."""
     km = t["distance_km"]
+
+    def pos(lat: float, lon: float) -> dict[str, Any]:
+        return {
+            "position": {
+                "altitude": "0",
+                "latitude": str(round(lat * render.MAS_PER_DEGREE)),
+                "longitude": str(round(lon * render.MAS_PER_DEGREE)),
+                "posCanBeTrusted": "true",
+                "marsCoordinates": "false",
+            }
+        }
+
     return {
-        "tripId": int(t["start"]),
-        "startTime": int(t["start"] * 1000),
-        "endTime": int(t["end"] * 1000),
-        "startOdometer": round(t["odometer_from_km"], 1),
-        "endOdometer": round(t["odometer_to_km"], 1),
-        "traveledDistance": round(km, 1),
-        "avgSpeed": round(t["avg_speed_kmh"], 1),
-        "electricConsumption": round(t["energy_kwh"] / km * 100.0, 1) if km > 0 else 0.0,
-        "tripStartAddr": f"{t['start_lat']:.5f}, {t['start_lon']:.5f}",
-        "tripEndAddr": f"{t['end_lat']:.5f}, {t['end_lon']:.5f}",
+        "tripId": str(int(t["start"])),
+        "startTime": str(int(t["start"] * 1000)),
+        "endTime": str(int(t["end"] * 1000)),
+        "startOdometer": f"{t['odometer_from_km']:.1f}",
+        "endOdometer": f"{t['odometer_to_km']:.1f}",
+        "traveledDistance": f"{km:.1f}",
+        "avgSpeed": f"{t['avg_speed_kmh']:.1f}",
+        "electricConsumption": f"{t['energy_kwh'] / km * 100.0:.1f}" if km > 0 else "0.0",
+        "tripStartAddr": None,  # EU: the cloud almost never fills these (vehicle/journal.py)
+        "tripEndAddr": None,
         "tripRemark": None,
         "tripLabel": None,
-        "trackpoints": [],
-        "regeneratedEnergy": round(t["energy_kwh"] * 0.08, 1),
+        "trackpoints": [pos(t["start_lat"], t["start_lon"]), pos(t["end_lat"], t["end_lon"])],
+        "regeneratedEnergy": f"{t['energy_kwh'] * 0.08:.1f}",
     }
 
 

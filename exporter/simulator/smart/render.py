@@ -376,10 +376,12 @@ def soc_setting(s: VehicleState, limit_set_at: float) -> dict[str, str]:
 POWER_MODE: Final = {"off": "0", "accessory": "1", "on": "2", "driving": "2"}
 
 
-def vehicle_state(vin: str, s: VehicleState, next_wakeup: float) -> dict[str, Any]:
+def vehicle_state(
+    vin: str, s: VehicleState, next_wakeup: float, *, journal: bool = True
+) -> dict[str, Any]:
     """``data`` of ``GET /remote-control/vehicle/status/state/{vin}`` (flat flags)."""
     return {
-        "journalLogState": 1,
+        "journalLogState": 1 if journal else 0,
         "positionUploadState": 1,
         "carLocatorActive": 1,
         "engineState": 1 if s.driving else 0,
