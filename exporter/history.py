@@ -82,11 +82,16 @@ def _v2(conn: sqlite3.Connection) -> None:
     layout.convert_v1(conn)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """The car's own trip journal (``journal_trips``), beside the samples."""
+    layout.create_journal_table(conn)
+
+
 # Append-only: (version, migration). Never edit a released entry; add a new one.
 # Raw SQL on purpose, not sqlite-utils' table.transform(): a new signal is an O(1) ALTER TABLE ADD
 # COLUMN where transform would copy the whole (WITHOUT ROWID, view- and trigger-fronted) sample
 # table, and importing sqlite-utils loads pandas into the exporter (~1.4 s at start).
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2)]
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3)]
 
 
 class HistoryError(Exception):
@@ -234,6 +239,7 @@ class History:
         self.flush_interval = flush_interval
         self._pending: list[list[Any]] = []  # Codec.row()s
         self._pending_vehicles: dict[str, tuple[Any, ...]] = {}
+        self._pending_journal: list[tuple[Any, ...]] = []  # journal_trips rows
         self._ids: dict[tuple[str, str], int] = {}  # (vin, provider) -> vins.id, committed ones
         self._codec: layout.Codec | None = None  # the file's encodings, known once it is open
         self._early: list[Snapshot] = []  # reports added before open(), encoded by it
@@ -347,11 +353,37 @@ class History:
                 t,
             )
 
+    def add_journal(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Queue rows of the car's own trip log (``JournalTrip.row``); written with the next batch.
+        A trip already stored is updated in place (its cloud trip id is the key)."""
+        with self._lock:
+            self._pending_journal.extend(rows)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
+        """(start of the newest stored journal trip, ids of the trips whose route is stored) for
+        ``vin``: where a fetch resumes and which tracks need no second read."""
+
+        def run() -> tuple[float | None, frozenset[str]]:
+            assert self._conn is not None
+            newest = self._conn.execute(
+                f"SELECT max(start_ts) FROM {layout.JOURNAL_TABLE} WHERE vin = ?", (vin,)
+            ).fetchone()[0]
+            routed = self._conn.execute(
+                f"SELECT trip_id FROM {layout.JOURNAL_TABLE} WHERE vin = ? AND route IS NOT NULL",
+                (vin,),
+            )
+            return newest, frozenset(r[0] for r in routed)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
     def _flush(self) -> int:
         with self._lock:
             rows, self._pending = self._pending, []
             vehicles, self._pending_vehicles = list(self._pending_vehicles.values()), {}
-        if not rows and not vehicles:
+            journal, self._pending_journal = self._pending_journal, []
+        if not rows and not vehicles and not journal:
             return 0
         conn = self._conn
         if conn is None:
@@ -378,6 +410,8 @@ class History:
                 assert self._codec is not None  # rows exist only once the codec does
                 conn.executemany(self._codec.insert_sql, rows)
                 written = conn.total_changes - before
+                if journal:
+                    conn.executemany(layout.JOURNAL_UPSERT_SQL, journal)
         except sqlite3.Error as exc:
             for r, key in zip(rows, keys, strict=True):  # ids of a rolled-back batch mean nothing
                 r[0] = key
@@ -395,6 +429,7 @@ class History:
                 self._pending[:0] = rows
                 for v in vehicles:
                     self._pending_vehicles.setdefault(v[0], v)
+                self._pending_journal[:0] = journal
             return 0
         if self._failing:
             log.info("history writes resumed", extra={"failed_attempts": self._failing})

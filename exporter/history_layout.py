@@ -391,6 +391,65 @@ def create_tables(conn: sqlite3.Connection, extra: Sequence[str] = ()) -> None:
         _record(conn, name, enc)
 
 
+# The car's own trip log (a cloud's trip journal, e.g. smart's journalLogV4), one row per trip the car
+# recorded, keyed by the cloud's trip id so a re-fetch updates instead of duplicating. SI units as in
+# ``samples`` (s, m, m/s), energy in kWh; ``route`` is the trip's track as an encoded polyline
+# (``exporter.polyline``), NULL until its trackpoints were read, '' when the cloud has none.
+JOURNAL_TABLE: Final = "journal_trips"
+JOURNAL_COLUMNS: Final = (
+    ("vin", "TEXT NOT NULL"),
+    ("provider", "TEXT NOT NULL"),
+    ("trip_id", "TEXT NOT NULL"),
+    ("start_ts", "REAL NOT NULL"),
+    ("end_ts", "REAL NOT NULL"),
+    ("start_odometer_m", "REAL"),
+    ("end_odometer_m", "REAL"),
+    ("distance_m", "REAL"),
+    ("avg_speed_mps", "REAL"),
+    ("energy_kwh", "REAL"),
+    ("regen_kwh", "REAL"),
+    ("start_latitude", "REAL"),
+    ("start_longitude", "REAL"),
+    ("end_latitude", "REAL"),
+    ("end_longitude", "REAL"),
+    ("start_address", "TEXT"),
+    ("end_address", "TEXT"),
+    ("route", "TEXT"),
+    ("route_points", "INTEGER"),
+    ("fetched_at", "REAL NOT NULL"),
+)
+JOURNAL_KEY: Final = ("vin", "trip_id")
+
+
+def create_journal_table(conn: sqlite3.Connection) -> None:
+    cols = ",\n  ".join(f"{_q(n)} {t}" for n, t in JOURNAL_COLUMNS)
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} (
+  {cols},
+  PRIMARY KEY ({", ".join(JOURNAL_KEY)})
+) STRICT"""
+    )
+    conn.execute(
+        f"CREATE INDEX IF NOT EXISTS {JOURNAL_TABLE}_start ON {JOURNAL_TABLE} (vin, start_ts)"
+    )
+
+
+# A re-fetched trip replaces what the cloud may have corrected (addresses arrive late); a route once
+# read is kept when the new row has none (track calls are made once per trip).
+JOURNAL_UPSERT_SQL: Final = (
+    f"INSERT INTO {JOURNAL_TABLE} ({', '.join(_q(n) for n, _ in JOURNAL_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in JOURNAL_COLUMNS)}) "
+    f"ON CONFLICT ({', '.join(JOURNAL_KEY)}) DO UPDATE SET "
+    + ", ".join(
+        f"{_q(n)} = coalesce(excluded.{_q(n)}, {_q(n)})"
+        if n in ("route", "route_points", "start_address", "end_address")
+        else f"{_q(n)} = excluded.{_q(n)}"
+        for n, _ in JOURNAL_COLUMNS
+        if n not in JOURNAL_KEY
+    )
+)
+
+
 def _record(conn: sqlite3.Connection, name: str, enc: Encoding) -> None:
     states = json.dumps(list(enc.states)) if enc.states is not None else None
     conn.execute(

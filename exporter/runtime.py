@@ -26,6 +26,7 @@ from exporter.health import Health
 from exporter.history import History, last_report_time, preflight
 from exporter.hub import Hub, Outcome
 from exporter.hub_metrics import HubCollector
+from exporter.journal_fetch import JournalFetcher
 from exporter.logs import mask_vin
 from exporter.metrics import VehicleCollector, make_registry
 from exporter.providers import registry
@@ -59,6 +60,7 @@ class Runtime:
     tokens: TokenStore
     collector: VehicleCollector
     simulator: Any = None
+    journal: JournalFetcher | None = None
     providers: dict[str, Provider] = field(default_factory=dict)
     landing_links: list[tuple[str, str]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
@@ -120,6 +122,8 @@ class Runtime:
         rt = cls(
             config, clock, session, hub, health, history, scheduler, registry, tokens, collector
         )
+        rt.journal = JournalFetcher(history, scheduler, clock)
+        hub.subscribe(rt.journal.on_report)
         scheduler.on_failure(rt._poll_failed)
         return rt
 
@@ -148,6 +152,8 @@ class Runtime:
                 "embedded simulator started", extra={"vehicles": len(self.simulator.fleet.vins)}
             )
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+        if self.journal is not None:
+            self._tasks.append(asyncio.create_task(self.journal.run(), name="journal"))
         for account in self.config.accounts:
             provider = self.build_provider(account)
             self.providers[account.name] = provider

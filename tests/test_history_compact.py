@@ -38,7 +38,7 @@ from exporter.snapshot import Snapshot
 
 T0 = 1_767_225_600.0
 V1, V2 = "HESXR1C4TESTVIN01", "HESXR1C4TESTVIN02"
-LATEST = 2
+LATEST = 3  # 3: journal_trips
 
 # A plausible range per unit: every signal gets values across it (and its sign, where it has one).
 RANGES = {

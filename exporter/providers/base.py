@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from exporter.clock import Clock
 from exporter.hub import Outcome
+from exporter.journal import JournalTrip
 from exporter.snapshot import Snapshot, VehicleInfo
 
 if TYPE_CHECKING:
@@ -247,6 +248,13 @@ class Provider(Protocol):
     def reauth_links(self) -> dict[str, str]:
         """VIN -> URL (path on this exporter) where the owner repairs a broken connection."""
 
+    def journal_interval(self, vin: str) -> float:
+        """Seconds between reads of the car's own trip log; 0 = this provider has none."""
+
+    async def journal(self, vin: str, since: float, routed: frozenset[str]) -> list[JournalTrip]:
+        """The trips the car logged that started at or after ``since``, each with its route unless
+        its id is in ``routed`` (stored already). Raises ProviderError; an empty log is []."""
+
 
 class BaseProvider:
     """The optional hooks of :class:`Provider` with their defaults, plus ``snapshot``."""
@@ -278,6 +286,12 @@ class BaseProvider:
 
     def reauth_links(self) -> dict[str, str]:
         return {}
+
+    def journal_interval(self, vin: str) -> float:
+        return 0.0
+
+    async def journal(self, vin: str, since: float, routed: frozenset[str]) -> list[JournalTrip]:
+        return []
 
 
 # --- token persistence ----------------------------------------------------------------------------

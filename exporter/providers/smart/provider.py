@@ -21,6 +21,7 @@ import aiohttp
 
 from exporter.clock import Clock
 from exporter.config import AccountConfig
+from exporter.journal import JournalTrip
 from exporter.providers.base import (
     BadReply,
     BaseProvider,
@@ -44,6 +45,7 @@ from exporter.providers.smart.errors import (
     WrongHost,
 )
 from exporter.providers.smart.hosts import SmartHosts
+from exporter.providers.smart.journal import JOURNAL, JournalReader
 from exporter.providers.smart.parse import parse_status, to_snapshot
 from exporter.providers.smart.settings import SmartSettings, read_settings
 from exporter.providers.smart.transport import Reply, SignedApi, Transport, mask_path
@@ -109,6 +111,7 @@ class SmartProvider(BaseProvider):
         self._last_soc: dict[str, object] = {}  # VIN -> last good status/soc reply (charge limit)
         self._selected: tuple[str, str] | None = None  # (vin, access token it was selected with)
         self._unbound: dict[str, int] = {}  # consecutive 8040 answers per VIN
+        self._journal = JournalReader(self._journal_call, self._access_token, self.account)
 
     # -- Provider protocol ---------------------------------------------------------------------
 
@@ -226,6 +229,28 @@ class SmartProvider(BaseProvider):
             cloud_id=str(cloud_id),
         )
 
+    def journal_interval(self, vin: str) -> float:
+        return self.settings.journal_interval
+
+    async def journal(self, vin: str, since: float, routed: frozenset[str]) -> list[JournalTrip]:
+        """The car's own trip log (journalLogV4) from ``since``; see ``smart/journal.py``."""
+        return await self._journal.trips(vin, since, self._clock.now(), routed)
+
+    async def _journal_call(
+        self, vin: str, method: str, path: str, query: list[tuple[str, str]], body: object | None
+    ) -> object:
+        """A journal request with the poll's remedies (renewal, re-selection, other host). The
+        grant carries no VIN binding headers (as the app sends it); the journal carries userId."""
+        rec = await self._record(vin)
+        grant = body is not None
+        reply = await self._vin_call(
+            rec, method, path, query=query, body=body, user=path == JOURNAL, bind=not grant
+        )
+        return reply.data
+
+    async def _access_token(self) -> str:
+        return (await self.auth.session()).access_token
+
     async def close(self) -> None:
         """Cancel a token renewal in flight; the HTTP session belongs to the caller and tokens are
         already saved."""
@@ -292,6 +317,7 @@ class SmartProvider(BaseProvider):
         body: object | None = None,
         user: bool = False,
         select: bool = False,
+        bind: bool = True,
     ) -> Reply:
         """A VIN-scoped call, with each known remedy applied at most once.
 
@@ -303,7 +329,7 @@ class SmartProvider(BaseProvider):
         renewed = reselected = switched = False
         while True:
             session = await self.auth.session()
-            headers = self._binding(rec) if self.bind_vin_headers else None
+            headers = self._binding(rec) if self.bind_vin_headers and bind else None
             try:
                 if select or reselected or not self.bind_vin_headers:
                     async with self._lock:

@@ -32,6 +32,10 @@ class SmartAccount(AccountSection):
     vins: list[str] | None = Field(default=None, min_length=1, description="a list of VIN strings")
     hosts: dict[str, str] | None = None
     request_timeout: float = Field(default=20.0, gt=0, description="seconds greater than 0")
+    # the car's own trip log: read every this many seconds (and soon after a drive ends); 0 = never
+    journal_interval: float = Field(
+        default=21600.0, ge=0, description="seconds (0 turns the trip journal off)"
+    )
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> Self:
@@ -68,6 +72,7 @@ class SmartSettings:
     hosts: SmartHosts
     request_timeout: float
     account: str = ""  # the account's config name
+    journal_interval: float = 21600.0
 
 
 def read_settings(
@@ -100,5 +105,12 @@ def read_settings(
             )
     vins = frozenset(v.strip() for v in model.vins) if model.vins is not None else None
     return SmartSettings(
-        region, model.username.strip(), password, vins, hosts, model.request_timeout, account.name
+        region,
+        model.username.strip(),
+        password,
+        vins,
+        hosts,
+        model.request_timeout,
+        account.name,
+        model.journal_interval,
     )

@@ -274,6 +274,14 @@ class SignedApi:
                 )
                 raise
             except ProviderError as exc:
-                log.info("smart %s %s: code %s", method, mask_path(path), exc.code or "-")
+                # 8153 is the trip journal's everyday "nothing (more) here" (reference §4.1)
+                quiet = exc.code == "8153" and "journal" in path
+                log.log(
+                    logging.DEBUG if quiet else logging.INFO,
+                    "smart %s %s: code %s",
+                    method,
+                    mask_path(path),
+                    exc.code or "-",
+                )
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
