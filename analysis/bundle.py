@@ -15,6 +15,8 @@ from .battery import capacity_estimates as _capacity_estimates
 from .charges import charges as _charges
 from .drain import drain as _drain
 from .efficiency import efficiency as _efficiency
+from .journal import as_trips as _journal_trips
+from .journal import combine as _combine
 from .prep import Prepared, prepare
 from .settings import Settings
 from .summary import summary as _summary
@@ -30,13 +32,17 @@ class Analysis:
         settings: Settings | None = None,
         *,
         window: tuple[float | None, float | None] = (None, None),
+        journal: pd.DataFrame | None = None,
     ) -> None:
         """``window`` (unix s, either end open) selects the trips, sessions and parked periods that
         *start* in it, whole: ``df`` should then reach a margin beyond it (see ``analysis.cli``),
-        so a trip that starts at 23:50 on the last day keeps its end and its start anchor."""
+        so a trip that starts at 23:50 on the last day keeps its end and its start anchor.
+        ``journal``: the car's own trip log (``analysis.journal.load_journal``), preferred over
+        the trips polling reconstructs wherever it has them."""
         self.settings = settings or Settings()
         self._df = df
         self.window = window
+        self.journal = journal if journal is not None else pd.DataFrame()
 
     def _started_in(self, frame: pd.DataFrame) -> pd.DataFrame:
         lo, hi = self.window
@@ -61,7 +67,19 @@ class Analysis:
 
     @cached_property
     def _all_trips(self) -> pd.DataFrame:
-        return _trips(self._df, self.settings, prepared=self.prepared)
+        polled = _trips(self._df, self.settings, prepared=self.prepared)
+        own = _journal_trips(self.journal, self.settings, self.prepared)
+        return _combine(polled, own)
+
+    @cached_property
+    def routes(self) -> pd.DataFrame:
+        """(vin, trip_id, start_ts, route) of the journal trips that start in the window and have
+        a stored track (``route``: an encoded polyline, ``exporter.polyline``)."""
+        j = self.journal
+        if j.empty or "route" not in j.columns:
+            return pd.DataFrame(columns=["vin", "trip_id", "start_ts", "route"])
+        has = j["route"].notna() & (j["route"].astype(str) != "")
+        return self._started_in(j.loc[has, ["vin", "trip_id", "start_ts", "route"]])
 
     @cached_property
     def _all_charges(self) -> pd.DataFrame:

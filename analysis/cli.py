@@ -24,6 +24,7 @@ import pandas as pd
 
 from .bundle import Analysis
 from .derive import derive as derive_tables
+from .journal import load_journal
 from .load import load, vins
 from .output import FORMATS, write
 from .settings import Settings, SettingsError
@@ -123,7 +124,8 @@ def _analyses(
     read_hi = None if hi is None else hi + MARGIN_S
     for v in progress(chosen, label):
         df = load(ctx.db, vin=v, since=read_lo, until=read_hi)
-        yield Analysis(df, ctx.settings, window=(lo, hi))
+        journal = load_journal(ctx.db, vin=v, since=read_lo, until=read_hi)
+        yield Analysis(df, ctx.settings, window=(lo, hi), journal=journal)
 
 
 def _emit(df: pd.DataFrame, fmt: str, out: Path | None, kind: str) -> None:

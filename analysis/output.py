@@ -34,6 +34,7 @@ VIEWS: Final[dict[str, tuple[tuple[str, str, int | None], ...]]] = {
         ("energy_kwh", "kWh", 2),
         ("consumption_kwh_100km", "kWh/100km", 1),
         ("outside_temp_c", "°C", 0),
+        ("source", "source", None),
         ("flags", "notes", None),
     ),
     "charges": (
@@ -158,6 +159,7 @@ def render_table(df: pd.DataFrame, kind: str) -> str:
     if df.empty:
         return f"(no {kind})"
     d = df.assign(flags=flags_column(df))
+    view = tuple(v for v in view if v[0] in d.columns)  # e.g. no source column: one source
     headers = [h for _, h, _ in view]
     rows = [
         [cell(v, dec) for v, (_, _, dec) in zip(r, view, strict=True)]

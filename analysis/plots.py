@@ -8,6 +8,7 @@ Times on axes are the vehicle's local time.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -352,6 +353,59 @@ def monthly_costs(a: Analysis) -> bytes | None:
     return _png(fig)
 
 
+def trip_routes(a: Analysis, max_trips: int = 12) -> bytes | None:
+    """Each recent trip's track as the car logged it (journal trackpoints), one panel per trip.
+
+    Drawn offline from the points alone (no map tiles: nothing is fetched, no position leaves the
+    machine). Longitude against latitude at equal ground scale (the x axis shrunk by cos(latitude)),
+    so a route keeps its shape; a circle marks the start, a square the end."""
+    from exporter import polyline
+
+    routes = a.routes.tail(max_trips)
+    tracks: list[tuple[str, list[tuple[float, float]]]] = []
+    for tid, route in zip(routes["trip_id"].astype(str), routes["route"], strict=True):
+        pts = list(polyline.points_of(route if isinstance(route, str) else None))
+        if len(pts) >= 2:
+            tracks.append((tid, pts))
+    if not tracks:
+        return None
+    trips = a.trips
+    titles: dict[str, str] = {}
+    if "trip_id" in trips.columns:
+        for tid, start, km, kwh in zip(
+            trips["trip_id"],
+            trips["start_local"],
+            pd.to_numeric(trips["distance_km"], errors="coerce"),
+            pd.to_numeric(trips["energy_kwh"], errors="coerce"),
+            strict=True,
+        ):
+            if isinstance(tid, str) and tid:
+                when = str(start)[:16].replace("T", " ")
+                what = "" if math.isnan(kwh) else f"{km:.1f} km, {kwh:.1f} kWh"
+                titles[tid] = f"{when}\n{what}".strip()
+    n = len(tracks)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False)
+    for ax, (tid, pts) in zip(axes.flat, tracks, strict=False):
+        lat = np.array([p[0] for p in pts])
+        lon = np.array([p[1] for p in pts])
+        ax.plot(lon, lat, "-", color=TRIP_COLOUR, lw=1.4)
+        ax.plot(lon[0], lat[0], "o", color=AC_COLOUR, ms=5)
+        ax.plot(lon[-1], lat[-1], "s", color=DC_COLOUR, ms=5)
+        ax.set_aspect(
+            1.0 / max(math.cos(math.radians(float(lat.mean()))), 0.01), adjustable="datalim"
+        )
+        ax.set_title(titles.get(tid, ""), fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    fig.suptitle("Trip routes from the car's own log (circle: start, square: end)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
 FIGURES = (
     ("soc", "State of charge with trips and charges", soc_timeline),
     ("charging_curves", "DC charging curves", charging_curves),
@@ -359,4 +413,5 @@ FIGURES = (
     ("monthly", "Monthly distance and energy", monthly),
     ("idle_drain", "Idle drain", idle_drain),
     ("capacity", "Capacity over time", capacity),
+    ("routes", "Trip routes", trip_routes),
 )

@@ -171,9 +171,10 @@ def write_report(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><style>{_CSS}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p class="note">Made {made}. Times are each vehicle's local time. Energy figures are SoC change
-times usable capacity; "inferred" trips and "unseen" charges happened between two reports and have
-approximate times.</p> {"".join(sections)} </body></html>
+<p class="note">Made {made}. Times are each vehicle's local time. Trips whose source is "journal"
+come from the car's own trip log (exact times, distance and energy); the others are reconstructed
+from the reports, their energy is SoC change times usable capacity; "inferred" trips and "unseen"
+charges happened between two reports and have approximate times.</p> {"".join(sections)} </body></html>
 """
     path = out / "report.html"
     path.write_text(doc, encoding="utf-8")

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from analysis.charges import CHARGE_COLUMNS
 from analysis.cli import parse_when, progress
+from analysis.journal import OUTPUT_COLUMNS
 from analysis.testing import Car, write_history
-from analysis.trips import TRIP_COLUMNS
 from exporter.cli import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,12 +63,13 @@ def test_trips_as_table_json_csv_and_parquet(history: Path, tmp_path: Path) -> N
     assert "2026-02-01 08:00" in table  # 07:00 UTC shown in Berlin time, minutes only
     records = json.loads(run("trips", "--db", str(history), "--format", "json"))
     assert [r["distance_km"] for r in records] == pytest.approx([25, 25, 120], abs=0.01)
-    assert set(records[0]) == set(TRIP_COLUMNS)
+    assert set(records[0]) == set(OUTPUT_COLUMNS)
+    assert {r["source"] for r in records} == {"poll"}  # this history has no trip journal
     run("trips", "--db", str(history), "--format", "csv", "--out", str(tmp_path / "t.csv"))
     run("trips", "--db", str(history), "--format", "parquet", "--out", str(tmp_path / "t.pq"))
     csv = pd.read_csv(tmp_path / "t.csv")
     pq = pd.read_parquet(tmp_path / "t.pq")
-    assert list(csv.columns) == list(pq.columns) == list(TRIP_COLUMNS)
+    assert list(csv.columns) == list(pq.columns) == list(OUTPUT_COLUMNS)
     assert csv["distance_km"].tolist() == pytest.approx(pq["distance_km"].tolist())
 
 

@@ -1,0 +1,159 @@
+"""The journal end to end: the real runtime polls and reads the journal of the simulated cars over
+loopback on a moving ManualClock; ``carmetrics trips`` then lists the car's own trips (exact against
+the simulator's ground truth) with polling filling in for a car whose trip recording is off, and
+``carmetrics report`` draws each journal trip's route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from analysis.journal import load_journal
+from exporter.cli import cli
+from exporter.clock import ManualClock
+from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
+from exporter.runtime import Runtime
+
+START = 1_772_323_200.0  # 2026-03-01T00:00:00Z
+DAYS = 2.0
+
+
+async def _run(db: Path) -> tuple[dict[str, Any], str, str]:
+    """Two smart cars for two simulated days; the second records no trips in its journal."""
+    clock = ManualClock(START)
+    cfg = Config(
+        db=db,
+        poll=PollConfig(),
+        simulator=SimulatorConfig(enabled=True, seed=3, smart_vehicles=("#1", "#5")),
+        accounts=(
+            AccountConfig(
+                name="sim-eu", provider="smart", index=0, simulator=True, settings={"region": "EU"}
+            ),
+        ),
+    )
+    rt = await Runtime.create(cfg, clock)
+    await rt.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 60.0
+        while not rt.ready.is_set():
+            await clock.run_until(clock.now() + 1.0)
+            await asyncio.sleep(0.01)
+            assert asyncio.get_running_loop().time() < deadline, "no login within 60 s"
+        fleet = rt.simulator.fleet
+        on, off = sorted(rt.scheduler.vins)
+        fleet.set_journal_recording(off, False)
+        end = START + DAYS * 86400.0
+        while clock.now() < end:
+            await clock.run_until(min(end, clock.now() + 10.0))
+            while rt.scheduler.busy:
+                await asyncio.sleep(0.0005)
+        assert rt.journal is not None
+        assert rt.journal.fetches >= 2 * (DAYS * 4 - 1)  # every 6 h and after drives, both cars
+        assert rt.journal.failures == 0
+        for vin in (on, off):  # a last read now, so every finished trip is in
+            assert await rt.journal.fetch(vin)
+        await rt.history.flush()
+        truth = {vin: fleet.ground_truth(vin) for vin in (on, off)}
+    finally:
+        await rt.stop()
+    return truth, on, off
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str, str]:
+    db = tmp_path_factory.mktemp("journal") / "h.db"
+    truth, on, off = asyncio.run(_run(db))
+    return db, truth, on, off
+
+
+def test_the_journal_holds_every_trip_of_the_recording_car(
+    sampled: tuple[Path, dict[str, Any], str, str],
+) -> None:
+    db, truth, on, _off = sampled
+    j = load_journal(db)
+    assert set(j["vin"]) == {on}  # the other car records nothing: no rows, no errors
+    trips = truth[on]["trips"]
+    assert len(j) == len(trips) > 2
+    assert np.allclose(j["start_ts"], [t["start"] for t in trips], atol=0.001)
+    assert np.allclose(j["distance_m"], [t["distance_km"] * 1000 for t in trips], atol=50)
+    assert j["route_points"].min() >= 1
+
+
+def test_trips_prefer_the_journal_and_fill_gaps_from_polling(
+    sampled: tuple[Path, dict[str, Any], str, str],
+) -> None:
+    db, truth, on, off = sampled
+    out = CliRunner().invoke(cli, ["trips", "--db", str(db), "--format", "json", "--tz", "UTC"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)
+    mine = [r for r in rows if r["vin"] == on]
+    other = [r for r in rows if r["vin"] == off]
+    # the recording car: exactly its own trips, nothing doubled by polling
+    assert {r["source"] for r in mine} == {"journal"}
+    real = truth[on]["trips"]
+    assert len(mine) == len(real)
+    for r, t in zip(mine, real, strict=True):
+        assert r["start_ts"] == pytest.approx(t["start"], abs=0.001)
+        assert r["end_ts"] == pytest.approx(t["end"], abs=0.001)
+        assert r["distance_km"] == pytest.approx(t["distance_km"], abs=0.05)
+        assert r["energy_kwh"] == pytest.approx(t["energy_kwh"], rel=0.02, abs=0.02)
+        assert r["start_soc_pct"] is not None  # from the reports around the trip
+    # the car without a journal: polling's trips
+    assert other and {r["source"] for r in other} == {"poll"}
+    assert all(r["trip_id"] is None for r in other)
+    # the terminal table says where each trip came from
+    table = CliRunner().invoke(cli, ["trips", "--db", str(db), "--tz", "UTC"]).output
+    assert "source" in table.splitlines()[0] and "journal" in table and "poll" in table
+
+
+def test_the_report_draws_each_journal_trip_route(
+    sampled: tuple[Path, dict[str, Any], str, str], tmp_path: Path
+) -> None:
+    db, _truth, on, off = sampled
+    out = CliRunner().invoke(cli, ["report", "--db", str(db), "--out", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / f"{on}_routes.png").stat().st_size > 1000
+    assert not (tmp_path / f"{off}_routes.png").exists()  # no journal, no routes
+    html = (tmp_path / "report.html").read_text()
+    assert "Trip routes" in html and "http" not in html.split("<body>", 1)[1].lower()
+
+
+def test_combine_drops_poll_trips_a_journal_trip_overlaps() -> None:
+    """In time or in odometer (an inferred trip placed at the wrong time), and keeps the rest."""
+    import pandas as pd
+
+    from analysis.journal import combine
+    from analysis.trips import empty
+
+    columns = list(empty().columns)
+    poll = pd.DataFrame(
+        {
+            **{c: [np.nan] * 3 for c in columns},
+            "vin": ["V"] * 3,
+            "start_ts": [0.0, 5000.0, 20000.0],
+            "end_ts": [1000.0, 6000.0, 21000.0],
+            "start_odometer_km": [10.0, 40.0, 80.0],
+            "end_odometer_km": [20.0, 50.0, 90.0],
+        }
+    )
+    journal = pd.DataFrame(
+        {
+            **{c: [np.nan] * 2 for c in columns},
+            "vin": ["V", "V"],
+            "start_ts": [500.0, 9000.0],  # overlaps the first in time
+            "end_ts": [1200.0, 9500.0],
+            "start_odometer_km": [10.0, 40.2],  # the second: same road as poll trip 2, other time
+            "end_odometer_km": [20.0, 49.9],
+            "source": ["journal", "journal"],
+            "trip_id": ["a", "b"],
+        }
+    )
+    got = combine(poll, journal)
+    assert list(got["source"]) == ["journal", "journal", "poll"]
+    assert list(got["start_ts"]) == [500.0, 9000.0, 20000.0]
