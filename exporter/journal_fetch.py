@@ -6,7 +6,8 @@ the smart cloud, so it is read rarely: every ``journal_interval`` seconds of its
 parks). A read resumes a day before the newest stored trip (a trip the cloud wrote late is still
 found), or reaches ``BACKFILL_S`` back on the first read; the table's key makes a re-read an update.
 A failed read is logged with the cloud's code and retried at the next turn; it never touches
-polling, which runs in its own loop.
+polling, which runs in its own loop, except that a Retry-After binds both: the reader waits for one
+the polls received, and one it receives holds the car's polls.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class JournalFetcher:
                 if interval <= 0:
                     self._due.pop(vin, None)
                     continue
-                due = self._due.setdefault(vin, now + FIRST_S)
+                due = max(self._due.setdefault(vin, now + FIRST_S), self.scheduler.not_before(vin))
                 if due <= now:
                     ok = await self.fetch(vin)
                     now = self.clock.now()
@@ -93,6 +94,8 @@ class JournalFetcher:
             trips = await provider.journal(vin, since, routed)
         except ProviderError as exc:
             self.failures += 1
+            if exc.retry_after is not None:  # the cloud's Retry-After binds this car's polls too
+                self.scheduler.hold(vin, self.clock.now() + exc.retry_after)
             log.warning(
                 "trip journal not read; polling goes on",
                 extra={

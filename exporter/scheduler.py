@@ -140,6 +140,22 @@ class Scheduler:
             e.due = due
             self._push(vin)
 
+    def not_before(self, vin: str) -> float:
+        """The time before which the cloud forbade any request for ``vin`` (its Retry-After)."""
+        e = self._entries.get(vin)
+        return e.not_before if e is not None else 0.0
+
+    def hold(self, vin: str, until: float) -> None:
+        """No poll of ``vin`` before ``until``: a Retry-After the cloud gave another caller (the
+        journal reader) binds the polls too."""
+        e = self._entries.get(vin)
+        if e is None or until <= e.not_before:
+            return
+        e.not_before = until
+        if e.due < until and vin not in self._inflight:
+            e.due = until
+            self._push(vin)
+
     def _push(self, vin: str) -> None:
         e = self._entries[vin]
         self.health.vehicle(vin).next_poll = e.due

@@ -9,6 +9,8 @@ the next poll is unaffected; re-reading never duplicates a row.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -219,3 +221,28 @@ def test_entries_without_a_start_and_end_are_skipped_and_strings_read() -> None:
     assert parse_trip("V", {**item, "endTime": ""}) is None
     assert parse_trip("V", {**item, "endTime": "1767225500000"}) is None  # ends before it starts
     assert parse_trip("V", "garbage") is None
+
+
+async def test_a_retry_after_binds_the_journal_and_the_polls(env: Env, tmp_path: Path) -> None:
+    handle, clock, _p, vin = env
+    fetcher, history, scheduler = await _fetcher(env, tmp_path)
+    try:
+        clock.advance(86400)
+        handle.faults.script("rate_limited", endpoint="journal", cloud="smart", retry_after=900)
+        assert not await fetcher.fetch(vin)
+        assert scheduler.not_before(vin) == pytest.approx(clock.now() + 900, abs=1)
+        # and the other way: a Retry-After the polls got keeps the reader away until it expires
+        task = asyncio.create_task(fetcher.run())
+        await clock.run_until(clock.now() + 800)
+        assert fetcher.fetches == 1
+        await clock.run_until(clock.now() + 200)
+        for _ in range(200):
+            if fetcher.fetches == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert fetcher.fetches == 2
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        history.close()
