@@ -167,3 +167,33 @@ async def test_wire_shape_matches_the_recorded_replies() -> None:
         assert set(point) == set(real_tp["data"]["list"][0]) == {"basicVehicleStatus"}
         assert set(point["basicVehicleStatus"]["position"]) == {"latitude", "longitude"}
         assert isinstance(point["basicVehicleStatus"]["position"]["latitude"], int)
+
+
+async def test_pysmarthashtag_switches_recording_and_the_journal_follows(sim: Any) -> None:
+    from pysmarthashtag.control.journal import JournalRecordingControl
+
+    handle, clock = sim
+    account = _account(handle)
+    await account.login()
+    await account._init_vehicles()
+    vin = next(iter(account.vehicles))
+    switch = JournalRecordingControl(account, vin)
+    assert await switch.disable_recording()
+    assert not handle.fleet.vehicle(vin).journal_recording(clock.now() + 1)
+    state = await account.get_vehicle_state(vin)
+    assert str(state["data"]["journalLogState"]) == "0"
+    clock.advance(86400)
+    await account.config.authentication.refresh_api_session()
+    assert await switch.enable_recording()
+    assert handle.fleet.vehicle(vin).journal_recording(clock.now() + 1)
+    clock.advance(2 * 86400)
+    await account.config.authentication.refresh_api_session()
+    got = await account.get_trip_journal(vin, raise_on_truncation=True)
+    starts = [int(i["startTime"]) / 1000 for i in got["data"]["list"]]
+    assert starts and min(starts) >= clock.now() - 2 * 86400  # nothing from the day it was off
+    off_day = [
+        t
+        for t in handle.fleet.ground_truth(vin)["trips"]
+        if clock.now() - 3 * 86400 <= t["start"] < clock.now() - 2 * 86400
+    ]
+    assert off_day  # the car did drive that day

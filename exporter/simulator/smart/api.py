@@ -432,6 +432,28 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         }
         return _finish(cloud, call, {"pagination": pagination, "list": items})
 
+    async def journal_switch(call: Call) -> web.Response:
+        # the app's "record trips" switch: PUT .../status/journalLog/{vin} with a JOU body,
+        # serviceParameters jou=enable|disable; the reply is the plain envelope (pysmarthashtag
+        # control/journal.py, const.py API_JOURNAL_TOGGLE_URL, replys/journal_toggle_success.json)
+        problem = _vin_rules(cloud, call, v2=v2, endpoint="command")
+        if problem is not None:
+            return problem
+        try:
+            payload = json.loads(call.body)
+        except ValueError:
+            return wire.error("1400")
+        params = payload.get("serviceParameters") if isinstance(payload, dict) else None
+        values = {
+            str(p.get("key")): str(p.get("value"))
+            for p in (params if isinstance(params, list) else [])
+            if isinstance(p, dict)
+        }
+        if payload.get("serviceId") != "JOU" or values.get("jou") not in ("enable", "disable"):
+            return wire.error("1400", "Illegal parameter: serviceId JOU with jou=enable|disable")
+        fleet.set_journal_recording(call.vin or "", values["jou"] == "enable")
+        return _finish(cloud, call, {})
+
     async def trackpoints(call: Call) -> web.Response:
         # reference §3.2 (journal-service history): one trip's GPS track, newest first, at most
         # 500 points (pageSize); no grant needed. Each point is only a position in integer
@@ -498,6 +520,10 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
     r.add_get(
         "/geelyTCAccess/tcservices/vehicle/status/journalLogV4/{vin}",
         _authed(cloud, "journal", journal, vin_scoped=True),
+    )
+    r.add_put(
+        "/remote-control/vehicle/status/journalLog/{vin}",
+        _authed(cloud, "command", journal_switch, vin_scoped=True),
     )
     r.add_get(
         "/vehicle-history-service/journal-service/vehicle/status/history/{vin}",
