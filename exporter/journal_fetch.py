@@ -42,6 +42,7 @@ class JournalFetcher:
         self._wake = asyncio.Event()
         self.fetches = 0
         self.failures = 0
+        self.failed_by: dict[tuple[str, str], int] = {}  # (reason, cloud code) -> failed reads
         self.trips_stored = 0
 
     def on_report(self, snap: Snapshot) -> None:
@@ -94,6 +95,8 @@ class JournalFetcher:
             trips = await provider.journal(vin, since, routed)
         except ProviderError as exc:
             self.failures += 1
+            key = (exc.reason, exc.code or "none")
+            self.failed_by[key] = self.failed_by.get(key, 0) + 1
             if exc.retry_after is not None:  # the cloud's Retry-After binds this car's polls too
                 self.scheduler.hold(vin, self.clock.now() + exc.retry_after)
             log.warning(
@@ -108,6 +111,7 @@ class JournalFetcher:
             return False
         except Exception:  # a parser bug must not end the loop
             self.failures += 1
+            self.failed_by[("bug", "none")] = self.failed_by.get(("bug", "none"), 0) + 1
             log.exception("trip journal not read", extra={"vin": mask_vin(vin)})
             return False
         if trips:

@@ -27,6 +27,7 @@ from exporter.history import History, last_report_time, preflight
 from exporter.hub import Hub, Outcome
 from exporter.hub_metrics import HubCollector
 from exporter.journal_fetch import JournalFetcher
+from exporter.journal_metrics import JournalCollector
 from exporter.logs import mask_vin
 from exporter.metrics import VehicleCollector, make_registry
 from exporter.providers import registry
@@ -124,6 +125,7 @@ class Runtime:
         )
         rt.journal = JournalFetcher(history, scheduler, clock)
         hub.subscribe(rt.journal.on_report)
+        registry.register(JournalCollector(rt.journal))
         scheduler.on_failure(rt._poll_failed)
         return rt
 

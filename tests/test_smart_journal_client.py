@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import polyline
 from exporter.clock import ManualClock
@@ -28,6 +29,7 @@ from exporter.history import History
 from exporter.history_layout import JOURNAL_TABLE
 from exporter.hub import Hub
 from exporter.journal_fetch import AFTER_DRIVE_S, JournalFetcher
+from exporter.journal_metrics import JournalCollector
 from exporter.providers.smart import SmartProvider
 from exporter.providers.smart.journal import GRANT, parse_trip
 from exporter.scheduler import Scheduler
@@ -181,6 +183,13 @@ async def test_a_failed_read_is_logged_with_its_code_and_polling_goes_on(
         assert (await provider.poll(vin)).error is None
         await history.flush()
         assert _rows(history.path) == []
+        registry = CollectorRegistry()
+        registry.register(JournalCollector(fetcher))
+        text = generate_latest(registry).decode()
+        assert (
+            'carmetrics_journal_reads_total{code="503",reason="upstream",result="failed"} 1.0'
+            in (text)
+        ), text
     finally:
         history.close()
 
