@@ -58,6 +58,10 @@ class JournalFetcher:
         while True:
             now = self.clock.now()
             nxt = now + 3600.0
+            polled = set(self.scheduler.vins)
+            for table in (self._due, self._driving):  # forget cars that left their account
+                for gone in [v for v in table if v not in polled]:
+                    del table[gone]
             for vin in self.scheduler.vins:
                 provider = self.scheduler.provider_of(vin)
                 interval = provider.journal_interval(vin) if provider is not None else 0.0
