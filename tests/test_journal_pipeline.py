@@ -24,13 +24,14 @@ START = 1_772_323_200.0  # 2026-03-01T00:00:00Z
 DAYS = 2.0
 
 
-async def _run(db: Path) -> tuple[dict[str, Any], str, str]:
-    """Two smart cars for two simulated days; the second records no trips in its journal."""
+async def _run(db: Path) -> tuple[dict[str, Any], str, str, str, float]:
+    """Three smart cars for two simulated days: the first records every trip in its journal, the
+    second none, the third only from the middle of the run on (returned: when)."""
     clock = ManualClock(START)
     cfg = Config(
         db=db,
         poll=PollConfig(),
-        simulator=SimulatorConfig(enabled=True, seed=3, smart_vehicles=("#1", "#5")),
+        simulator=SimulatorConfig(enabled=True, seed=3, smart_vehicles=("#1", "#5", "#3")),
         accounts=(
             AccountConfig(
                 name="sim-eu", provider="smart", index=0, simulator=True, settings={"region": "EU"}
@@ -46,38 +47,71 @@ async def _run(db: Path) -> tuple[dict[str, Any], str, str]:
             await asyncio.sleep(0.01)
             assert asyncio.get_running_loop().time() < deadline, "no login within 60 s"
         fleet = rt.simulator.fleet
-        on, off = sorted(rt.scheduler.vins)
+        by_model = {fleet.vehicle(v).spec.model: v for v in rt.scheduler.vins}
+        on, off, late = by_model["#1"], by_model["#5"], by_model["#3"]
         fleet.set_journal_recording(off, False)
+        fleet.set_journal_recording(late, False)
+        switched = START + DAYS * 86400.0 / 2
         end = START + DAYS * 86400.0
         while clock.now() < end:
             await clock.run_until(min(end, clock.now() + 10.0))
             while rt.scheduler.busy:
                 await asyncio.sleep(0.0005)
+            if switched <= clock.now() < switched + 10.0:
+                fleet.set_journal_recording(late, True)
         assert rt.journal is not None
-        assert rt.journal.fetches >= 2 * (DAYS * 4 - 1)  # every 6 h and after drives, both cars
+        assert rt.journal.fetches >= 3 * (DAYS * 4 - 1)  # every 6 h and after drives, each car
         assert rt.journal.failures == 0
-        for vin in (on, off):  # a last read now, so every finished trip is in
+        for vin in (on, off, late):  # a last read now, so every finished trip is in
             assert await rt.journal.fetch(vin)
         await rt.history.flush()
-        truth = {vin: fleet.ground_truth(vin) for vin in (on, off)}
+        truth = {vin: fleet.ground_truth(vin) for vin in (on, off, late)}
     finally:
         await rt.stop()
-    return truth, on, off
+    return truth, on, off, late, switched
 
 
 @pytest.fixture(scope="module")
-def sampled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str, str]:
+def run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, Any], str, str, str, float]:
     db = tmp_path_factory.mktemp("journal") / "h.db"
-    truth, on, off = asyncio.run(_run(db))
-    return db, truth, on, off
+    truth, on, off, late, switched = asyncio.run(_run(db))
+    return db, truth, on, off, late, switched
+
+
+@pytest.fixture
+def sampled(
+    run: tuple[Path, dict[str, Any], str, str, str, float],
+) -> tuple[Path, dict[str, Any], str, str]:
+    return run[:4]
+
+
+def test_before_the_first_journal_entry_polling_lists_the_trips(
+    run: tuple[Path, dict[str, Any], str, str, str, float],
+) -> None:
+    db, truth, _on, _off, late, switched = run
+    out = CliRunner().invoke(
+        cli, ["trips", "--db", str(db), "--vin", late, "--format", "json", "--tz", "UTC"]
+    )
+    rows = json.loads(out.output)
+    journal = [r for r in rows if r["source"] == "journal"]
+    polled = [r for r in rows if r["source"] == "poll"]
+    logged = [t for t in truth[late]["trips"] if t["start"] >= switched]
+    assert len(journal) == len(logged) > 0
+    assert all(r["start_ts"] >= switched for r in journal)
+    before = [t for t in truth[late]["trips"] if t["end"] < switched]
+    assert before and polled  # the half without a journal comes from polling
+    assert all(r["start_ts"] < switched for r in polled)  # and nothing is listed twice
 
 
 def test_the_journal_holds_every_trip_of_the_recording_car(
     sampled: tuple[Path, dict[str, Any], str, str],
 ) -> None:
-    db, truth, on, _off = sampled
+    db, truth, on, off = sampled
     j = load_journal(db)
-    assert set(j["vin"]) == {on}  # the other car records nothing: no rows, no errors
+    assert off not in set(j["vin"])  # a car that records nothing: no rows, no errors
+    j = j.loc[j["vin"] == on]
     trips = truth[on]["trips"]
     assert len(j) == len(trips) > 2
     assert np.allclose(j["start_ts"], [t["start"] for t in trips], atol=0.001)
