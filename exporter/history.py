@@ -298,8 +298,14 @@ class History:
         """Flush periodically until cancelled; the final flush happens in ``close``."""
         self._wake = asyncio.Event()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval)
+            # asyncio.wait, not wait_for: Python 3.11's wait_for returns the inner result when the
+            # wake-up and a cancel arrive together, swallowing the cancel, and stop() then waits
+            # for this loop forever
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.flush_interval)
+            finally:
+                waiter.cancel()
             self._wake.clear()
             await self.flush()
 
@@ -354,12 +360,10 @@ class History:
             )
 
     def add_journal(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Queue rows of the car's own trip log (``JournalTrip.row``); written with the next batch.
+        """Queue rows of the car's own trip log (``JournalTrip.row``); written with the next flush.
         A trip already stored is updated in place (its cloud trip id is the key)."""
         with self._lock:
             self._pending_journal.extend(rows)
-        if self._wake is not None:
-            self._wake.set()
 
     async def journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
         """(start of the newest stored journal trip, ids of the trips whose route is stored) for

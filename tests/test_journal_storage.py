@@ -3,6 +3,7 @@ re-read updates rather than duplicates, routes kept once read; the route encodin
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -99,3 +100,27 @@ def test_journal_interval_is_checked() -> None:
     with pytest.raises(ConfigError) as err:
         read_settings(account(-1), sim_urls=None)
     assert "journal_interval" in str(err.value)
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_the_writer_loop_stops_when_a_wake_up_comes_with_the_stop(
+    tmp_path: Path, turns: int
+) -> None:
+    """Journal rows (or a full batch) wake the writer; a stop right then must still end its loop
+    (Python 3.11's wait_for swallowed such a cancel, and the runtime's stop waited forever)."""
+    h = History(tmp_path / "h.db")
+    h.open()
+    task = asyncio.create_task(h.run())
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert h._wake is not None
+        h._wake.set()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)  # a hang bound, not a speed target
+        assert task in done and task.cancelled()
+    finally:
+        task.cancel()
+        h.close()
