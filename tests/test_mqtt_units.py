@@ -86,7 +86,10 @@ def test_password_from_env_or_file_never_from_the_toml(tmp_path: Path) -> None:
         ('url = "mqtt://b"\nretain = "yes"', r"mqtt\.retain = 'yes': expected true or false"),
         ('url = "mqtt://b"\nbroker = "x"', r"mqtt\.broker: unknown key"),
         ('url = "mqtt://b"\ntls_ca_file = "ca.pem"', r"mqtt\.tls_ca_file = 'ca.pem': no such file"),
-        ('url = "mqtt://b"\ncommands = true', r"mqtt\.commands = true needs mqtt\.username"),
+        (
+            'url = "mqtt://b"\ncommands = true',
+            r"mqtt\.commands: turning commands on needs mqtt\.username",
+        ),
         ('url = "mqtt://b"\nreconnect_min = 10\nreconnect_max = 1', r"mqtt\.reconnect_max"),
     ],
 )
@@ -380,3 +383,42 @@ def test_check_config_validates_the_mqtt_table(
     (tmp_path / "config.toml").write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1883"\nqos = 5\n')
     res = CliRunner().invoke(cli, ["check-config"])
     assert res.exit_code != 0 and "mqtt.qos = 5: expected 0, 1 or 2" in res.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "line"),
+    [
+        # the shared mechanism's rules, which the hand-written reader did not have
+        ("status_interval = nan", "mqtt.status_interval = nan: expected a finite number"),
+        ('topic_prefx = "cars"', "mqtt.topic_prefx: unknown key; did you mean 'topic_prefix'?"),
+        ("qos = true", "mqtt.qos = True: expected 0, 1 or 2"),
+        ('keepalive = "60"', "mqtt.keepalive = '60': expected a number"),
+    ],
+)
+def test_check_config_and_run_report_mqtt_mistakes_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, line: str
+) -> None:
+    """One model for [mqtt]: ``check-config`` and ``run`` stop on the same line (both through
+    exporter.preflight and FEATURE_SECTIONS), and the publisher's reader raises it too."""
+    from click.testing import CliRunner
+
+    from exporter.cli import cli
+    from exporter.features import FEATURE_SECTIONS
+    from exporter.mqtt.settings import MqttSection
+
+    def started(*_: object) -> None:
+        raise AssertionError("run got past its validation")
+
+    assert FEATURE_SECTIONS["mqtt"] is MqttSection
+    monkeypatch.setattr("exporter.server.serve", started)
+    monkeypatch.setattr("exporter.cli.logsetup.setup", lambda *_: None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n{toml}\n')
+    outputs = [CliRunner().invoke(cli, [cmd]) for cmd in ("check-config", "run")]
+    assert [r.exit_code for r in outputs] == [1, 1]
+    shown = outputs[0].output.strip()
+    assert shown.startswith(f"Error: configuration error: {line}") and "\n" not in shown
+    assert outputs[1].output.strip() == shown
+    with pytest.raises(ConfigError) as err:
+        load_settings(load(tmp_path / "config.toml", {}))
+    assert shown.endswith(str(err.value))
