@@ -67,6 +67,10 @@ class Runtime:
     landing_links: list[tuple[str, str]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # every configured account listed at least once: the hub knows every car there is, so a car
+    # it does not know has left (the MQTT publisher then clears what it left on the broker)
+    all_listed: asyncio.Event = field(default_factory=asyncio.Event)
+    _listed: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
     _asked_relist_at: dict[str, float] = field(default_factory=dict)  # account -> last asked list
@@ -231,6 +235,9 @@ class Runtime:
         self.health.api_up[(provider.name, provider.account)] = True
         self._sync_vehicles(provider, vehicles)
         self.ready.set()
+        self._listed.add(provider.account)
+        if self._listed >= {a.name for a in self.config.accounts}:
+            self.all_listed.set()
         while True:
             await self._wait_relist(provider.account, wake)
             try:

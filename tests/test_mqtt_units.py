@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from exporter.clock import ManualClock
@@ -422,3 +423,67 @@ def test_check_config_and_run_report_mqtt_mistakes_alike(
     with pytest.raises(ConfigError) as err:
         load_settings(load(tmp_path / "config.toml", {}))
     assert shown.endswith(str(err.value))
+
+
+# --- ghost cars (exporter.mqtt.sweep) ------------------------------------------------------------
+def test_only_our_own_car_topics_count_as_ghosts() -> None:
+    from exporter.mqtt import sweep
+    from exporter.mqtt.topics import Topics
+
+    ours = sweep.Ours(Topics("cm/home", "ha"), "cm_home_bridge")
+
+    def config(node: str, key: str, via: str = "cm_home_bridge") -> bytes:
+        body = {"unique_id": f"{node}_{key}", "device": {"via_device": via}}
+        return json.dumps(body).encode()
+
+    retained = {
+        "cm/home/OLD1/battery_soc": b"81",
+        "cm/home/OLD1/command/result": b"{}",
+        "cm/home/OLD1/notes": b"x",  # not a suffix we write
+        "cm/home/status": b"online",
+        f"cm/home/{VIN}/battery_soc": b"80",  # a known car
+        "ha/sensor/carmetrics_OLD1/battery_soc/config": config("carmetrics_OLD1", "battery_soc"),
+        "ha/sensor/carmetrics_OLD2/soc/config": config("carmetrics_OLD2", "soc", via="other"),
+        "ha/sensor/carmetrics_OLD3/soc/config": config("carmetrics_OLD3", "range"),
+        "ha/sensor/carmetrics_OLD4/soc/config": b"not json",
+        "ha/sensor/plug_1/power/config": config("plug_1", "power"),
+        "ha/sensor/x/carmetrics_OLD5/soc/config": config("carmetrics_OLD5", "soc"),
+    }
+    assert sweep.ghosts(ours, retained, {VIN}) == {
+        "OLD1": {
+            "cm/home/OLD1/battery_soc",
+            "cm/home/OLD1/command/result",
+            "ha/sensor/carmetrics_OLD1/battery_soc/config",
+        }
+    }
+    assert sweep.ghosts(ours, retained, {VIN, "OLD1"}) == {}
+
+
+async def test_the_retained_read_is_bounded() -> None:
+    from exporter.mqtt import sweep
+
+    class Msg:
+        def __init__(self, i: int, retain: bool = True) -> None:
+            self.topic = aiomqtt.Topic(f"cm/V{i}/state")
+            self.payload = b"{}"
+            self.retain = retain
+
+    class Reader:
+        def __init__(self, n: int) -> None:
+            self.subscribed: list[tuple[str, int]] = []
+            self.messages = self._gen(n)
+
+        async def subscribe(self, topics: list[tuple[str, int]]) -> None:
+            self.subscribed = topics
+
+        async def _gen(self, n: int) -> Any:
+            for i in range(n):
+                yield Msg(i, retain=i % 2 == 0)
+            await asyncio.Event().wait()  # then nothing more: the quiet spell ends the read
+
+    r = Reader(10)
+    got = await sweep.retained(r, ["cm/+/#"], quiet=0.01)  # type: ignore[arg-type]
+    assert r.subscribed == [("cm/+/#", 0)]
+    assert sorted(got) == [f"cm/V{i}/state" for i in (0, 2, 4, 6, 8)]  # live messages skipped
+    capped = await sweep.retained(Reader(10), ["cm/+/#"], quiet=5, max_messages=4)  # type: ignore[arg-type]
+    assert sorted(capped) == ["cm/V0/state", "cm/V2/state"]
