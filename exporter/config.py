@@ -81,18 +81,6 @@ class AccountConfig:
             **self.secrets,
         }
 
-    def setting(
-        self, name: str, default: Any = None, *, kind: type | tuple[type, ...] | None = None
-    ) -> Any:
-        """One plain key (for validators not yet on a settings model)."""
-        value = self.settings.get(name, default)
-        if kind is not None and value is not None and not isinstance(value, kind):
-            want = (
-                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            )
-            raise ConfigError(f"{self.key(name)} = {value!r}: expected {want}")
-        return value
-
     def secret(self, name: str, *, required: bool = True) -> Secret | None:
         got = self.secrets.get(name)
         if got is None and required:
