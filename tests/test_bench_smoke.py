@@ -189,3 +189,16 @@ async def test_mqtt_publish_bench_goes_through_the_real_broker(tmp_path: Path) -
     assert r.published > 2 * r.reports
     assert r.received == r.total > r.published  # the first full publish came before the timing
     assert r.cpu > 0 and r.wall > 0
+
+
+def test_startup_probes_run_the_tree_they_are_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import startup
+
+    root = Path(__file__).resolve().parent.parent
+    startup.main(["--tree", str(root), "--runs", "1"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith(f"| {root}")]
+    assert len(rows) == 1 + len(startup.PROBES)
+    # the settings path of this tree loads no provider implementation (tests/test_config_imports)
+    assert all(
+        r.rstrip(" |").endswith("False") for r in rows if "check-config" in r or "load(" in r
+    )
