@@ -429,6 +429,9 @@ class Publisher:
         except (aiomqtt.MqttError, OSError) as exc:
             log.warning("mqtt: could not look for cars that left", extra={"error": str(exc)})
             return
+        except Exception:  # a bug here must not take the publishing connection down with it
+            log.exception("mqtt: looking for cars that left failed")
+            return
         gone = sweep.ghosts(self.ours, found, self.hub.vehicles)
         for vin, topics in gone.items():
             self._removed[vin] = self._removed.get(vin, set()) | topics

@@ -57,7 +57,7 @@ def _check_topic(value: str, default: object) -> str:
     return value
 
 
-Path_ = Annotated[str, Field(min_length=1, description="the path of a file")]
+FilePath = Annotated[str, Field(min_length=1, description="the path of a file")]
 
 
 def _split(url: str) -> SplitResult | None:
@@ -79,9 +79,9 @@ class MqttSection(Section):
     url: str | None = Field(default=None, description="mqtt://host[:port] or mqtts://host[:port]")
     username: str | None = Field(default=None, min_length=1, description="a non-empty name")
     password: Secret | None = None
-    tls_ca_file: Path_ | None = None
-    tls_cert_file: Path_ | None = None
-    tls_key_file: Path_ | None = None
+    tls_ca_file: FilePath | None = None
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
     topic_prefix: str = Field(default="carmetrics", min_length=1, description=_TOPIC)
     discovery_prefix: str = Field(default="homeassistant", min_length=1, description=_TOPIC)
     discovery: bool = True
