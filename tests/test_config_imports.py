@@ -71,6 +71,28 @@ def test_check_config_imports_no_provider() -> None:
     assert _loaded_after(code) == []
 
 
+def test_an_analysis_command_imports_no_provider(tmp_path: Path) -> None:
+    # `trips` reads config.toml (here the shipped one, with smart and Smartcar accounts)
+    code = f"""
+        import os, shutil
+        from pathlib import Path
+        import pandas as pd
+        from click.testing import CliRunner
+        from analysis.testing import Car, write_history
+        from exporter.cli import cli
+        shutil.copy("config.toml", {str(tmp_path)!r} + "/config.toml")
+        car = Car(vin="HESXR1C4CLITEST01", now=pd.Timestamp("2026-02-01T05:00").timestamp())
+        car.sample()
+        car.park(3600).drive(25, 30).park(3600)
+        write_history(Path({str(tmp_path)!r}) / "h.db", [car.frame()])
+        os.chdir({str(tmp_path)!r})
+        result = CliRunner().invoke(cli, ["trips", "--db", "h.db"])
+        assert result.exit_code == 0, result.output
+        assert "HESXR1C4CLITEST01" in result.output, result.output
+        """
+    assert _loaded_after(code) == []
+
+
 def test_the_old_package_names_still_import() -> None:
     from exporter.providers.smart import ENTRY as SMART
     from exporter.providers.smart import SmartProvider
