@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from exporter.clock import Clock, RealClock, ScaledClock
+from exporter.clock import Clock, ManualClock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
 from exporter.history import History, last_report_time, preflight
@@ -39,6 +39,9 @@ from exporter.providers.base import (
     VehicleNotLinked,
 )
 from exporter.scheduler import Scheduler
+from exporter.simulator.persist import StateError, state_path
+from exporter.simulator.persist import read as read_state
+from exporter.simulator.persist import write as write_state
 from exporter.simulator.runner import start_simulator
 from exporter.snapshot import Snapshot, VehicleInfo
 from exporter.tokens import tokens_from_config
@@ -65,6 +68,7 @@ class Runtime:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
+    _saved_simulator: dict[str, Any] | None = None  # read at create, replayed at start
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
@@ -75,14 +79,19 @@ class Runtime:
         if clock is None:
             _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
         await asyncio.to_thread(preflight, config.db)
+        saved = await _saved_simulator(config) if config.simulator.enabled else None
+        saved_at = saved.get("clock") if saved is not None else None
+        if not isinstance(saved_at, int | float):
+            saved_at = None
         if clock is None:
             if config.simulator.enabled:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now";
-                # a restarted demo continues from its history's last report instead
+                # a restarted demo continues where its simulator (or else its history) stopped
                 start = time.time() - config.simulator.history_days * 86400
                 resumed = await asyncio.to_thread(last_report_time, config.db)
-                if resumed is not None and resumed > start:
-                    log.info("demo continues where its history stopped", extra={"at": resumed})
+                resumed = max(resumed or start, saved_at or start)
+                if resumed > start:
+                    log.info("demo continues where it stopped", extra={"at": resumed})
                     start = min(resumed, time.time())
                 clock = ScaledClock(
                     start=start,
@@ -91,6 +100,8 @@ class Runtime:
                 )
             else:
                 clock = RealClock()
+        elif saved_at is not None and isinstance(clock, ManualClock):
+            clock.set(saved_at)  # a test's clock continues where the saved simulator stopped
         tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
         hub = Hub()
         health = Health()
@@ -121,6 +132,7 @@ class Runtime:
             config, clock, session, hub, health, history, scheduler, registry, tokens, collector
         )
         scheduler.on_failure(rt._poll_failed)
+        rt._saved_simulator = saved
         return rt
 
     # --- health (read by /healthz) ----------------------------------------------------------------
@@ -141,18 +153,45 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self.history.run(), name="history"))
         if self.config.simulator.enabled:
             # the demo (a ScaledClock) starts with cars already on the move; tests keep their own script
-            self.simulator = await start_simulator(
-                self.config.simulator, self.clock, demo=isinstance(self.clock, ScaledClock)
-            )
-            log.info(
-                "embedded simulator started", extra={"vehicles": len(self.simulator.fleet.vins)}
-            )
+            self.simulator = await self._start_simulator()
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         for account in self.config.accounts:
             provider = self.build_provider(account)
             self.providers[account.name] = provider
             self._tasks.append(
                 asyncio.create_task(self.add_provider(provider), name=f"add-{account.name}")
+            )
+
+    async def _start_simulator(self) -> Any:
+        """The embedded simulator, continuing from its saved state when there is a usable one."""
+        demo = isinstance(self.clock, ScaledClock)
+        saved, self._saved_simulator = self._saved_simulator, None
+        handle = None
+        if saved is not None:
+            try:
+                handle = await start_simulator(
+                    self.config.simulator, self.clock, demo=demo, saved=saved
+                )
+            except StateError as exc:
+                _state_warning(self.config, str(exc))
+        resumed = handle is not None
+        if handle is None:
+            handle = await start_simulator(self.config.simulator, self.clock, demo=demo)
+        log.info(
+            "embedded simulator started",
+            extra={"vehicles": len(handle.fleet.vins), "resumed": resumed},
+        )
+        return handle
+
+    async def _save_simulator(self) -> None:
+        """Write the simulator's state beside the history; a failure costs only the continuity."""
+        path = state_path(self.config.db)
+        try:
+            await asyncio.to_thread(write_state, path, self.simulator.state())
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "simulator state not saved; the next start begins a fresh simulator",
+                extra={"file": str(path), "error": str(exc)},
             )
 
     async def stop(self) -> None:
@@ -168,6 +207,7 @@ class Runtime:
         await asyncio.get_running_loop().run_in_executor(None, self.history.close)
         await self.session.close()
         if self.simulator is not None:
+            await self._save_simulator()
             await self.simulator.close()
         log.info("stopped", extra={"rows_written": self.history.rows_written})
 
@@ -288,6 +328,22 @@ class Runtime:
         wake = self._relist.get(provider.account) if provider is not None else None
         if wake is not None:
             wake.set()
+
+
+async def _saved_simulator(config: Config) -> dict[str, Any] | None:
+    """The embedded simulator's saved state, or None (a bad file: one warning, a fresh start)."""
+    try:
+        return await asyncio.to_thread(read_state, state_path(config.db))
+    except StateError as exc:
+        _state_warning(config, str(exc))
+        return None
+
+
+def _state_warning(config: Config, why: str) -> None:
+    log.warning(
+        "simulator state not used; starting a fresh simulator",
+        extra={"file": str(state_path(config.db)), "error": why},
+    )
 
 
 def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Final
 from exporter.clock import Clock
 from exporter.simulator.context import CloudHandle, SimContext
 from exporter.simulator.fleet import Fleet
+from exporter.simulator.smartcar import memory
 from exporter.simulator.smartcar.car import DOORS, WHEELS, CarReading, CarRefused
 from exporter.simulator.smartcar.server import SmartcarSimulator
 from exporter.simulator.smartcar.state import SimApp, SmartcarCloud
@@ -243,4 +244,6 @@ async def start_cloud(ctx: SimContext) -> CloudHandle | None:
         close=sim.stop,
         service=sim,
         extra_urls={"smartcar_v3": sim.v3_urls},
+        dump=lambda: memory.dump(sim),
+        load=lambda data: memory.load(sim, data),
     )
