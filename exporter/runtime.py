@@ -38,6 +38,7 @@ from exporter.providers.base import (
     TokenStore,
     VehicleNotLinked,
 )
+from exporter.reconnect import ReconnectCollector
 from exporter.scheduler import Scheduler
 from exporter.simulator.persist import StateError, state_path
 from exporter.simulator.persist import read as read_state
@@ -69,6 +70,9 @@ class Runtime:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
     _saved_simulator: dict[str, Any] | None = None  # read at create, replayed at start
+    _reconnect_told: set[str] = field(
+        default_factory=set
+    )  # VINs whose "reconnect needed" is logged
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
@@ -117,6 +121,7 @@ class Runtime:
         )
         registry = make_registry(collector)
         registry.register(HubCollector(hub))
+        registry.register(ReconnectCollector(scheduler, health))
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=config.poll.timeout, connect=min(10.0, config.poll.timeout)
@@ -132,6 +137,7 @@ class Runtime:
             config, clock, session, hub, health, history, scheduler, registry, tokens, collector
         )
         scheduler.on_failure(rt._poll_failed)
+        hub.subscribe(lambda snap: rt._reconnect_told.discard(snap.vin))  # it works again
         rt._saved_simulator = saved
         return rt
 
@@ -321,10 +327,22 @@ class Runtime:
         log.info("vehicle removed", extra={"vin": mask_vin(vin)})
 
     def _poll_failed(self, vin: str, exc: ProviderError) -> None:
-        """A poll said the car may have left the account: re-list that account now."""
+        """A poll said the car may have left the account: re-list that account now. A refused
+        sign-in is logged once as "reconnect needed" (again only after the car reported since)."""
         if not isinstance(exc, VehicleNotLinked | ReauthRequired):
             return
         provider = self.scheduler.provider_of(vin)
+        if isinstance(exc, ReauthRequired) and vin not in self._reconnect_told:
+            self._reconnect_told.add(vin)
+            log.warning(
+                "reconnect needed: the cloud refused this car's credentials; polling is paused",
+                extra={
+                    "vin": mask_vin(vin),
+                    "account": provider.account if provider is not None else "",
+                    "code": exc.code or "none",
+                    "fix": exc.reauth_url or "check the account's sign-in (username, password)",
+                },
+            )
         wake = self._relist.get(provider.account) if provider is not None else None
         if wake is not None:
             wake.set()
