@@ -136,6 +136,13 @@ class SimulatorConfig(Section):
     history_days: float = Field(
         default=14.0, ge=0
     )  # the demo clock starts this far back and catches up
+    # Where the simulated Smartcar serves Connect (the page a browser is sent to by "Connect a
+    # car"): port 0 is a free loopback port, fine when the browser runs on the same host; in a
+    # container, a fixed port on 0.0.0.0 that the compose file publishes
+    connect_port: int = Field(default=0, ge=0, le=65535, description="a TCP port number 0-65535")
+    connect_listen: str = Field(
+        default="127.0.0.1", min_length=1, description="an address such as 127.0.0.1"
+    )
 
 
 class ExporterSection(Section):

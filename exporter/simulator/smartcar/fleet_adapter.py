@@ -234,7 +234,10 @@ async def start_cloud(ctx: SimContext) -> CloudHandle | None:
     cloud, creds = demo_cloud(ctx.fleet, ctx.clock, vins=vins, seed=ctx.cfg.seed)
     cloud.shared_faults = ctx.faults
     v3, v3_creds = demo_v3(cloud, ctx.cfg.seed)
-    sim = SmartcarSimulator(cloud, host=ctx.host, v3=v3, **ctx.options.get("smartcar", {}))
+    options = dict(ctx.options.get("smartcar", {}))
+    if ctx.cfg.connect_port or ctx.cfg.connect_listen != "127.0.0.1":
+        options.setdefault("connect_bind", (ctx.cfg.connect_listen, ctx.cfg.connect_port))
+    sim = SmartcarSimulator(cloud, host=ctx.host, v3=v3, **options)
     urls = await sim.start()
     return CloudHandle(
         name="smartcar",
