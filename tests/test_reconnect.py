@@ -63,8 +63,7 @@ def _told(caplog: pytest.LogCaptureFixture, vin: str) -> list[logging.LogRecord]
     return [
         r
         for r in caplog.records
-        if r.getMessage().startswith("reconnect needed")
-        and r.__dict__.get("vin") == mask_vin(vin)
+        if r.getMessage().startswith("reconnect needed") and r.__dict__.get("vin") == mask_vin(vin)
     ]
 
 
