@@ -143,6 +143,9 @@ class SimulatorConfig(Section):
     connect_listen: str = Field(
         default="127.0.0.1", min_length=1, description="an address such as 127.0.0.1"
     )
+    # A standalone simulator (`carmetrics simulate`, the "info" URL of its JSON line, or a file
+    # holding that line) to use instead of starting one in-process; "" = none
+    url: str = ""
 
 
 class ExporterSection(Section):
@@ -351,10 +354,11 @@ def _build(data: dict[str, Any], base: Path, source: str) -> Config:
                 f"accounts: the name {n!r} is used twice; give each account a unique name"
             )
     for a in accounts:
-        if a.simulator and not sim.enabled:
+        if a.simulator and not (sim.enabled or sim.url):
             raise ConfigError(
                 f"{a.key('simulator')} = true but simulator.enabled is false; "
-                "enable the embedded simulator or point the account at a real cloud"
+                "enable the embedded simulator (or give simulator.url of a standalone one) "
+                "or point the account at a real cloud"
             )
 
     extra = {

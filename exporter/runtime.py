@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from exporter.clock import Clock, ManualClock, RealClock, ScaledClock
+from exporter import remote_simulator
+from exporter.clock import Clock, FollowedClock, ManualClock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
 from exporter.history import History, last_report_time, preflight
@@ -39,6 +40,7 @@ from exporter.providers.base import (
     VehicleNotLinked,
 )
 from exporter.reconnect import ReconnectCollector
+from exporter.remote_simulator import RemoteSimulator
 from exporter.scheduler import Scheduler
 from exporter.simulator.persist import StateError, state_path
 from exporter.simulator.persist import read as read_state
@@ -70,6 +72,7 @@ class Runtime:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
     _saved_simulator: dict[str, Any] | None = None  # read at create, replayed at start
+    _remote: RemoteSimulator | None = None  # a standalone simulator ([simulator] url)
     _reconnect_told: set[str] = field(
         default_factory=set
     )  # VINs whose "reconnect needed" is logged
@@ -80,10 +83,17 @@ class Runtime:
         """Build every piece (nothing started yet). ``clock`` overrides the choice made from config.
 
         The history file is checked first (HistoryError: one line, nothing else opened yet)."""
+        remote = None
+        if config.simulator.url:  # a standalone simulator: its hosts, and its clock to follow
+            remote, remote_now, remote_speed = await remote_simulator.connect(config.simulator.url)
+            if clock is None:
+                _refuse_real_accounts_beside(config, remote_speed)
+                clock = FollowedClock(remote_now, remote_speed)
         if clock is None:
             _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
         await asyncio.to_thread(preflight, config.db)
-        saved = await _saved_simulator(config) if config.simulator.enabled else None
+        embedded = config.simulator.enabled and remote is None
+        saved = await _saved_simulator(config) if embedded else None
         saved_at = saved.get("clock") if saved is not None else None
         if not isinstance(saved_at, int | float):
             saved_at = None
@@ -109,7 +119,8 @@ class Runtime:
         tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
         hub = Hub()
         health = Health()
-        history = History(config.db, one_timeline=config.simulator.enabled)
+        # a simulator (here or standalone) restarted afresh replays its first days: refuse them
+        history = History(config.db, one_timeline=config.simulator.enabled or remote is not None)
         scheduler = Scheduler(hub, health, clock, config.poll)
         collector = VehicleCollector(
             hub,
@@ -139,6 +150,7 @@ class Runtime:
         scheduler.on_failure(rt._poll_failed)
         hub.subscribe(lambda snap: rt._reconnect_told.discard(snap.vin))  # it works again
         rt._saved_simulator = saved
+        rt._remote = remote
         return rt
 
     # --- health (read by /healthz) ----------------------------------------------------------------
@@ -157,7 +169,11 @@ class Runtime:
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.history.open)
         self._tasks.append(asyncio.create_task(self.history.run(), name="history"))
-        if self.config.simulator.enabled:
+        if self._remote is not None:
+            if isinstance(self.clock, FollowedClock):
+                follow = remote_simulator.follow(self.clock, self.session, self._remote.clock_url)
+                self._tasks.append(asyncio.create_task(follow, name="simulator-clock"))
+        elif self.config.simulator.enabled:
             # the demo (a ScaledClock) starts with cars already on the move; tests keep their own script
             self.simulator = await self._start_simulator()
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
@@ -227,7 +243,7 @@ class Runtime:
 
     def context(self, account: AccountConfig) -> ProviderContext:
         """What the provider of ``account`` gets: shared session, clock, vault and its own sink."""
-        sim = None
+        sim = self._remote.link if self._remote is not None else None
         if self.simulator is not None:
             sim = SimulatorLink(urls=self.simulator.urls, logins=self.simulator.logins)
         return ProviderContext(
@@ -379,6 +395,20 @@ def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
                 "embedded simulator's accelerated demo clock: set simulator.enabled = false, or "
                 f"mark the account simulator = true, or run the demo on wall time "
                 "(simulator.speed = 1, simulator.history_days = 0)"
+            )
+
+
+def _refuse_real_accounts_beside(config: Config, speed: float) -> None:
+    """As for the demo clock: a standalone simulator's accelerated clock is no clock for a real
+    account."""
+    if speed == 1:
+        return
+    for account in config.accounts:
+        if not account.simulator:
+            raise ConfigError(
+                f"{account.key('simulator')} = false (a real account) cannot run beside the "
+                f"standalone simulator at simulator.url, whose clock runs {speed:g}x: run the real "
+                "account in its own carmetrics, or the simulator with --speed 1"
             )
 
 
