@@ -51,6 +51,8 @@ from exporter.tokens import tokens_from_config
 
 log = logging.getLogger(__name__)
 
+SIMULATOR_SAVE_EVERY = 300.0  # real seconds between two saves of the embedded simulator's state
+
 
 @dataclass
 class Runtime:
@@ -176,6 +178,7 @@ class Runtime:
         elif self.config.simulator.enabled:
             # the demo (a ScaledClock) starts with cars already on the move; tests keep their own script
             self.simulator = await self._start_simulator()
+            self._tasks.append(asyncio.create_task(self._keep_saving(), name="simulator-state"))
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         for account in self.config.accounts:
             provider = self.build_provider(account)
@@ -204,6 +207,13 @@ class Runtime:
             extra={"vehicles": len(handle.fleet.vins), "resumed": resumed},
         )
         return handle
+
+    async def _keep_saving(self) -> None:
+        """Save the simulator's state every few real minutes too, so a process that is killed
+        (no clean stop) loses only the last minutes of commands, not the demo's continuity."""
+        while True:
+            await asyncio.sleep(SIMULATOR_SAVE_EVERY)
+            await self._save_simulator()
 
     async def _save_simulator(self) -> None:
         """Write the simulator's state beside the history; a failure costs only the continuity."""

@@ -201,3 +201,31 @@ async def test_without_a_state_file_the_simulator_starts_fresh_and_saves_one(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     saved = json.loads(state_path(cfg.db).read_text())
     assert saved["clock"] == T0 and saved["recipe"]["seed"] == 42
+
+
+async def test_the_state_is_also_saved_while_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed process (no clean stop) still leaves a recent state behind."""
+    from exporter import runtime
+
+    monkeypatch.setattr(runtime, "SIMULATOR_SAVE_EVERY", 0.01)
+    cfg = _sim_config(tmp_path / "h.db")
+    clock = ManualClock(T0)
+    rt = await Runtime.create(cfg, clock)
+    await rt.start()
+    try:
+        clock.advance(3600.0)
+        path = state_path(cfg.db)
+
+        def saved_after_the_hour() -> bool:
+            try:
+                return bool(json.loads(path.read_text())["clock"] == T0 + 3600.0)
+            except (OSError, ValueError):
+                return False
+
+        await until(saved_after_the_hour, "a save while running")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert not list(tmp_path.glob("*.tmp"))  # no temporary file left behind
+    finally:
+        await rt.stop()

@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -93,11 +94,9 @@ def read(path: Path) -> dict[str, Any] | None:
 
 
 def write(path: Path, data: Mapping[str, Any]) -> None:
-    """Replace ``path`` atomically with ``data``, readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Replace ``path`` atomically with ``data``, readable by the owner only (``mkstemp`` creates
+    0600, and a unique name per write keeps two writers from sharing a temporary file)."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"), allow_nan=False)
@@ -106,7 +105,7 @@ def write(path: Path, data: Mapping[str, Any]) -> None:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
         raise
 
 
