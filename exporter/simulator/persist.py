@@ -135,7 +135,8 @@ def _car(fleet: Fleet, vin: str, at: float) -> dict[str, float]:
 
 
 def fleet_state(cfg: SimulatorConfig, fleet: Fleet, *, demo: bool, at: float) -> dict[str, Any]:
-    """The fleet's recipe, events and the cars as they are at ``at``."""
+    """The fleet's recipe, events and the cars as they are at ``at`` (the clock's now)."""
+    fleet.tick()  # reports due by now reach their listeners (webhooks) before they are read here
     return {
         "recipe": _recipe(cfg, demo),
         "clock": at,
