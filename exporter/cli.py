@@ -305,7 +305,10 @@ def check_config(config_path: Path | None) -> None:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"config {cfg.source}: ok")
     click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
-    click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")
+    if cfg.simulator.url:
+        click.echo(f"  simulator: standalone at {cfg.simulator.url}")
+    else:
+        click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")
     for a in cfg.accounts:
         secrets = ", ".join(f"{k}=***" for k in a.secrets) or "none"
         click.echo(
