@@ -229,3 +229,72 @@ async def test_the_state_is_also_saved_while_running(
         assert not list(tmp_path.glob("*.tmp"))  # no temporary file left behind
     finally:
         await rt.stop()
+
+
+V2_CONFIG = """
+[exporter]
+port = {port}
+db = "{db}"
+[simulator]
+enabled = true
+smart_vehicles = ["#1"]
+smartcar_vehicles = ["Tesla Model 3"]
+[[accounts]]
+name = "eu"
+provider = "smart"
+region = "EU"
+simulator = true
+[[accounts]]
+name = "sc"
+provider = "smartcar"
+api_version = 2
+simulator = true
+"""
+
+
+@asynccontextmanager
+async def serving_v2(tmp_path: Path) -> AsyncIterator[Served]:
+    port = free_port()
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(V2_CONFIG.format(port=port, db=tmp_path / "h.db"))
+    rt = await Runtime.create(load(cfg_path, env={}), ManualClock(T0))
+    server = TestServer(make_app(rt), host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            s = Served(rt, f"http://127.0.0.1:{port}", http, rt.clock)  # type: ignore[arg-type]
+            await until(lambda: {"eu", "sc"} <= set(rt.providers), "the providers")
+            yield s
+    finally:
+        await server.close()
+
+
+async def test_tokens_kept_in_the_vault_still_open_the_restarted_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a vault key the exporter keeps its smart session and its Smartcar v2 tokens across a
+    restart; the restarted simulator knows them (by digest), so neither a new login nor a new
+    Connect is needed."""
+    from exporter.tokens import KEY_ENV, generate_key
+
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    async with serving_v2(tmp_path) as first:
+        smart_vin = first.rt.simulator.fleet.vins_for("smart")[0]
+        sc_vin = first.rt.simulator.fleet.vins_for("smartcar")[0]
+        status, page, _ = await first.connect()
+        assert status == 200 and "id='connected'" in page, page
+        await until(_polled(first, [smart_vin, sc_vin]), "the first polls", tries=500)
+        assert first.rt.providers["eu"].auth.stats.full_logins == 1  # type: ignore[attr-defined]
+        exchanges = first.sim.cloud.token_calls
+        assert exchanges >= 1  # Connect's code exchange
+    async with serving_v2(tmp_path) as again:
+        await until(_polled(again, [smart_vin, sc_vin]), "polls after the restart", tries=500)
+        assert again.rt.providers["eu"].auth.stats.full_logins == 0  # type: ignore[attr-defined]
+        assert sc_vin in again.rt.scheduler.vins  # the Smartcar car stayed, no new Connect
+        # past the v2 access token's 2 h: the stored refresh token must be accepted
+        polls = again.rt.health.vehicle(sc_vin).polls
+        again.clock.advance(3 * 3600.0)
+        again.rt.scheduler.request_poll(sc_vin)
+        await until(lambda: again.rt.health.vehicle(sc_vin).polls > polls, "a poll after 3 h")
+        assert again.sim.cloud.token_calls >= 1
+        assert again.rt.health.vehicle(sc_vin).consecutive_failures == 0
