@@ -371,11 +371,13 @@ class Runtime:
 
     def _poll_failed(self, vin: str, exc: ProviderError) -> None:
         """A poll said the car may have left the account: re-list that account now. A refused
-        sign-in is logged once as "reconnect needed" (again only after the car reported since)."""
+        sign-in is logged once as "reconnect needed" (again only after the car reported since),
+        unless the provider keeps a reconnect link for the car and has said so itself."""
         if not isinstance(exc, VehicleNotLinked | ReauthRequired):
             return
         provider = self.scheduler.provider_of(vin)
-        if isinstance(exc, ReauthRequired) and vin not in self._reconnect_told:
+        announced = provider is not None and vin in provider.reauth_links()  # said it itself
+        if isinstance(exc, ReauthRequired) and not announced and vin not in self._reconnect_told:
             self._reconnect_told.add(vin)
             log.warning(
                 "reconnect needed: the cloud refused this car's credentials; polling is paused",
