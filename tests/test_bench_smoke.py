@@ -137,6 +137,12 @@ async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> No
         assert w.execute(q).fetchall() == r.execute(q).fetchall()
 
 
+async def test_sim_restore_measures_a_restart() -> None:
+    from bench.sim_restore import restore_seconds
+
+    assert await restore_seconds(0.5) > 0
+
+
 def test_kill9_drill_checks_pass_and_detect_tampering(tmp_path: Path) -> None:
     result = kill9.drill(2, seed=1, tmp=tmp_path, wait=(0.5, 0.7))  # late enough to commit
     assert result["failures"] == [] and result["integrity_check ok"] == 2
