@@ -59,12 +59,15 @@ def _soc_vins(body: str) -> set[str]:
 def test_run_against_a_standalone_simulator_process(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARMETRICS_")}
     (tmp_path / "sim.toml").write_text(SIM_CONFIG)
+    # logs go to files: a pipe nobody reads fills up and blocks the child mid-log, and a blocked
+    # child never gets to its signal handler
+    sim_log = (tmp_path / "sim.log").open("w")
     sim = subprocess.Popen(
         [sys.executable, "-m", "exporter.cli", "simulate", "--config", str(tmp_path / "sim.toml")],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=sim_log,
         text=True,
     )
     run = None
@@ -84,7 +87,7 @@ def test_run_against_a_standalone_simulator_process(tmp_path: Path) -> None:
             ],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=(tmp_path / "run.log").open("w"),
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -102,9 +105,11 @@ def test_run_against_a_standalone_simulator_process(tmp_path: Path) -> None:
     finally:
         if run is not None:
             run.send_signal(signal.SIGTERM)
-            out, _ = run.communicate(timeout=20)
+            run.wait(timeout=60)
         sim.send_signal(signal.SIGINT)
-        sim.communicate(timeout=20)
+        sim.wait(timeout=60)
+        sim_log.close()
+    out = (tmp_path / "run.log").read_text()
     assert run.returncode == 0, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
     # the history is in the simulator's time, which runs far ahead of the wall clock
@@ -163,7 +168,7 @@ def test_the_info_url_is_what_simulate_prints(tmp_path: Path) -> None:
         cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if not k.startswith("CARMETRICS_")},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
@@ -174,4 +179,4 @@ def test_the_info_url_is_what_simulate_prints(tmp_path: Path) -> None:
         assert set(reading) == {"now", "speed"} and reading["speed"] > 0
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=20)
+        proc.wait(timeout=60)
