@@ -17,6 +17,7 @@ from typing import Any, Final
 from exporter.clock import Clock
 from exporter.simulator.catalogue import VehicleSpec, spec_for
 from exporter.simulator.environment import CITIES
+from exporter.simulator.quirks import PLAIN, Quirks
 from exporter.simulator.state import VehicleState
 from exporter.simulator.vehicle import SimVehicle
 
@@ -56,7 +57,8 @@ class Fleet:
     """Cars created from ``specs`` (catalogue keys or VehicleSpec), living on ``clock`` from now on.
 
     ``demo`` makes the first simulated minutes lively (one car leaves soon, one is charging), which
-    the interactive demo wants and tests usually do not.
+    the interactive demo wants and tests usually do not. ``rare`` gives every car one rare event
+    of ``quirks.py`` (an odometer reset, days asleep, a unit switch), for the accuracy bench.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Fleet:
         clock: Clock | None = None,
         *,
         demo: bool = False,
+        rare: bool = False,
     ) -> None:
         if clock is None:
             from exporter.clock import RealClock
@@ -74,6 +77,7 @@ class Fleet:
         self.clock = clock
         self.seed = seed
         self.demo = demo
+        self.rare = rare
         self._cars: dict[str, SimVehicle] = {}
         self._callbacks: list[ChangeCallback] = []
         for spec in specs:
@@ -81,8 +85,11 @@ class Fleet:
 
     # ------------------------------------------------------------------ membership
 
-    def add(self, spec: VehicleSpec | str, *, cloud: str | None = None) -> str:
-        """Create one more car; returns its VIN. ``cloud`` defaults to the model's usual cloud."""
+    def add(
+        self, spec: VehicleSpec | str, *, cloud: str | None = None, quirks: Quirks | None = None
+    ) -> str:
+        """Create one more car; returns its VIN. ``cloud`` defaults to the model's usual cloud;
+        ``quirks`` (default: drawn when the fleet is ``rare``, else none) its rare events."""
         sp = spec_for(spec)
         cloud = cloud or sp.cloud
         index = len(self._cars)
@@ -94,6 +101,9 @@ class Fleet:
         city = CITIES[random.Random(f"city/{self.seed}/{index}").randrange(len(CITIES))]
         if self.demo:  # one city keeps a demo map readable
             city = CITIES[0]
+        if quirks is None:
+            now = self.clock.now()
+            quirks = Quirks.draw(self.seed, vin, index, now, cloud) if self.rare else PLAIN
         self._cars[vin] = SimVehicle(
             vin,
             sp,
@@ -103,6 +113,7 @@ class Fleet:
             cloud=cloud,
             index=index,
             demo=self.demo,
+            quirks=quirks,
         )
         return vin
 
