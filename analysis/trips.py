@@ -146,9 +146,17 @@ def detect(p: Prepared, s: Settings) -> pd.DataFrame:
     a = np.where(has_a, first - 1, first)
     b = np.where(has_b, last + 1, last)
 
-    # Odometer jumps between two consecutive stops: trips that happened between samples.
+    # Odometer jumps between two consecutive stops: trips that happened between samples. A car
+    # that says it parked again in between (a new park time) drove too, even when a whole-km
+    # odometer did not move (a few hundred metres to the bakery and back).
+    ps = p.parked_since
+    with np.errstate(invalid="ignore"):
+        parked_again = (ps > _shift_prev(ps, p.new_vin) + 1.0) & (ps > _shift_prev(p.t, p.new_vin))
     jump = np.flatnonzero(
-        stop & prev_stop & ~p.new_vin & ((x - _shift_prev(x, p.new_vin)) >= s.min_trip_m)
+        stop
+        & prev_stop
+        & ~p.new_vin
+        & (((x - _shift_prev(x, p.new_vin)) >= s.min_trip_m) | parked_again)
     )
     k_seen, k_inf = len(first), len(jump)
     lo = np.r_[a, jump - 1].astype(np.int64)
@@ -252,6 +260,14 @@ def _times(
         )
         inf_start = np.where(rose, t[lo], inf_start)
         end = np.where(rose, np.minimum(t[lo] + dist / s.default_speed_mps, t[hi]), end)
+        # The car's own park time, where it reports one, is when the drive ended: exact, and it
+        # settles where in a gap an unseen drive goes.
+        ps = p.parked_since[hi]
+        seen_end = np.where(inferred, t[lo], t[last])
+        parked = has_b & (ps > seen_end) & (ps <= t[hi] + 1.0)
+        end = np.where(parked, np.minimum(ps, t[hi]), end)
+        guess = np.maximum(dist, 500.0) / s.default_speed_mps  # a whole-km odometer may say 0
+        inf_start = np.where(parked, np.maximum(t[lo], end - guess), inf_start)
     start = np.where(inferred, inf_start, start)
     return start, end
 
@@ -291,6 +307,7 @@ def _rows(
     if k == 0:
         return empty()
     x, soc = p.x, p.soc_ff
+    t_lo = p.t[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         dist = x[hi] - x[lo]
         soc_a = np.where(np.isnan(soc[lo]), soc[np.maximum(in_lo, lo)], soc[lo])
@@ -332,7 +349,10 @@ def _rows(
 
     vins = p.vin[lo]
     ongoing = ~has_b & p.last_of_vin[hi]
-    keep = (dist >= s.min_trip_m) | (np.isnan(dist) & (n_moving >= 2))
+    with np.errstate(invalid="ignore"):
+        ps = p.parked_since
+        hop = inferred & (ps[hi] > ps[lo] + 1.0) & (ps[hi] > t_lo)
+    keep = (dist >= s.min_trip_m) | (np.isnan(dist) & (n_moving >= 2)) | hop
     out = pd.DataFrame(
         {
             "vin": vins,

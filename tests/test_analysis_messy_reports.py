@@ -262,3 +262,54 @@ def test_an_inferred_trip_beside_an_unseen_charge_goes_where_the_plug_says(
         assert charge["end_ts"] <= trip["start_ts"]
     else:
         assert charge["start_ts"] >= trip["end_ts"]
+
+
+def whole_km(df: pd.DataFrame) -> pd.DataFrame:
+    """The odometer as smart sends it: whole kilometres ("2701.000")."""
+    out = df.copy()
+    out["odometer"] = (out["odometer"] // 1000.0) * 1000.0
+    return out
+
+
+def test_a_drive_between_two_polls_ends_when_the_car_says_it_parked() -> None:
+    car = Car(park_time=True)
+    car.sample()
+    car.park(1800, every=1800)
+    car.park(700, every=None)  # polled every 30 min; the drive falls between two polls
+    car.drive(5.3, 7, every=None, report_at_park=False)
+    car.park(1800 - 700 - 420, every=None)
+    car.sample()
+    car.park(3600, every=1800)
+    t = analysis.trips(whole_km(car.frame()), S)
+    assert len(t) == 1 and bool(t["inferred"].iloc[0])
+    true = car.trips[0]
+    assert t["end_ts"].iloc[0] == pytest.approx(true.end, abs=1.0)
+    assert t["start_ts"].iloc[0] < true.end and t["end_ts"].iloc[0] > true.start
+
+
+def test_a_short_hop_between_two_polls_is_found_from_the_park_time() -> None:
+    car = Car(park_time=True, odometer=10_000_100.0)
+    car.sample()
+    car.park(1800, every=1800)
+    car.park(600, every=None)
+    car.drive(0.35, 2, every=None, report_at_park=False)  # the bakery: 10,000 km before and after
+    car.park(900, every=None)
+    car.drive(0.35, 2, every=None, report_at_park=False)
+    car.park(1800 - 600 - 900 - 240, every=None)
+    car.sample()
+    car.park(3600, every=1800)
+    df = whole_km(car.frame())
+    assert df["odometer"].nunique() == 1  # the odometer cannot tell
+    t = analysis.trips(df, S)
+    assert len(t) == 1  # both legs in one gap: one trip, ending when the car parked at home
+    assert t["end_ts"].iloc[0] == pytest.approx(car.trips[-1].end, abs=1.0)
+    assert t["distance_km"].iloc[0] == 0.0 and t["energy_kwh"].iloc[0] >= 0
+
+
+def test_without_a_park_time_nothing_is_invented_for_a_still_odometer() -> None:
+    car = Car(odometer=10_000_100.0)
+    car.sample()
+    car.park(2400, every=1800)
+    car.drive(0.35, 2, every=None, report_at_park=False)
+    car.park(1800, every=1800)
+    assert analysis.trips(whole_km(car.frame()), S).empty
