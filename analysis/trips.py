@@ -225,12 +225,17 @@ def _times(
         span = t[last] - t[f]
         dx_in = x[last] - x[f]
         v = np.where((span >= 120) & (dx_in > 0), dx_in / span, np.nan)
+        dist = np.nan_to_num(x[hi] - x[lo])
+        # how fast this car covered similar distances where it was seen doing so
+        v_typ = typical_speed(p.group[lo], dist, v, ~inferred & (dx_in >= 1000.0))
         spd = np.where(moving & (p.speed > s.moving_speed_mps), p.speed, 0.0)
         spd = np.nan_to_num(spd)
         cnt = _span_sum((moving & (p.speed > s.moving_speed_mps)).astype(float), in_lo, in_hi)
         mean_spd = np.where(cnt > 0, _span_sum(spd, in_lo, in_hi) / np.maximum(cnt, 1), np.nan)
+        v = np.where(np.isnan(v), v_typ, v)
         v = np.where(np.isnan(v), mean_spd, v)
         v = np.clip(np.where(np.isnan(v), s.default_speed_mps, v), 2.0, 40.0)
+        v_gap = np.clip(np.where(np.isnan(v_typ), s.default_speed_mps, v_typ), 2.0, 40.0)
 
         head = np.nan_to_num(np.maximum(x[f] - x[lo], 0.0)) / v
         start = np.where(has_a, np.maximum(t[lo], t[f] - head), t[f])
@@ -247,8 +252,7 @@ def _times(
         began = np.clip(t[hi] - charged / per_s, earliest, t[hi])
         at_charger = has_b & p.charging[hi] & (per_s > 0) & ~np.isnan(began)
         end = np.where(at_charger, began, end)
-        dist = np.nan_to_num(x[hi] - x[lo])
-        inf_start = np.maximum(t[lo], end - dist / s.default_speed_mps)
+        inf_start = np.maximum(t[lo], end - dist / v_gap)
         # Charge was added unseen in the same gap. Still plugged in when seen again: it drove to the
         # charger first, so the drive goes at the gap's start. Unplugged: it charged where it stood
         # and drove afterwards, so the drive stays at the gap's end.
@@ -259,17 +263,40 @@ def _times(
             & (p.plugged[hi] | p.charging[hi])
         )
         inf_start = np.where(rose, t[lo], inf_start)
-        end = np.where(rose, np.minimum(t[lo] + dist / s.default_speed_mps, t[hi]), end)
+        end = np.where(rose, np.minimum(t[lo] + dist / v_gap, t[hi]), end)
         # The car's own park time, where it reports one, is when the drive ended: exact, and it
         # settles where in a gap an unseen drive goes.
         ps = p.parked_since[hi]
         seen_end = np.where(inferred, t[lo], t[last])
         parked = has_b & (ps > seen_end) & (ps <= t[hi] + 1.0)
         end = np.where(parked, np.minimum(ps, t[hi]), end)
-        guess = np.maximum(dist, 500.0) / s.default_speed_mps  # a whole-km odometer may say 0
+        guess = np.maximum(dist, 500.0) / v_gap  # a whole-km odometer may say 0
         inf_start = np.where(parked, np.maximum(t[lo], end - guess), inf_start)
     start = np.where(inferred, inf_start, start)
     return start, end
+
+
+def typical_speed(
+    group: np.ndarray, dist: np.ndarray, v: np.ndarray, reliable: np.ndarray
+) -> np.ndarray:
+    """Per trip piece: the median pace of the same vehicle's reliably timed pieces whose distance is
+    within 30 % of this one's (NaN when there are fewer than two). Commutes and errands repeat, so
+    a drive seen only as an odometer jump usually has siblings that were seen."""
+    out = np.full(len(dist), np.nan)
+    ok = reliable & np.isfinite(v) & (dist > 0)
+    need = ~ok  # a reliably timed piece keeps its own measured pace
+    for g in np.unique(group[need]):
+        mine = group == g
+        ref = np.flatnonzero(mine & ok)
+        want = np.flatnonzero(mine & need)
+        if len(ref) < 2 or not len(want):
+            continue
+        near = np.abs(dist[ref][None, :] - dist[want][:, None]) <= 0.3 * dist[want][:, None]
+        vals = np.where(near, v[ref][None, :], np.nan)
+        enough = near.sum(axis=1) >= 2
+        if enough.any():
+            out[want[enough]] = np.nanmedian(vals[enough], axis=1)
+    return out
 
 
 def arrival_soc(

@@ -313,3 +313,23 @@ def test_without_a_park_time_nothing_is_invented_for_a_still_odometer() -> None:
     car.drive(0.35, 2, every=None, report_at_park=False)
     car.park(1800, every=1800)
     assert analysis.trips(whole_km(car.frame()), S).empty
+
+
+def test_an_unseen_drive_takes_the_pace_of_the_cars_own_similar_drives() -> None:
+    """Seen only as an odometer jump (no park time, e.g. Smartcar): its start is guessed from how
+    fast this car covered similar distances when it was seen, not from a city-wide 40 km/h."""
+    car = Car()
+    car.sample()
+    for _ in range(3):  # the 20 km commute at 66 km/h, seen every minute
+        car.park(8 * 3600, every=1800)
+        car.drive(20, 18, every=60)
+    car.park(8 * 3600, every=1800)
+    car.park(600, every=None)
+    car.drive(20, 18, every=None, report_at_park=False)  # the same commute between two polls
+    car.park(1800 - 600 - 18 * 60, every=None)
+    car.sample()
+    t = analysis.trips(whole_km(car.frame()), S)
+    unseen = t.loc[t["inferred"]]
+    assert len(unseen) == 1
+    true = car.trips[-1]
+    assert unseen["start_ts"].iloc[0] == pytest.approx(true.start, abs=240)

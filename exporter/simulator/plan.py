@@ -108,7 +108,9 @@ def short_hop(
     kilometres. Left out on days with a long trip or when another drive is due within 90 min."""
     if rng.random() >= 0.3 or any(i.kind == "long" for i in plan):
         return []
-    t = midnight + rng.uniform(12.0, 15.0 if rng.random() < 0.5 else 21.0) * HOUR
+    at_work = any(i.kind == "commute" for i in plan)  # then only in the evening, from home
+    hour = rng.uniform(19.5, 21.5) if at_work or rng.random() < 0.5 else rng.uniform(12.0, 15.0)
+    t = midnight + hour * HOUR
     if any(i.time is None or abs(i.time - t) < 1.5 * HOUR for i in plan):
         return []
     point = offset(*traits.home, rng.uniform(0, 360), rng.uniform(300.0, 1500.0))
