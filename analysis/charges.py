@@ -77,11 +77,55 @@ def detect(p: Prepared, s: Settings) -> pd.DataFrame:
     parts = [f for f in (seen, unseen) if len(f)]
     out = pd.concat(parts, ignore_index=True) if parts else empty_raw()
     out = out.sort_values(["vin", "start_ts"], kind="mergesort").reset_index(drop=True)
+    out = _join_resumed(out, p, s)
     vin = out["vin"].to_numpy()
     z = zones(vin, out["latitude"].to_numpy(), out["longitude"].to_numpy(), s)
     out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), vin, s, zones=z))
     out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), vin, s, zones=z))
     return add_session_costs(out, p, s)
+
+
+def _join_resumed(out: pd.DataFrame, p: Prepared, s: Settings) -> pd.DataFrame:
+    """An unseen rise right after a session, the cable in all along and the car where it was, is
+    that session resumed after a pause (load management, a tariff window) while nobody looked: one
+    session, as seen pauses are (see ``session_spans``)."""
+    if len(out) < 2 or not out["unseen"].any():
+        return out
+    lo = out["_lo"].to_numpy(dtype=np.int64)
+    hi = out["_hi"].to_numpy(dtype=np.int64)
+    unplug_c = np.r_[0, np.cumsum(p.unplugged)]
+    with np.errstate(invalid="ignore"):
+        joined = (
+            out["unseen"].to_numpy(dtype=bool)[1:]
+            & (out["vin"].to_numpy()[1:] == out["vin"].to_numpy()[:-1])
+            & (lo[1:] >= hi[:-1])
+            & (unplug_c[hi[1:] + 1] - unplug_c[hi[:-1]] == 0)
+            & (p.plugged[lo[1:]] | p.charging[lo[1:]])
+            & (p.plugged[hi[1:]] | p.charging[hi[1:]])
+            & (np.abs(p.x[hi[1:]] - p.x[hi[:-1]]) < _MOVED_M)
+            & (out["start_ts"].to_numpy()[1:] - out["end_ts"].to_numpy()[:-1] <= s.merge_pause_s)
+        )
+    if not joined.any():
+        return out
+    gid = np.r_[0, np.cumsum(~joined)]
+    agg: dict[str, str] = {c: "first" for c in out.columns}
+    agg.update(
+        end_ts="last",
+        end_soc_pct="last",
+        odometer_km="last",
+        soc_added_pct="sum",
+        energy_added_kwh="sum",
+        samples="sum",
+        ongoing="last",
+        _hi="last",
+        peak_power_kw="max",
+    )
+    merged = out.groupby(gid, sort=False).agg(agg).reset_index(drop=True)
+    merged["duration_min"] = (merged["end_ts"] - merged["start_ts"]) / 60.0
+    grew = np.bincount(gid) > 1  # power was not seen over the resumed part
+    for col in ("energy_power_kwh", "avg_power_kw", "charging_min"):
+        merged.loc[grew, col] = np.nan
+    return pd.DataFrame(merged)
 
 
 def session_spans(p: Prepared, s: Settings) -> tuple[np.ndarray, np.ndarray]:

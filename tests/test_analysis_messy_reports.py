@@ -333,3 +333,24 @@ def test_an_unseen_drive_takes_the_pace_of_the_cars_own_similar_drives() -> None
     assert len(unseen) == 1
     true = car.trips[-1]
     assert unseen["start_ts"].iloc[0] == pytest.approx(true.start, abs=240)
+
+
+def test_a_charge_paused_and_resumed_unseen_is_one_session() -> None:
+    """Load management pauses a home charge; it resumes while the car sleeps and is polled every
+    30 min, so the second half is seen only as SoC that rose with the cable in all along."""
+    car = Car(soc=0.40)
+    car.sample()
+    car.plug()
+    car.charge(0.55, 11.0, every=60)
+    car.sample(charging_state="plugged")  # paused
+    car.park(900, every=None)
+    car.sample(charging_state="plugged")
+    car.park(1800, every=None)
+    car.soc = 0.80  # charged on, unseen
+    car.sample(charging_state="complete")
+    car.park(1800, every=None)
+    car.unplug()
+    c = analysis.charges(car.frame(), S)
+    assert len(c) == 1
+    assert c["energy_added_kwh"].iloc[0] == pytest.approx(0.40 * 62.0, rel=0.02)
+    assert not bool(c["unseen"].iloc[0])
