@@ -189,3 +189,21 @@ async def test_mqtt_publish_bench_goes_through_the_real_broker(tmp_path: Path) -
     assert r.published > 2 * r.reports
     assert r.received == r.total > r.published  # the first full publish came before the timing
     assert r.cpu > 0 and r.wall > 0
+
+
+async def test_accuracy_bench_scores_what_the_user_sees_in_every_cloud(tmp_path: Path) -> None:
+    import argparse as ap
+
+    from bench import accuracy
+
+    args = ap.Namespace(days=3.0, seeds=[2], rare=True)
+    for name in ("faults", "webhooks"):
+        res = await accuracy.run_regime(accuracy.REGIMES[name], args, tmp_path)
+        trips, charges = res["trips"]["all"], res["charges"]
+        assert res["vehicles"] == 3 and res["polls"] > 0 and res["rows"] > 0
+        assert trips["true trips >= 2 km"] > 0  # ground truth was read
+        assert 0 < trips["found >= 2 km %"] <= 100  # and the user's view matched some of it
+        assert trips["negative energies"] == 0 and charges["negative energies"] == 0
+    assert res["pushes"] > 0  # the webhook regime delivered reports, not only polls
+    text = accuracy.markdown({name: res}, args)
+    assert "| found >= 2 km % |" in text and "| webhook deliveries |" in text
