@@ -186,16 +186,7 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
         soc_prev = soc[prev]
         arrival = soc_prev - np.where(moved_in, drove * p.soc_per_m[f], 0.0)
         head_soc = np.where(has_prev, np.maximum(soc[f] - arrival, 0.0), np.nan)
-        head = np.nan_to_num(head_soc / per_s_first)
         earliest = t[prev] + np.where(moved_in, drove / 40.0, 0.0)
-        head = np.clip(head, 0.0, np.maximum(t[f] - earliest, 0.0))
-        start = np.where(has_prev, t[f] - head, t[f])
-        back = soc[f] - head * per_s_first
-        start_soc = np.where(
-            has_prev & ~moved_in & ~np.isnan(soc_prev),
-            soc_prev,
-            np.where(has_prev & ~np.isnan(back), back, soc[f]),
-        )
 
         drove_out = np.maximum(np.nan_to_num(x[nxt] - x[last]), 0.0)
         moved_out = drove_out >= _MOVED_M
@@ -208,6 +199,23 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
         )
         # it cannot have charged while driving there: the drive takes at least drove_out / 40 m/s
         room = np.maximum(t[nxt] - t[last] - np.where(moved_out, drove_out / 40.0, 0.0), 0.0)
+        # No power and a single charging report (a #5's DC session polled every 5 min): the rate
+        # is unknown, so the gain is spread over the whole window the car stood there, at the
+        # lowest rate that explains it; better a session that spans the stop than an instant.
+        window = np.maximum(t[f] - earliest, 0.0) + span + room
+        gain = np.nan_to_num(head_soc) + np.maximum(soc[last] - soc[f], 0.0) + tail_soc
+        slowest = np.where((window > 0) & (gain > 0), gain / window, np.nan)
+        per_s_first = np.where(np.isnan(per_s_first), slowest, per_s_first)
+        per_s_last = np.where(np.isnan(per_s_last), slowest, per_s_last)
+        head = np.nan_to_num(head_soc / per_s_first)
+        head = np.clip(head, 0.0, np.maximum(t[f] - earliest, 0.0))
+        start = np.where(has_prev, t[f] - head, t[f])
+        back = soc[f] - head * per_s_first
+        start_soc = np.where(
+            has_prev & ~moved_in & ~np.isnan(soc_prev),
+            soc_prev,
+            np.where(has_prev & ~np.isnan(back), back, soc[f]),
+        )
         tail = np.nan_to_num(np.minimum(tail_soc / per_s_last, room))
         end = t[last] + np.where(has_next, tail, 0.0)
         end_soc = np.where(

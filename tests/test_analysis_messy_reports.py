@@ -354,3 +354,27 @@ def test_a_charge_paused_and_resumed_unseen_is_one_session() -> None:
     assert len(c) == 1
     assert c["energy_added_kwh"].iloc[0] == pytest.approx(0.40 * 62.0, rel=0.02)
     assert not bool(c["unseen"].iloc[0])
+
+
+def test_a_fast_charge_seen_once_without_power_still_spans_its_time() -> None:
+    """A #5 at a 300 kW charger, polled every 5 min: one charging report, no power in it (the v2
+    API sends no DC voltage), then the car is gone. The session must cover the stop, not be an
+    instant at the one report."""
+    car = Car(soc=0.24, model="#5", capacity_kwh=94.0)
+    car.sample()
+    car.drive(30, 25, every=300)
+    car.park(120, every=None)
+    car.plug(every_report=False)
+    start = car.now
+    car.charge(0.32, 250.0, every=None)
+    car.sample(charging_state="dc_charging", charging_power=float("nan"))
+    car.charge(0.43, 250.0, every=None)
+    end = car.now
+    car.rows.pop()  # the "complete" report fell between two polls
+    car.unplug(every_report=False)
+    car.park(120, every=None)
+    car.drive(5, 6, every=300)
+    c = analysis.charges(car.frame(), S)
+    assert len(c) == 1
+    assert c["start_ts"].iloc[0] < c["end_ts"].iloc[0]
+    assert c["start_ts"].iloc[0] <= start + 60 and c["end_ts"].iloc[0] >= end - 60
