@@ -299,6 +299,80 @@ def typical_speed(
     return out
 
 
+def _whole_interval(soc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a reported SoC may truly be: its rounding interval when it is whole percent."""
+    pct = soc * 100.0
+    whole = np.abs(pct - np.round(pct)) < 1e-6
+    half = np.where(whole, 0.005, 0.0005)
+    return soc - half, soc + half
+
+
+def range_fit(
+    p: Prepared,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    in_lo: np.ndarray,
+    in_hi: np.ndarray,
+    inferred: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end SoC of each seen trip, finer than whole percent, from the range during it.
+
+    The car's range estimate is its own (recent consumption, temperature, a reserve), so range /
+    range-at-100 % is not SoC; but within one drive it moves in step with SoC, in kilometres, and
+    the whole-percent SoC readings scatter around that line. A least-squares line of SoC on range
+    over the start anchor and the moving reports places both ends inside their rounding interval;
+    the end anchor is reached along the drive's own rate (the estimate is recomputed when a drive
+    ends). NaN where the drive has too few reports or too little SoC spread to fit.
+    """
+    k = len(lo)
+    nan = np.full(k, np.nan)
+    first = np.where(inferred, hi + 1, lo)  # the anchor and the moving reports
+    lengths = np.maximum(in_hi - first + 1, 0)
+    if not lengths.any():
+        return nan, nan.copy()
+    owner = np.repeat(np.arange(k), lengths)
+    pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    idx = np.repeat(first, lengths) + pos
+    y, r = p.soc_raw_ff[idx], p.rng_ff[idx]
+    ok = np.isfinite(y) & np.isfinite(r)
+    w = ok.astype(float)
+    y0, r0 = np.where(ok, y, 0.0), np.where(ok, r, 0.0)
+
+    def total(v: np.ndarray) -> np.ndarray:
+        return np.bincount(owner, weights=v, minlength=k)
+
+    n, sy, sr = total(w), total(y0), total(r0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        my, mr = sy / n, sr / n
+        cov = total(y0 * r0) / n - my * mr
+        var = total(r0 * r0) / n - mr * mr
+        slope = cov / var
+        spread = _span_max(y, owner, ok, k) - _span_min(y, owner, ok, k)
+        good = (n >= 4) & (var > 0) & (slope > 0) & (spread >= 0.015) & ~inferred
+        lo_a, hi_a = _whole_interval(p.soc_raw_ff[lo])
+        fa = np.clip(my + slope * (p.rng_ff[lo] - mr), lo_a, hi_a)
+        lo_l, hi_l = _whole_interval(p.soc_raw_ff[in_hi])
+        fl = np.clip(my + slope * (p.rng_ff[in_hi] - mr), lo_l, hi_l)
+        driven = p.x[in_hi] - p.x[lo]
+        rate = np.where(driven > 0, (fa - fl) / driven, 0.0)
+        fb = fl - np.maximum(np.nan_to_num(p.x[hi] - p.x[in_hi]), 0.0) * rate
+        lo_b, hi_b = _whole_interval(p.soc_raw_ff[hi])
+        fb = np.where(np.isnan(p.soc_ff[hi]) | p.charging[hi], fb, np.clip(fb, lo_b, hi_b))
+    return np.where(good, fa, np.nan), np.where(good, fb, np.nan)
+
+
+def _span_max(v: np.ndarray, owner: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(k, -np.inf)
+    np.maximum.at(out, owner[ok], v[ok])
+    return out
+
+
+def _span_min(v: np.ndarray, owner: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(k, np.inf)
+    np.minimum.at(out, owner[ok], v[ok])
+    return out
+
+
 def arrival_soc(
     p: Prepared, lo: np.ndarray, hi: np.ndarray, in_hi: np.ndarray, inferred: np.ndarray
 ) -> np.ndarray:
@@ -339,6 +413,9 @@ def _rows(
         dist = x[hi] - x[lo]
         soc_a = np.where(np.isnan(soc[lo]), soc[np.maximum(in_lo, lo)], soc[lo])
         soc_b = soc[hi].copy()
+        fine_a, fine_b = range_fit(p, lo, hi, in_lo, in_hi, inferred)
+        soc_a = np.where(np.isnan(fine_a), soc_a, fine_a)
+        soc_b = np.where(np.isnan(fine_b), soc_b, fine_b)
         # A trip that ends at a charger may be seen first when charging has already added charge:
         # the end SoC is then the arrival SoC estimated from the distance driven since last seen.
         arrival = arrival_soc(p, lo, hi, in_hi, inferred)

@@ -378,3 +378,24 @@ def test_a_fast_charge_seen_once_without_power_still_spans_its_time() -> None:
     assert len(c) == 1
     assert c["start_ts"].iloc[0] < c["end_ts"].iloc[0]
     assert c["start_ts"].iloc[0] <= start + 60 and c["end_ts"].iloc[0] >= end - 60
+
+
+def test_trip_energy_is_finer_than_whole_percent_where_the_range_moves_with_it() -> None:
+    """Whole-percent SoC (0.62 kWh steps) and a range that is the car's own estimate, not SoC x a
+    constant (a reserve, a consumption factor): within the drive the range still moves in step
+    with SoC, in kilometres, and that places both ends inside their rounding interval."""
+    car = Car(soc=0.8046)
+    car.sample()
+    car.park(3600, every=600)
+    car.drive(30, 30, every=60, kwh_100km=15.0)
+    car.park(3600, every=600)
+    df = car.frame()
+    df["electric_range"] = (df["battery_soc"] - 0.02).clip(lower=0) * 350_000.0
+    df["battery_soc"] = df["battery_soc"].round(2)
+    t = analysis.trips(df, S)
+    assert len(t) == 1
+    true = car.trips[0].energy_kwh
+    assert t["energy_kwh"].iloc[0] == pytest.approx(true, rel=0.03)
+    # the same reports without the range: only whole percent, a step off
+    t0 = analysis.trips(df.drop(columns=["electric_range"]), S)
+    assert abs(t0["energy_kwh"].iloc[0] - true) > 0.1
