@@ -492,6 +492,8 @@ class SimVehicle:
             d.stop_steps -= 1
             want = 0.0
         elif urban and d.steps > 0 and rng.random() < 0.07:
+            # a red light or a junction: a report made now reads speed 0 with the drive train on
+            # (smart-cloud-api.md §3.3 basicVehicleStatus usageMode/engineStatus), not the end of a drive
             d.stop_steps = rng.randint(1, 3)
             want = 0.0
         elif d.jam_steps > 0:
