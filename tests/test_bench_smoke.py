@@ -137,6 +137,12 @@ async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> No
         assert w.execute(q).fetchall() == r.execute(q).fetchall()
 
 
+async def test_sim_restore_measures_a_restart() -> None:
+    from bench.sim_restore import restore_seconds
+
+    assert await restore_seconds(0.5) > 0
+
+
 def test_kill9_drill_checks_pass_and_detect_tampering(tmp_path: Path) -> None:
     result = kill9.drill(2, seed=1, tmp=tmp_path, wait=(0.5, 0.7))  # late enough to commit
     assert result["failures"] == [] and result["integrity_check ok"] == 2
@@ -228,3 +234,16 @@ def test_accuracy_scorer_is_strict_and_splits_by_source() -> None:
     assert s["found, odometer-span match %"] == 100  # the lenient match forgives the hour
     groups = by_source([swallowed, misplaced])
     assert sorted(groups) == ["journal", "polling"]
+
+
+def test_startup_probes_run_the_tree_they_are_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import startup
+
+    root = Path(__file__).resolve().parent.parent
+    startup.main(["--tree", str(root), "--runs", "1"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith(f"| {root}")]
+    assert len(rows) == 1 + len(startup.PROBES)
+    # the settings path of this tree loads no provider implementation (tests/test_config_imports)
+    assert all(
+        r.rstrip(" |").endswith("False") for r in rows if "check-config" in r or "load(" in r
+    )
