@@ -18,6 +18,7 @@ from typing import Any, Final
 from exporter.clock import Clock
 from exporter.simulator.catalogue import VehicleSpec, spec_for
 from exporter.simulator.environment import CITIES
+from exporter.simulator.quirks import PLAIN, Quirks
 from exporter.simulator.state import VehicleState
 from exporter.simulator.vehicle import SimVehicle
 
@@ -70,7 +71,8 @@ class Fleet:
     """Cars created from ``specs`` (catalogue keys or VehicleSpec), living on ``clock`` from now on.
 
     ``demo`` makes the first simulated minutes lively (one car leaves soon, one is charging), which
-    the interactive demo wants and tests usually do not.
+    the interactive demo wants and tests usually do not. ``rare`` gives every car one rare event
+    of ``quirks.py`` (an odometer reset, days asleep, a unit switch), for the accuracy bench.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Fleet:
         clock: Clock | None = None,
         *,
         demo: bool = False,
+        rare: bool = False,
     ) -> None:
         if clock is None:
             from exporter.clock import RealClock
@@ -88,6 +91,7 @@ class Fleet:
         self.clock = clock
         self.seed = seed
         self.demo = demo
+        self.rare = rare
         self._cars: dict[str, SimVehicle] = {}
         self._callbacks: list[ChangeCallback] = []
         # what was done to the cars from outside (commands, plugs), in order: with the seed and
@@ -100,10 +104,16 @@ class Fleet:
     # ------------------------------------------------------------------ membership
 
     def add(
-        self, spec: VehicleSpec | str, *, cloud: str | None = None, t0: float | None = None
+        self,
+        spec: VehicleSpec | str,
+        *,
+        cloud: str | None = None,
+        t0: float | None = None,
+        quirks: Quirks | None = None,
     ) -> str:
         """Create one more car; returns its VIN. ``cloud`` defaults to the model's usual cloud;
-        ``t0`` (default: now) is when its life starts (a restored car starts where it first did)."""
+        ``t0`` (default: now) is when its life starts (a restored car starts where it first did);
+        ``quirks`` (default: drawn when the fleet is ``rare``, else none) its rare events."""
         sp = spec_for(spec)
         cloud = cloud or sp.cloud
         index = len(self._cars)
@@ -115,15 +125,19 @@ class Fleet:
         city = CITIES[random.Random(f"city/{self.seed}/{index}").randrange(len(CITIES))]
         if self.demo:  # one city keeps a demo map readable
             city = CITIES[0]
+        start = self.clock.now() if t0 is None else t0
+        if quirks is None:  # drawn from the car's start, so a restored car meets the same events
+            quirks = Quirks.draw(self.seed, vin, index, start, cloud) if self.rare else PLAIN
         self._cars[vin] = SimVehicle(
             vin,
             sp,
             seed=self.seed,
-            t0=self.clock.now() if t0 is None else t0,
+            t0=start,
             city=city,
             cloud=cloud,
             index=index,
             demo=self.demo,
+            quirks=quirks,
         )
         return vin
 

@@ -79,7 +79,12 @@ class FleetCar:
             charge_current_a=s.charge_current_a if s.charging else None,
             time_to_full_min=s.time_to_full_min,
             dc_charging=s.dc,
+            distance_unit="miles" if self._miles(s.report_time) else "km",
         )
+
+    def _miles(self, t: float) -> bool:
+        at = self.fleet.vehicle(self.vin).quirks.miles_from
+        return at is not None and t >= at
 
     def command(self, name: str, value: float | None = None) -> None:
         params = {"percent": round(value * 100.0)} if name == "charge_limit" and value else None
