@@ -77,11 +77,55 @@ def detect(p: Prepared, s: Settings) -> pd.DataFrame:
     parts = [f for f in (seen, unseen) if len(f)]
     out = pd.concat(parts, ignore_index=True) if parts else empty_raw()
     out = out.sort_values(["vin", "start_ts"], kind="mergesort").reset_index(drop=True)
+    out = _join_resumed(out, p, s)
     vin = out["vin"].to_numpy()
     z = zones(vin, out["latitude"].to_numpy(), out["longitude"].to_numpy(), s)
     out.insert(3, "start_local", local_iso(out["start_ts"].to_numpy(), vin, s, zones=z))
     out.insert(4, "end_local", local_iso(out["end_ts"].to_numpy(), vin, s, zones=z))
     return add_session_costs(out, p, s)
+
+
+def _join_resumed(out: pd.DataFrame, p: Prepared, s: Settings) -> pd.DataFrame:
+    """An unseen rise right after a session, the cable in all along and the car where it was, is
+    that session resumed after a pause (load management, a tariff window) while nobody looked: one
+    session, as seen pauses are (see ``session_spans``)."""
+    if len(out) < 2 or not out["unseen"].any():
+        return out
+    lo = out["_lo"].to_numpy(dtype=np.int64)
+    hi = out["_hi"].to_numpy(dtype=np.int64)
+    unplug_c = np.r_[0, np.cumsum(p.unplugged)]
+    with np.errstate(invalid="ignore"):
+        joined = (
+            out["unseen"].to_numpy(dtype=bool)[1:]
+            & (out["vin"].to_numpy()[1:] == out["vin"].to_numpy()[:-1])
+            & (lo[1:] >= hi[:-1])
+            & (unplug_c[hi[1:] + 1] - unplug_c[hi[:-1]] == 0)
+            & (p.plugged[lo[1:]] | p.charging[lo[1:]])
+            & (p.plugged[hi[1:]] | p.charging[hi[1:]])
+            & (np.abs(p.x[hi[1:]] - p.x[hi[:-1]]) < _MOVED_M)
+            & (out["start_ts"].to_numpy()[1:] - out["end_ts"].to_numpy()[:-1] <= s.merge_pause_s)
+        )
+    if not joined.any():
+        return out
+    gid = np.r_[0, np.cumsum(~joined)]
+    agg: dict[str, str] = {c: "first" for c in out.columns}
+    agg.update(
+        end_ts="last",
+        end_soc_pct="last",
+        odometer_km="last",
+        soc_added_pct="sum",
+        energy_added_kwh="sum",
+        samples="sum",
+        ongoing="last",
+        _hi="last",
+        peak_power_kw="max",
+    )
+    merged = out.groupby(gid, sort=False).agg(agg).reset_index(drop=True)
+    merged["duration_min"] = (merged["end_ts"] - merged["start_ts"]) / 60.0
+    grew = np.bincount(gid) > 1  # power was not seen over the resumed part
+    for col in ("energy_power_kwh", "avg_power_kw", "charging_min"):
+        merged.loc[grew, col] = np.nan
+    return pd.DataFrame(merged)
 
 
 def session_spans(p: Prepared, s: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -142,16 +186,7 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
         soc_prev = soc[prev]
         arrival = soc_prev - np.where(moved_in, drove * p.soc_per_m[f], 0.0)
         head_soc = np.where(has_prev, np.maximum(soc[f] - arrival, 0.0), np.nan)
-        head = np.nan_to_num(head_soc / per_s_first)
         earliest = t[prev] + np.where(moved_in, drove / 40.0, 0.0)
-        head = np.clip(head, 0.0, np.maximum(t[f] - earliest, 0.0))
-        start = np.where(has_prev, t[f] - head, t[f])
-        back = soc[f] - head * per_s_first
-        start_soc = np.where(
-            has_prev & ~moved_in & ~np.isnan(soc_prev),
-            soc_prev,
-            np.where(has_prev & ~np.isnan(back), back, soc[f]),
-        )
 
         drove_out = np.maximum(np.nan_to_num(x[nxt] - x[last]), 0.0)
         moved_out = drove_out >= _MOVED_M
@@ -164,6 +199,23 @@ def _seen(p: Prepared, s: Settings) -> pd.DataFrame:
         )
         # it cannot have charged while driving there: the drive takes at least drove_out / 40 m/s
         room = np.maximum(t[nxt] - t[last] - np.where(moved_out, drove_out / 40.0, 0.0), 0.0)
+        # No power and a single charging report (a #5's DC session polled every 5 min): the rate
+        # is unknown, so the gain is spread over the whole window the car stood there, at the
+        # lowest rate that explains it; better a session that spans the stop than an instant.
+        window = np.maximum(t[f] - earliest, 0.0) + span + room
+        gain = np.nan_to_num(head_soc) + np.maximum(soc[last] - soc[f], 0.0) + tail_soc
+        slowest = np.where((window > 0) & (gain > 0), gain / window, np.nan)
+        per_s_first = np.where(np.isnan(per_s_first), slowest, per_s_first)
+        per_s_last = np.where(np.isnan(per_s_last), slowest, per_s_last)
+        head = np.nan_to_num(head_soc / per_s_first)
+        head = np.clip(head, 0.0, np.maximum(t[f] - earliest, 0.0))
+        start = np.where(has_prev, t[f] - head, t[f])
+        back = soc[f] - head * per_s_first
+        start_soc = np.where(
+            has_prev & ~moved_in & ~np.isnan(soc_prev),
+            soc_prev,
+            np.where(has_prev & ~np.isnan(back), back, soc[f]),
+        )
         tail = np.nan_to_num(np.minimum(tail_soc / per_s_last, room))
         end = t[last] + np.where(has_next, tail, 0.0)
         end_soc = np.where(

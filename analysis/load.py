@@ -38,6 +38,7 @@ ANALYSIS_SIGNALS: Final = (
     "charging_voltage_dc",
     "charging_current_dc",
     "outside_temperature",
+    "parked_since",
 )
 
 TimeLike = float | int | str | datetime | pd.Timestamp | None

@@ -78,6 +78,9 @@ class Prepared:
     capacity_kwh: np.ndarray  # per sample, from the vehicle's capacity
     capacity_by_vin: dict[str, float]
     soc_per_m: np.ndarray  # the vehicle's typical SoC used per metre driven, per sample
+    # when the car last parked, by its own clock (smart parkTime; NaN where not reported)
+    parked_since: np.ndarray
+    soc_raw_ff: np.ndarray  # SoC as reported (before de-rounding), forward-filled
 
     @property
     def n(self) -> int:
@@ -210,6 +213,8 @@ def prepare(df: pd.DataFrame, settings: Settings, *, cleaned: bool = False) -> P
         capacity_kwh=cap,
         capacity_by_vin=caps,
         soc_per_m=_soc_per_m(x, soc, t, np.asarray(charging, dtype=bool), new_vin, group, cap),
+        parked_since=_col(d, "parked_since"),
+        soc_raw_ff=_ffill(_col(d, "battery_soc"), group),
     )
 
 

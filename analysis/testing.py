@@ -50,6 +50,8 @@ class Car:
     range_per_soc_m: float = 420_000.0
     plugged: bool = False
     drain_w: float = 0.0  # idle drain while parked, W
+    park_time: bool = False  # report when the car last parked (smart parkTime)
+    parked_at: float = T0 - 3600.0
     rows: list[dict[str, Any]] = field(default_factory=list)
     trips: list[TrueTrip] = field(default_factory=list)
     charges: list[TrueCharge] = field(default_factory=list)
@@ -72,6 +74,8 @@ class Car:
             "charging_power": 0.0,
             "outside_temperature": self.temp,
         }
+        if self.park_time:
+            row["parked_since"] = self.parked_at
         row.update(overrides)
         self.rows.append(row)
         return row
@@ -119,6 +123,7 @@ class Car:
             t_next += every
         self._move_to(start, start + duration, v, soc0, odo0, soc_per_m, heading_deg)
         self.trips.append(TrueTrip(start, self.now, km * 1000.0, km * kwh_100km / 100.0))
+        self.parked_at = self.now
         if report_at_park:
             self.sample()
         return self

@@ -146,9 +146,17 @@ def detect(p: Prepared, s: Settings) -> pd.DataFrame:
     a = np.where(has_a, first - 1, first)
     b = np.where(has_b, last + 1, last)
 
-    # Odometer jumps between two consecutive stops: trips that happened between samples.
+    # Odometer jumps between two consecutive stops: trips that happened between samples. A car
+    # that says it parked again in between (a new park time) drove too, even when a whole-km
+    # odometer did not move (a few hundred metres to the bakery and back).
+    ps = p.parked_since
+    with np.errstate(invalid="ignore"):
+        parked_again = (ps > _shift_prev(ps, p.new_vin) + 1.0) & (ps > _shift_prev(p.t, p.new_vin))
     jump = np.flatnonzero(
-        stop & prev_stop & ~p.new_vin & ((x - _shift_prev(x, p.new_vin)) >= s.min_trip_m)
+        stop
+        & prev_stop
+        & ~p.new_vin
+        & (((x - _shift_prev(x, p.new_vin)) >= s.min_trip_m) | parked_again)
     )
     k_seen, k_inf = len(first), len(jump)
     lo = np.r_[a, jump - 1].astype(np.int64)
@@ -217,12 +225,17 @@ def _times(
         span = t[last] - t[f]
         dx_in = x[last] - x[f]
         v = np.where((span >= 120) & (dx_in > 0), dx_in / span, np.nan)
+        dist = np.nan_to_num(x[hi] - x[lo])
+        # how fast this car covered similar distances where it was seen doing so
+        v_typ = typical_speed(p.group[lo], dist, v, ~inferred & (dx_in >= 1000.0))
         spd = np.where(moving & (p.speed > s.moving_speed_mps), p.speed, 0.0)
         spd = np.nan_to_num(spd)
         cnt = _span_sum((moving & (p.speed > s.moving_speed_mps)).astype(float), in_lo, in_hi)
         mean_spd = np.where(cnt > 0, _span_sum(spd, in_lo, in_hi) / np.maximum(cnt, 1), np.nan)
+        v = np.where(np.isnan(v), v_typ, v)
         v = np.where(np.isnan(v), mean_spd, v)
         v = np.clip(np.where(np.isnan(v), s.default_speed_mps, v), 2.0, 40.0)
+        v_gap = np.clip(np.where(np.isnan(v_typ), s.default_speed_mps, v_typ), 2.0, 40.0)
 
         head = np.nan_to_num(np.maximum(x[f] - x[lo], 0.0)) / v
         start = np.where(has_a, np.maximum(t[lo], t[f] - head), t[f])
@@ -239,8 +252,7 @@ def _times(
         began = np.clip(t[hi] - charged / per_s, earliest, t[hi])
         at_charger = has_b & p.charging[hi] & (per_s > 0) & ~np.isnan(began)
         end = np.where(at_charger, began, end)
-        dist = np.nan_to_num(x[hi] - x[lo])
-        inf_start = np.maximum(t[lo], end - dist / s.default_speed_mps)
+        inf_start = np.maximum(t[lo], end - dist / v_gap)
         # Charge was added unseen in the same gap. Still plugged in when seen again: it drove to the
         # charger first, so the drive goes at the gap's start. Unplugged: it charged where it stood
         # and drove afterwards, so the drive stays at the gap's end.
@@ -251,9 +263,114 @@ def _times(
             & (p.plugged[hi] | p.charging[hi])
         )
         inf_start = np.where(rose, t[lo], inf_start)
-        end = np.where(rose, np.minimum(t[lo] + dist / s.default_speed_mps, t[hi]), end)
+        end = np.where(rose, np.minimum(t[lo] + dist / v_gap, t[hi]), end)
+        # The car's own park time, where it reports one, is when the drive ended: exact, and it
+        # settles where in a gap an unseen drive goes.
+        ps = p.parked_since[hi]
+        seen_end = np.where(inferred, t[lo], t[last])
+        parked = has_b & (ps > seen_end) & (ps <= t[hi] + 1.0)
+        end = np.where(parked, np.minimum(ps, t[hi]), end)
+        guess = np.maximum(dist, 500.0) / v_gap  # a whole-km odometer may say 0
+        inf_start = np.where(parked, np.maximum(t[lo], end - guess), inf_start)
     start = np.where(inferred, inf_start, start)
     return start, end
+
+
+def typical_speed(
+    group: np.ndarray, dist: np.ndarray, v: np.ndarray, reliable: np.ndarray
+) -> np.ndarray:
+    """Per trip piece: the median pace of the same vehicle's reliably timed pieces whose distance is
+    within 30 % of this one's (NaN when there are fewer than two). Commutes and errands repeat, so
+    a drive seen only as an odometer jump usually has siblings that were seen."""
+    out = np.full(len(dist), np.nan)
+    ok = reliable & np.isfinite(v) & (dist > 0)
+    need = ~ok  # a reliably timed piece keeps its own measured pace
+    for g in np.unique(group[need]):
+        mine = group == g
+        ref = np.flatnonzero(mine & ok)
+        want = np.flatnonzero(mine & need)
+        if len(ref) < 2 or not len(want):
+            continue
+        near = np.abs(dist[ref][None, :] - dist[want][:, None]) <= 0.3 * dist[want][:, None]
+        vals = np.where(near, v[ref][None, :], np.nan)
+        enough = near.sum(axis=1) >= 2
+        if enough.any():
+            out[want[enough]] = np.nanmedian(vals[enough], axis=1)
+    return out
+
+
+def _whole_interval(soc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a reported SoC may truly be: its rounding interval when it is whole percent."""
+    pct = soc * 100.0
+    whole = np.abs(pct - np.round(pct)) < 1e-6
+    half = np.where(whole, 0.005, 0.0005)
+    return soc - half, soc + half
+
+
+def range_fit(
+    p: Prepared,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    in_lo: np.ndarray,
+    in_hi: np.ndarray,
+    inferred: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end SoC of each seen trip, finer than whole percent, from the range during it.
+
+    The car's range estimate is its own (recent consumption, temperature, a reserve), so range /
+    range-at-100 % is not SoC; but within one drive it moves in step with SoC, in kilometres, and
+    the whole-percent SoC readings scatter around that line. A least-squares line of SoC on range
+    over the start anchor and the moving reports places both ends inside their rounding interval;
+    the end anchor is reached along the drive's own rate (the estimate is recomputed when a drive
+    ends). NaN where the drive has too few reports or too little SoC spread to fit.
+    """
+    k = len(lo)
+    nan = np.full(k, np.nan)
+    first = np.where(inferred, hi + 1, lo)  # the anchor and the moving reports
+    lengths = np.maximum(in_hi - first + 1, 0)
+    if not lengths.any():
+        return nan, nan.copy()
+    owner = np.repeat(np.arange(k), lengths)
+    pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    idx = np.repeat(first, lengths) + pos
+    y, r = p.soc_raw_ff[idx], p.rng_ff[idx]
+    ok = np.isfinite(y) & np.isfinite(r)
+    w = ok.astype(float)
+    y0, r0 = np.where(ok, y, 0.0), np.where(ok, r, 0.0)
+
+    def total(v: np.ndarray) -> np.ndarray:
+        return np.bincount(owner, weights=v, minlength=k)
+
+    n, sy, sr = total(w), total(y0), total(r0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        my, mr = sy / n, sr / n
+        cov = total(y0 * r0) / n - my * mr
+        var = total(r0 * r0) / n - mr * mr
+        slope = cov / var
+        spread = _span_max(y, owner, ok, k) - _span_min(y, owner, ok, k)
+        good = (n >= 4) & (var > 0) & (slope > 0) & (spread >= 0.015) & ~inferred
+        lo_a, hi_a = _whole_interval(p.soc_raw_ff[lo])
+        fa = np.clip(my + slope * (p.rng_ff[lo] - mr), lo_a, hi_a)
+        lo_l, hi_l = _whole_interval(p.soc_raw_ff[in_hi])
+        fl = np.clip(my + slope * (p.rng_ff[in_hi] - mr), lo_l, hi_l)
+        driven = p.x[in_hi] - p.x[lo]
+        rate = np.where(driven > 0, (fa - fl) / driven, 0.0)
+        fb = fl - np.maximum(np.nan_to_num(p.x[hi] - p.x[in_hi]), 0.0) * rate
+        lo_b, hi_b = _whole_interval(p.soc_raw_ff[hi])
+        fb = np.where(np.isnan(p.soc_ff[hi]) | p.charging[hi], fb, np.clip(fb, lo_b, hi_b))
+    return np.where(good, fa, np.nan), np.where(good, fb, np.nan)
+
+
+def _span_max(v: np.ndarray, owner: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(k, -np.inf)
+    np.maximum.at(out, owner[ok], v[ok])
+    return out
+
+
+def _span_min(v: np.ndarray, owner: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(k, np.inf)
+    np.minimum.at(out, owner[ok], v[ok])
+    return out
 
 
 def arrival_soc(
@@ -291,10 +408,14 @@ def _rows(
     if k == 0:
         return empty()
     x, soc = p.x, p.soc_ff
+    t_lo = p.t[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         dist = x[hi] - x[lo]
         soc_a = np.where(np.isnan(soc[lo]), soc[np.maximum(in_lo, lo)], soc[lo])
         soc_b = soc[hi].copy()
+        fine_a, fine_b = range_fit(p, lo, hi, in_lo, in_hi, inferred)
+        soc_a = np.where(np.isnan(fine_a), soc_a, fine_a)
+        soc_b = np.where(np.isnan(fine_b), soc_b, fine_b)
         # A trip that ends at a charger may be seen first when charging has already added charge:
         # the end SoC is then the arrival SoC estimated from the distance driven since last seen.
         arrival = arrival_soc(p, lo, hi, in_hi, inferred)
@@ -332,7 +453,10 @@ def _rows(
 
     vins = p.vin[lo]
     ongoing = ~has_b & p.last_of_vin[hi]
-    keep = (dist >= s.min_trip_m) | (np.isnan(dist) & (n_moving >= 2))
+    with np.errstate(invalid="ignore"):
+        ps = p.parked_since
+        hop = inferred & (ps[hi] > ps[lo] + 1.0) & (ps[hi] > t_lo)
+    keep = (dist >= s.min_trip_m) | (np.isnan(dist) & (n_moving >= 2)) | hop
     out = pd.DataFrame(
         {
             "vin": vins,

@@ -1,18 +1,29 @@
 """Histories for the accuracy run: simulated cars polled by the real scheduler on a moved clock.
 
 ``sample_direct`` drives the exporter's own Scheduler, Hub and History on a ManualClock against the
-simulator's Fleet. Each poll renders the car's last report exactly as the simulated smart cloud
-serves it (string leaves, whole-percent SoC, km) and parses it with the smart provider's parser, so
-the stored rows are what the pipeline stores; only the HTTP hop and request signing are skipped.
-That keeps a month of a fleet to a few seconds. ``bench/accuracy.py --path http`` runs the same
-scenario through the real simulator over HTTP when that is available.
+simulator's Fleet. Each poll renders the car's last report exactly as the simulated cloud serves it
+and parses it with that provider's own parser, so the stored rows are what the pipeline stores;
+only the HTTP hop, signing and login are skipped. That keeps a month of a fleet to seconds.
+
+* smart: ``render.vehicle_status`` (string leaves, whole-percent SoC, whole-km odometer) parsed by
+  the smart provider's ``parse_status``.
+* Smartcar: every v3 signal body of the car (``v3_signals.body``: whole-percent SoC, km or miles
+  with their unit) parsed by the v3 provider's ``parse_signals``. The provider's budget floor is
+  played by ``Regime.floor_s`` (``min_poll_interval``); with ``webhooks`` every report in which a
+  trigger signal changed is delivered as the simulator's v3 emitter does, and polls are a safety
+  net.
+* faults: a share of polls fails the way the simulated clouds fail (``faults.DEFAULT_MIX``): an
+  error the scheduler backs off from, or a reply with garbage leaves parsed as it is.
+
+``sample_http`` runs the smart scenario through the real simulator and runtime over HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +32,90 @@ from exporter.config import PollConfig
 from exporter.health import Health
 from exporter.history import History
 from exporter.hub import Hub
-from exporter.providers.base import BaseProvider, Command, CommandReceipt, PollResult
+from exporter.providers.base import (
+    BadReply,
+    BaseProvider,
+    Command,
+    CommandReceipt,
+    PollResult,
+    RateLimited,
+    UpstreamUnavailable,
+)
 from exporter.providers.smart.parse import parse_status, to_snapshot
 from exporter.providers.smart.vehicles import MODELS
+from exporter.providers.smartcar.v3_parse import parse_signals
+from exporter.simulator.faults import DEFAULT_MIX, Fault, FaultKind, Faults
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.smart import render
-from exporter.snapshot import VehicleInfo
+from exporter.simulator.smartcar.fleet_adapter import DEMO_TRIGGERS, FleetCar
+from exporter.simulator.smartcar.v3_signals import CATALOGUE, body, capable
+from exporter.snapshot import Snapshot, VehicleInfo
 
 START = 1_772_323_200.0  # 2026-03-01T00:00:00Z
+# Smartcar's plan: 500 billed calls per vehicle and month (docs/SMARTCAR.md "Polling and the
+# budget"); six billed paths per poll (the v2 batch, or v3 if signals are billed per group) leave
+# ~83 polls, one per ~8.7 h. With webhooks the polls are a safety net every 12 h.
+SMARTCAR_FLOOR_S = 30 * 86400.0 / (500 / 6)
+SMARTCAR_WEBHOOK_POLL_S = 12 * 3600.0
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How the cars are read: which cloud, at what cadence, with what trouble."""
+
+    name: str
+    cloud: str = "smart"  # "smart" | "smartcar"
+    poll: PollConfig = field(default_factory=PollConfig)
+    fault_rate: float = 0.0
+    floor_s: float = 0.0  # the provider's min_poll_interval (a budget)
+    webhooks: bool = False
+
+    @property
+    def parked_s(self) -> float:
+        """The interval a parked car is polled at: what hides a trip's start."""
+        return max(self.poll.parked, self.floor_s)
+
+
+SMART_MODELS = ["#1", "#3", "#5"]
+SMARTCAR_MODELS = ["Tesla Model 3", "Ford Mustang Mach-E", "Volkswagen ID.4"]
+
+
+class _Faulty:
+    """5 %-style trouble on the direct path, drawn reproducibly per regime and seed."""
+
+    def __init__(self, rate: float, seed: int) -> None:
+        self.faults = Faults(seed=seed)
+        if rate > 0:
+            for kind in DEFAULT_MIX:
+                self.faults.set_rate(kind, rate / len(DEFAULT_MIX))
+
+    def pick(self, cloud: str, vin: str) -> Fault | None:
+        return self.faults.pick(cloud, "status", vin)
+
+    @staticmethod
+    def error(fault: Fault) -> PollResult | None:
+        kind = fault.kind
+        if kind == FaultKind.RATE_LIMITED:
+            return PollResult(error=RateLimited("429", code="429", retry_after=fault.retry_after))
+        if kind == FaultKind.MALFORMED_JSON:
+            return PollResult(error=BadReply("truncated JSON", code="json"))
+        if kind in (FaultKind.GARBAGE_FIELDS, FaultKind.TOKEN_EXPIRED):
+            return None  # garbled: parsed as it is; a dead token: renewed, then the read works
+        return PollResult(error=UpstreamUnavailable(kind.value, code=kind.value))
 
 
 class FleetReader(BaseProvider):
-    """A Provider that reads the simulated cars in-process (render -> parse, as over the wire)."""
+    """A Provider that reads the simulated smart cars in-process (render -> parse)."""
 
     name = "smart"
     account = "bench"
 
-    def __init__(self, fleet: Fleet, clock: ManualClock) -> None:
+    def __init__(self, fleet: Fleet, clock: ManualClock, regime: Regime, seed: int = 1) -> None:
         self.fleet = fleet
         self.clock = clock
+        self.regime = regime
         self.polls = 0
+        self._faulty = _Faulty(regime.fault_rate, seed)
 
     async def start(self) -> None:
         return None
@@ -52,8 +127,8 @@ class FleetReader(BaseProvider):
             out.append(
                 VehicleInfo(
                     vin=vin,
-                    provider="smart",
-                    make="smart",
+                    provider=self.name,
+                    make=spec.make if self.name == "smartcar" else "smart",
                     model=MODELS.get(spec.series[:2].upper(), spec.model),
                     series=spec.series,
                     account=self.account,
@@ -61,11 +136,23 @@ class FleetReader(BaseProvider):
             )
         return out
 
+    def min_poll_interval(self, vin: str) -> float:
+        return self.regime.floor_s
+
     async def poll(self, vin: str) -> PollResult:
         self.polls += 1
+        fault = self._faulty.pick(self.name, vin)
+        if fault is not None and (failed := _Faulty.error(fault)) is not None:
+            return failed
+        garble = fault is not None and fault.kind == FaultKind.GARBAGE_FIELDS
+        return self.read(vin, fault if garble else None)
+
+    def read(self, vin: str, fault: Fault | None = None) -> PollResult:
         car = self.fleet.vehicle(vin)
         s = self.fleet.state(vin)
         status = render.vehicle_status(vin, car.spec, s)
+        if fault is not None:
+            self._faulty.faults.garble(status, fault)
         soc = render.soc_setting(s, s.report_time)
         state = render.vehicle_state(vin, s, s.report_time + 3600.0)
         parsed = parse_status(status, soc, state, series=car.spec.series)
@@ -81,6 +168,58 @@ class FleetReader(BaseProvider):
         return None
 
 
+class SmartcarReader(FleetReader):
+    """The same for cars behind Smartcar: v3 signal bodies parsed by the v3 parser."""
+
+    name = "smartcar"
+
+    def __init__(self, fleet: Fleet, clock: ManualClock, regime: Regime, seed: int = 1) -> None:
+        super().__init__(fleet, clock, regime, seed)
+        self._cars = {vin: FleetCar(fleet, vin) for vin in fleet.vins}
+        self._triggers: dict[str, list[Any]] = {}
+
+    def items(self, vin: str) -> tuple[list[dict[str, Any]], list[Any]]:
+        car = self._cars[vin]
+        r = car.read()
+        oem = int(r.time * 1000)
+        items, triggers = [], []
+        for code in CATALOGUE:
+            if not capable(car, code):
+                continue
+            b = body(code, car, r)
+            if code in DEMO_TRIGGERS:
+                triggers.append(b)
+            if b is None:
+                continue
+            items.append(
+                {
+                    "id": code,
+                    "type": "signal",
+                    "attributes": {"code": code, "status": {"value": "SUCCESS"}, "body": b},
+                    "meta": {"oemUpdatedAt": oem, "retrievedAt": int(self.clock.now() * 1000)},
+                }
+            )
+        return items, triggers
+
+    def read(self, vin: str, fault: Fault | None = None) -> PollResult:
+        items, triggers = self.items(vin)
+        self._triggers[vin] = triggers
+        if fault is not None:
+            self._faulty.faults.garble({"items": {str(i): x for i, x in enumerate(items)}}, fault)
+        parsed = parse_signals(items)
+        values = {k: v for k, v in parsed.values.items() if k != "last_update"}
+        now = self.clock.now()
+        return PollResult(Snapshot.build(vin, self.name, parsed.newest or now, now, values))
+
+    def webhook(self, vin: str) -> Snapshot | None:
+        """The delivery of a new report when a trigger signal changed (v3 emitter rule)."""
+        _, triggers = self.items(vin)
+        if self._triggers.get(vin) == triggers:
+            return None
+        self._triggers[vin] = triggers
+        return self.read(vin).snapshot
+
+
 @dataclass
 class Sampled:
     db: Path
@@ -89,19 +228,31 @@ class Sampled:
     truth: dict[str, dict[str, Any]]  # vin -> fleet.ground_truth(vin)
     polls: int
     rows: int
+    pushes: int = 0
 
 
 async def sample_direct(
     db: Path,
-    models: list[str],
+    models: list[str] | None,
     days: float,
-    poll: PollConfig,
+    poll: PollConfig | Regime,
     seed: int = 1,
     start: float = START,
+    *,
+    rare: bool = False,
 ) -> Sampled:
-    """Run the scheduler over ``days`` simulated days; the history lands in ``db``."""
+    """Run the scheduler over ``days`` simulated days; the history lands in ``db``.
+
+    ``poll``: a Regime, or a PollConfig for the smart cloud without faults. ``rare``: every car
+    gets one rare event (see ``exporter/simulator/quirks.py``).
+    """
+    regime = poll if isinstance(poll, Regime) else Regime("custom", poll=poll)
+    if models is None:
+        models = SMARTCAR_MODELS if regime.cloud == "smartcar" else SMART_MODELS
     clock = ManualClock(start)
-    fleet = Fleet(models, seed=seed, clock=clock)
+    fleet = Fleet((), seed=seed, clock=clock, rare=rare)
+    for m in models:
+        fleet.add(m, cloud=regime.cloud)
     hub, health = Hub(), Health()
     history = History(db, batch_size=100_000)
     await asyncio.get_running_loop().run_in_executor(None, history.open)
@@ -109,25 +260,47 @@ async def sample_direct(
     hub.on_vehicle(history.add_vehicle)
     from exporter.scheduler import Scheduler
 
-    sched = Scheduler(hub, health, clock, poll, rng=random.Random(seed))
-    reader = FleetReader(fleet, clock)
+    sched = Scheduler(hub, health, clock, regime.poll, rng=random.Random(seed))
+    cls = SmartcarReader if regime.cloud == "smartcar" else FleetReader
+    reader = cls(fleet, clock, regime, seed)
     for info in await reader.vehicles():
         hub.register(info)
         sched.add(info.vin, reader, delay=random.Random(f"{seed}/{info.vin}").uniform(0, 60))
+    pushes = 0
+    tick: Callable[[], None] | None = None
+    if regime.webhooks and isinstance(reader, SmartcarReader):
+        wr = reader
+
+        def deliver(vin: str) -> None:
+            nonlocal pushes
+            snap = wr.webhook(vin)
+            if snap is not None:
+                pushes += 1
+                hub.publish(snap)
+
+        fleet.on_change(deliver)
+        tick = fleet.tick
     task = asyncio.create_task(sched.run())
     end = start + days * 86400.0
     t = start
     try:
         while t < end:  # a day at a time, flushing the history as the exporter would
-            t = min(end, t + 86400.0)
-            await clock.run_until(t)
+            day_end = min(end, t + 86400.0)
+            if tick is None:
+                t = day_end
+                await clock.run_until(t)
+            else:
+                while t < day_end:  # the car uploads at most once a minute: tick that often
+                    t = min(day_end, t + 60.0)
+                    await clock.run_until(t)
+                    tick()
             await history.flush()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, history.close)
     truth = {vin: fleet.ground_truth(vin) for vin in fleet.vins}
-    return Sampled(db, start, end, truth, reader.polls, history.rows_written)
+    return Sampled(db, start, end, truth, reader.polls, history.rows_written, pushes)
 
 
 async def sample_http(

@@ -334,6 +334,14 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         "s",
         resolution=3600.0,  # smart: whole days
     ),
+    # --- when the car last parked (smart ``parkTime``): a drive between two polls moves it
+    Signal(
+        "parked_since",
+        _T,
+        "parked_since_timestamp_seconds",
+        "When the car was last parked (its own clock).",
+        "s",
+    ),
     # --- the car's own report time
     Signal(
         "last_update",

@@ -262,3 +262,140 @@ def test_an_inferred_trip_beside_an_unseen_charge_goes_where_the_plug_says(
         assert charge["end_ts"] <= trip["start_ts"]
     else:
         assert charge["start_ts"] >= trip["end_ts"]
+
+
+def whole_km(df: pd.DataFrame) -> pd.DataFrame:
+    """The odometer as smart sends it: whole kilometres ("2701.000")."""
+    out = df.copy()
+    out["odometer"] = (out["odometer"] // 1000.0) * 1000.0
+    return out
+
+
+def test_a_drive_between_two_polls_ends_when_the_car_says_it_parked() -> None:
+    car = Car(park_time=True)
+    car.sample()
+    car.park(1800, every=1800)
+    car.park(700, every=None)  # polled every 30 min; the drive falls between two polls
+    car.drive(5.3, 7, every=None, report_at_park=False)
+    car.park(1800 - 700 - 420, every=None)
+    car.sample()
+    car.park(3600, every=1800)
+    t = analysis.trips(whole_km(car.frame()), S)
+    assert len(t) == 1 and bool(t["inferred"].iloc[0])
+    true = car.trips[0]
+    assert t["end_ts"].iloc[0] == pytest.approx(true.end, abs=1.0)
+    assert t["start_ts"].iloc[0] < true.end and t["end_ts"].iloc[0] > true.start
+
+
+def test_a_short_hop_between_two_polls_is_found_from_the_park_time() -> None:
+    car = Car(park_time=True, odometer=10_000_100.0)
+    car.sample()
+    car.park(1800, every=1800)
+    car.park(600, every=None)
+    car.drive(0.35, 2, every=None, report_at_park=False)  # the bakery: 10,000 km before and after
+    car.park(900, every=None)
+    car.drive(0.35, 2, every=None, report_at_park=False)
+    car.park(1800 - 600 - 900 - 240, every=None)
+    car.sample()
+    car.park(3600, every=1800)
+    df = whole_km(car.frame())
+    assert df["odometer"].nunique() == 1  # the odometer cannot tell
+    t = analysis.trips(df, S)
+    assert len(t) == 1  # both legs in one gap: one trip, ending when the car parked at home
+    assert t["end_ts"].iloc[0] == pytest.approx(car.trips[-1].end, abs=1.0)
+    assert t["distance_km"].iloc[0] == 0.0 and t["energy_kwh"].iloc[0] >= 0
+
+
+def test_without_a_park_time_nothing_is_invented_for_a_still_odometer() -> None:
+    car = Car(odometer=10_000_100.0)
+    car.sample()
+    car.park(2400, every=1800)
+    car.drive(0.35, 2, every=None, report_at_park=False)
+    car.park(1800, every=1800)
+    assert analysis.trips(whole_km(car.frame()), S).empty
+
+
+def test_an_unseen_drive_takes_the_pace_of_the_cars_own_similar_drives() -> None:
+    """Seen only as an odometer jump (no park time, e.g. Smartcar): its start is guessed from how
+    fast this car covered similar distances when it was seen, not from a city-wide 40 km/h."""
+    car = Car()
+    car.sample()
+    for _ in range(3):  # the 20 km commute at 66 km/h, seen every minute
+        car.park(8 * 3600, every=1800)
+        car.drive(20, 18, every=60)
+    car.park(8 * 3600, every=1800)
+    car.park(600, every=None)
+    car.drive(20, 18, every=None, report_at_park=False)  # the same commute between two polls
+    car.park(1800 - 600 - 18 * 60, every=None)
+    car.sample()
+    t = analysis.trips(whole_km(car.frame()), S)
+    unseen = t.loc[t["inferred"]]
+    assert len(unseen) == 1
+    true = car.trips[-1]
+    assert unseen["start_ts"].iloc[0] == pytest.approx(true.start, abs=240)
+
+
+def test_a_charge_paused_and_resumed_unseen_is_one_session() -> None:
+    """Load management pauses a home charge; it resumes while the car sleeps and is polled every
+    30 min, so the second half is seen only as SoC that rose with the cable in all along."""
+    car = Car(soc=0.40)
+    car.sample()
+    car.plug()
+    car.charge(0.55, 11.0, every=60)
+    car.sample(charging_state="plugged")  # paused
+    car.park(900, every=None)
+    car.sample(charging_state="plugged")
+    car.park(1800, every=None)
+    car.soc = 0.80  # charged on, unseen
+    car.sample(charging_state="complete")
+    car.park(1800, every=None)
+    car.unplug()
+    c = analysis.charges(car.frame(), S)
+    assert len(c) == 1
+    assert c["energy_added_kwh"].iloc[0] == pytest.approx(0.40 * 62.0, rel=0.02)
+    assert not bool(c["unseen"].iloc[0])
+
+
+def test_a_fast_charge_seen_once_without_power_still_spans_its_time() -> None:
+    """A #5 at a 300 kW charger, polled every 5 min: one charging report, no power in it (the v2
+    API sends no DC voltage), then the car is gone. The session must cover the stop, not be an
+    instant at the one report."""
+    car = Car(soc=0.24, model="#5", capacity_kwh=94.0)
+    car.sample()
+    car.drive(30, 25, every=300)
+    car.park(120, every=None)
+    car.plug(every_report=False)
+    start = car.now
+    car.charge(0.32, 250.0, every=None)
+    car.sample(charging_state="dc_charging", charging_power=float("nan"))
+    car.charge(0.43, 250.0, every=None)
+    end = car.now
+    car.rows.pop()  # the "complete" report fell between two polls
+    car.unplug(every_report=False)
+    car.park(120, every=None)
+    car.drive(5, 6, every=300)
+    c = analysis.charges(car.frame(), S)
+    assert len(c) == 1
+    assert c["start_ts"].iloc[0] < c["end_ts"].iloc[0]
+    assert c["start_ts"].iloc[0] <= start + 60 and c["end_ts"].iloc[0] >= end - 60
+
+
+def test_trip_energy_is_finer_than_whole_percent_where_the_range_moves_with_it() -> None:
+    """Whole-percent SoC (0.62 kWh steps) and a range that is the car's own estimate, not SoC x a
+    constant (a reserve, a consumption factor): within the drive the range still moves in step
+    with SoC, in kilometres, and that places both ends inside their rounding interval."""
+    car = Car(soc=0.8046)
+    car.sample()
+    car.park(3600, every=600)
+    car.drive(30, 30, every=60, kwh_100km=15.0)
+    car.park(3600, every=600)
+    df = car.frame()
+    df["electric_range"] = (df["battery_soc"] - 0.02).clip(lower=0) * 350_000.0
+    df["battery_soc"] = df["battery_soc"].round(2)
+    t = analysis.trips(df, S)
+    assert len(t) == 1
+    true = car.trips[0].energy_kwh
+    assert t["energy_kwh"].iloc[0] == pytest.approx(true, rel=0.03)
+    # the same reports without the range: only whole percent, a step off
+    t0 = analysis.trips(df.drop(columns=["electric_range"]), S)
+    assert abs(t0["energy_kwh"].iloc[0] - true) > 0.1

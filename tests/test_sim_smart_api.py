@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,10 @@ async def test_status_values_are_the_models_last_report() -> None:
         pos = data["basicVehicleStatus"]["position"]
         assert int(data["updateTime"]) == round(model.report_time * 1000)
         assert int(ev["chargeLevel"]) == round(model.soc)
-        assert float(maint["odometer"]) == pytest.approx(model.odometer_km, abs=1e-3)
+        assert float(maint["odometer"]) == math.floor(
+            model.odometer_km
+        )  # whole km, as real replies
+        assert maint["odometer"].endswith(".000")
         if model.gps_fix:
             assert int(pos["latitude"]) / 3_600_000 == pytest.approx(model.lat, abs=1e-6)
             assert int(pos["longitude"]) / 3_600_000 == pytest.approx(model.lon, abs=1e-6)

@@ -128,7 +128,7 @@ async def test_a_poll_is_one_request_mapped_onto_canonical_signals(env: V3Env) -
     v = parsed.values
     for name, value in v.items():
         check_value(name, value)  # every value fits the signal table
-    assert v["battery_soc"] == pytest.approx(s.soc / 100, abs=1e-3)
+    assert v["battery_soc"] == pytest.approx(round(s.soc) / 100, abs=1e-9)  # whole percent
     assert v["odometer"] == pytest.approx(s.odometer_km * KM, abs=60)
     assert v["electric_range"] == pytest.approx(s.range_km * KM, abs=60)
     assert v["charge_limit"] == pytest.approx(s.charge_limit / 100)

@@ -12,11 +12,13 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from exporter.clock import Clock
 from exporter.simulator.catalogue import VehicleSpec, spec_for
 from exporter.simulator.environment import CITIES
+from exporter.simulator.quirks import PLAIN, Quirks
 from exporter.simulator.state import VehicleState
 from exporter.simulator.vehicle import SimVehicle
 
@@ -35,6 +37,19 @@ _WEIGHTS: Final = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 _YEAR: Final = {2023: "P", 2024: "R", 2025: "S", 2026: "T", 2027: "V"}
 
 ChangeCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing done to a car from outside: a remote command or a cable plugged in."""
+
+    t: float
+    vin: str
+    kind: str  # "command" | "plug"
+    name: str  # the command, or the plug kind ("AC", "DC")
+    params: dict[str, Any] = field(default_factory=dict)
+    deferred: bool = False
+    refuse: str = ""
 
 
 def vin_check_digit(vin: str) -> str:
@@ -56,7 +71,8 @@ class Fleet:
     """Cars created from ``specs`` (catalogue keys or VehicleSpec), living on ``clock`` from now on.
 
     ``demo`` makes the first simulated minutes lively (one car leaves soon, one is charging), which
-    the interactive demo wants and tests usually do not.
+    the interactive demo wants and tests usually do not. ``rare`` gives every car one rare event
+    of ``quirks.py`` (an odometer reset, days asleep, a unit switch), for the accuracy bench.
     """
 
     def __init__(
@@ -66,6 +82,7 @@ class Fleet:
         clock: Clock | None = None,
         *,
         demo: bool = False,
+        rare: bool = False,
     ) -> None:
         if clock is None:
             from exporter.clock import RealClock
@@ -74,15 +91,29 @@ class Fleet:
         self.clock = clock
         self.seed = seed
         self.demo = demo
+        self.rare = rare
         self._cars: dict[str, SimVehicle] = {}
         self._callbacks: list[ChangeCallback] = []
+        # what was done to the cars from outside (commands, plugs), in order: with the seed and
+        # each car's start this is the fleet's whole history, so a restarted simulator can
+        # replay it (``exporter.simulator.persist``)
+        self.events: list[Event] = []
         for spec in specs:
             self.add(spec)
 
     # ------------------------------------------------------------------ membership
 
-    def add(self, spec: VehicleSpec | str, *, cloud: str | None = None) -> str:
-        """Create one more car; returns its VIN. ``cloud`` defaults to the model's usual cloud."""
+    def add(
+        self,
+        spec: VehicleSpec | str,
+        *,
+        cloud: str | None = None,
+        t0: float | None = None,
+        quirks: Quirks | None = None,
+    ) -> str:
+        """Create one more car; returns its VIN. ``cloud`` defaults to the model's usual cloud;
+        ``t0`` (default: now) is when its life starts (a restored car starts where it first did);
+        ``quirks`` (default: drawn when the fleet is ``rare``, else none) its rare events."""
         sp = spec_for(spec)
         cloud = cloud or sp.cloud
         index = len(self._cars)
@@ -94,17 +125,25 @@ class Fleet:
         city = CITIES[random.Random(f"city/{self.seed}/{index}").randrange(len(CITIES))]
         if self.demo:  # one city keeps a demo map readable
             city = CITIES[0]
+        start = self.clock.now() if t0 is None else t0
+        if quirks is None:  # drawn from the car's start, so a restored car meets the same events
+            quirks = Quirks.draw(self.seed, vin, index, start, cloud) if self.rare else PLAIN
         self._cars[vin] = SimVehicle(
             vin,
             sp,
             seed=self.seed,
-            t0=self.clock.now(),
+            t0=start,
             city=city,
             cloud=cloud,
             index=index,
             demo=self.demo,
+            quirks=quirks,
         )
         return vin
+
+    def discard(self, vin: str) -> None:
+        """Forget a car that was never used (the runner rebuilds it with its saved start)."""
+        self._cars.pop(vin, None)
 
     @property
     def vins(self) -> list[str]:
@@ -177,7 +216,11 @@ class Fleet:
         ``deferred``/``refuse``: see ``SimVehicle.apply_command`` (the car judges it later)."""
         car = self.vehicle(vin)
         before = car.reports
-        result = car.apply_command(name, params, self.clock.now(), deferred=deferred, refuse=refuse)
+        now = self.clock.now()
+        self.events.append(
+            Event(now, vin, "command", name, dict(params or {}), deferred, refuse or "")
+        )
+        result = car.apply_command(name, params, now, deferred=deferred, refuse=refuse)
         if car.reports != before:
             self._notify(vin)
         return result
@@ -185,7 +228,24 @@ class Fleet:
     def plug_in(self, vin: str, kind: str = "AC") -> bool:
         """Test/demo control: plug a cable into a parked car now (AC: its home wallbox; DC: a
         150 kW charger); it charges from its next report on. False when driving or plugged."""
-        return self.vehicle(vin).plug_in(self.clock.now(), kind)
+        now = self.clock.now()
+        self.events.append(Event(now, vin, "plug", kind))
+        return self.vehicle(vin).plug_in(now, kind)
+
+    def replay(self, events: Iterable[Event]) -> None:
+        """Do again, at their own times, what was done to the cars before a restart (in order;
+        each car catches up to the event first, exactly as it did the first time)."""
+        for e in events:
+            car = self.vehicle(e.vin)
+            if e.kind == "command":
+                car.apply_command(
+                    e.name, e.params, e.t, deferred=e.deferred, refuse=e.refuse or None
+                )
+            elif e.kind == "plug":
+                car.plug_in(e.t, e.name)
+            else:
+                raise ValueError(f"unknown fleet event {e.kind!r}")
+            self.events.append(e)
 
     def set_journal_recording(self, vin: str, on: bool) -> None:
         """Test/demo control: switch the car's trip recording (its cloud trip journal) from now."""

@@ -68,7 +68,7 @@ class Intent:
 
     time: float | None
     dest: str  # "home" | "work" | "point"
-    kind: str  # "commute" | "errand" | "long" | "resume"
+    kind: str  # "commute" | "errand" | "long" | "resume" | "hop"
     point: tuple[float, float] | None = None
 
 
@@ -100,6 +100,24 @@ def day_plan(
     return out
 
 
+def short_hop(
+    rng: random.Random, traits: Traits, midnight: float, plan: list[Intent]
+) -> list[Intent]:
+    """Now and then a drive of a few hundred metres to two kilometres (the bakery, a neighbour)
+    and back: the trips most easily lost between two polls or in the odometer's whole
+    kilometres. Left out on days with a long trip or when another drive is due within 90 min."""
+    if rng.random() >= 0.3 or any(i.kind == "long" for i in plan):
+        return []
+    at_work = any(i.kind == "commute" for i in plan)  # then only in the evening, from home
+    hour = rng.uniform(19.5, 21.5) if at_work or rng.random() < 0.5 else rng.uniform(12.0, 15.0)
+    t = midnight + hour * HOUR
+    if any(i.time is None or abs(i.time - t) < 1.5 * HOUR for i in plan):
+        return []
+    point = offset(*traits.home, rng.uniform(0, 360), rng.uniform(300.0, 1500.0))
+    dwell = rng.uniform(0.15, 0.6) * HOUR
+    return [Intent(t, "point", "hop", point), Intent(t + dwell, "home", "hop")]
+
+
 def _errand(rng: random.Random, traits: Traits, t: float, *, short: bool) -> list[Intent]:
     far = rng.uniform(1500, 9000) if short else rng.uniform(3000, 25000)
     point = offset(*traits.home, rng.uniform(0, 360), far)
@@ -116,4 +134,4 @@ def _long_trip(rng: random.Random, traits: Traits, midnight: float) -> list[Inte
     return out
 
 
-__all__ = ["DAY", "HOUR", "Intent", "Traits", "day_plan"]
+__all__ = ["DAY", "HOUR", "Intent", "Traits", "day_plan", "short_hop"]

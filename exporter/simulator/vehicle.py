@@ -47,7 +47,8 @@ from exporter.simulator.environment import (
     utc_offset,
     weekday,
 )
-from exporter.simulator.plan import HOUR, Intent, Traits, day_plan
+from exporter.simulator.plan import HOUR, Intent, Traits, day_plan, short_hop
+from exporter.simulator.quirks import DEEP_SLEEP_AFTER_S, PLAIN, Quirks
 from exporter.simulator.routes import Route, distance_m, make_route
 from exporter.simulator.state import ALL_TRUE, CLOSED, SEATS, VehicleState
 from exporter.simulator.truth import Charge, GroundTruth, Trip
@@ -58,6 +59,7 @@ ACTIVE_REPORT_S: Final = 60.0  # while charging or running the climate
 AWAKE_S: Final = 900.0  # the car falls asleep 15 minutes after the last activity
 RESERVE_SOC: Final = 10.0  # below this a driving car stops at the next fast charger
 DC_TARGET_SOC: Final = 80.0
+RANGE_RESERVE_SOC: Final = 2.0  # % the range estimate keeps back
 COMMAND_DELAY_S: Final = 5.0
 # what the car itself can do (the simulator keeps its own list: it never imports client code; a
 # test checks that every command the exporter can send is one the car knows)
@@ -128,8 +130,11 @@ class SimVehicle:
         cloud: str,
         index: int = 0,
         demo: bool = False,
+        quirks: Quirks = PLAIN,
     ) -> None:
         self.vin = vin
+        self.quirks = quirks
+        self._odo_drop: float | None = None
         self.spec = spec
         self.cloud = cloud
         self.index = index
@@ -147,12 +152,14 @@ class SimVehicle:
         self.journal_switches: list[tuple[float, bool]] = [(float("-inf"), True)]
         self._scale = physics.traction_scale(spec)
         self._cons_avg = spec.consumption_kwh_100km * 1.08
+        self._cons_recent = self._cons_avg * random.Random(f"range/{seed}/{vin}").uniform(1.0, 1.15)
         self._agenda: list[tuple[float, int, str, Any]] = []
         self._seq = itertools.count()
         self._gen = 0
         self._dep_gen = 0
         self._dep_pending = False
         self._climate_token = 0
+        self.t0 = t0  # when its life started (a restarted simulator rebuilds it from here)
         self._t = grid_floor(t0)
         self._intents: deque[Intent] = deque()
         self._drive: _Drive | None = None
@@ -335,7 +342,14 @@ class SimVehicle:
             return _INF
         period = self.traits.sleep_report_s
         k = math.floor((self._t - self._sleep_t0) / period + 1e-9) + 1
-        return self._sleep_t0 + k * period
+        t = self._sleep_t0 + k * period
+        q = self.quirks
+        if q.holiday_until is not None and q.on_holiday(t):
+            deep = max(self._arrived_at, q.holiday_from or t) + DEEP_SLEEP_AFTER_S
+            if t >= deep:  # deep sleep: no uploads until the holiday is over
+                k = math.ceil((q.holiday_until - self._sleep_t0) / period - 1e-9)
+                t = max(self._sleep_t0 + k * period, t)
+        return t
 
     def _report(self, t: float) -> None:
         if self._drive is None:
@@ -347,6 +361,12 @@ class SimVehicle:
         if self._drive is not None:
             self.trackpoints.append((t, s.lat, s.lon, s.altitude_m))
         self._snapshot = s.copy()
+        q = self.quirks
+        if q.odometer_reset_at is not None and t >= q.odometer_reset_at:
+            # a new cluster / telematics unit counts from its own low value from now on
+            if self._odo_drop is None:
+                self._odo_drop = s.odometer_km - q.odometer_reset_to_km
+            self._snapshot.odometer_km -= self._odo_drop
         self.reports += 1
         if s.lights_flashing or s.horn:
             s.lights_flashing = s.horn = False
@@ -458,10 +478,19 @@ class SimVehicle:
                 s.charge_current_a = grid_kw * 1000.0 / 230.0
 
     def _set_range_and_service(self, t: float) -> None:
+        """The car's own range estimate, not SoC x a constant.
+
+        A real reply reads 128 km at 47 % next to 330 km at 100 % (pysmarthashtag
+        tests/replys/vehicle_info.json; smart-cloud-api.md §3.3 "Range"): the estimate follows the
+        consumption of the last drives and the temperature, and keeps a small reserve, while the
+        range at 100 % follows the long-run average. So range / range-at-100 % is near, but never
+        exactly, SoC, and it jumps when a drive ends.
+        """
         s = self._s
-        full = self.spec.battery_kwh / self._cons_avg * 100.0
-        s.range_at_full_km = full
-        s.range_km = full * s.soc / 100.0
+        cap = self.spec.battery_kwh
+        s.range_at_full_km = cap / self._cons_avg * 100.0
+        cons_now = self._cons_recent * (1.0 + 0.012 * max(0.0, 12.0 - s.outside_temp_c))
+        s.range_km = max(0.0, s.soc - RANGE_RESERVE_SOC) / 100.0 * cap / cons_now * 100.0
         s.service_km = self._service_due_km - s.odometer_km
         s.service_days = (self._service_due_t - t) / DAY
 
@@ -480,6 +509,8 @@ class SimVehicle:
             d.stop_steps -= 1
             want = 0.0
         elif urban and d.steps > 0 and rng.random() < 0.07:
+            # a red light or a junction: a report made now reads speed 0 with the drive train on
+            # (smart-cloud-api.md §3.3 basicVehicleStatus usageMode/engineStatus), not the end of a drive
             d.stop_steps = rng.randint(1, 3)
             want = 0.0
         elif d.jam_steps > 0:
@@ -611,6 +642,10 @@ class SimVehicle:
         if trip.distance_km > 2.0:
             w = min(0.5, trip.distance_km / 200.0)
             self._cons_avg = self._cons_avg * (1 - w) + trip.energy_kwh / trip.distance_km * 100 * w
+        if trip.distance_km > 0.5:  # the range estimate weighs the last drives heavily
+            w = min(0.6, trip.distance_km / 25.0)
+            cons = max(8.0, min(45.0, trip.energy_kwh / trip.distance_km * 100))
+            self._cons_recent = self._cons_recent * (1 - w) + cons * w
         self._drive = None
         self._location = "charger" if charger else d.dest
         self._arrived_at = t
@@ -647,7 +682,16 @@ class SimVehicle:
         rng = random.Random(f"day/{self.seed}/{self.vin}/{day_number(t, tz)}")
         pending_home = any(i.dest == "home" for i in self._intents)
         away = self._location != "home" and not pending_home and self._drive is None
-        for intent in day_plan(rng, self.traits, midnight, weekday(t, tz), away):
+        holiday = self.quirks.on_holiday(midnight + DAY / 2)
+        plan = [] if holiday else day_plan(rng, self.traits, midnight, weekday(t, tz), away)
+        if not holiday and not away:
+            # a separate stream, so the rest of the plan stays what it was
+            hop = random.Random(f"hop/{self.seed}/{self.vin}/{day_number(t, tz)}")
+            plan = sorted(
+                plan + short_hop(hop, self.traits, midnight, plan),
+                key=lambda i: i.time if i.time is not None else 0.0,
+            )
+        for intent in plan:
             if include_past or intent.time is None or intent.time > t:
                 self._intents.append(intent)
         self._push(next_local_midnight(t, tz), "midnight")
@@ -805,8 +849,53 @@ class SimVehicle:
             return False
         s.charging = True
         s.awake = True
+        if self._charge is not None:  # resumed after a pause: the same session goes on
+            return True
         self._charge = Charge(t, "DC" if s.dc else "AC", s.soc, s.lat, s.lon)
         self.truth.charges.append(self._charge)
+        if not s.dc:
+            self._maybe_pause(t)
+        return True
+
+    def _maybe_pause(self, t: float) -> None:
+        """Some home sessions pause and resume by themselves (the wallbox's load management, a
+        tariff or solar window): the cable stays in and the session is one, as VWsFriend keeps a
+        session whose charging resumes within 24 h (logger-anchors.md §2.6; evcc #14923: PV
+        sessions that pause)."""
+        rng = random.Random(f"pause/{self.seed}/{self.vin}/{len(self.truth.charges)}")
+        if rng.random() >= 0.15:
+            return
+        cap = self.spec.battery_kwh
+        kw = min(self.spec.max_ac_kw, self._station_kw) * AC_EFFICIENCY
+        secs = max(0.0, self._target_soc - self._s.soc) / 100.0 * cap / max(kw, 1.0) * 3600.0
+        if secs < 1800.0:
+            return
+        at = grid_ceil(t + rng.uniform(0.2, 0.7) * secs)
+        self._push(at, "charge_pause", (self._charge, grid_ceil(rng.uniform(900.0, 5400.0))))
+
+    def _on_charge_pause(self, t: float, data: tuple[Charge | None, float]) -> bool:
+        charge, length = data
+        s = self._s
+        if self._drive is not None or charge is not self._charge or not s.charging:
+            return False
+        self._eval_parked(t)
+        s.charging = False
+        s.charge_power_kw = s.charge_voltage_v = s.charge_current_a = 0.0
+        s.charge_phases = 0
+        s.time_to_full_min = None
+        self._wake(t)
+        self._begin_segment()
+        self._push(t + length, "charge_resume", charge)
+        return True
+
+    def _on_charge_resume(self, t: float, charge: Charge | None) -> bool:
+        s = self._s
+        if self._drive is not None or charge is not self._charge or s.charging or not s.plugged:
+            return False
+        self._eval_parked(t)
+        if not self._start_charging(t):
+            return False
+        self._begin_segment()
         return True
 
     def _on_charge_start(self, t: float, _data: Any) -> bool:
@@ -821,7 +910,7 @@ class SimVehicle:
     def _end_charging(self, t: float, reason: str) -> None:
         """Close the running session at ``t`` (the live state must be evaluated at ``t``)."""
         s = self._s
-        if not s.charging:
+        if not s.charging and self._charge is None:
             return
         charge = self._charge
         curve = self._curve

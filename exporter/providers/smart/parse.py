@@ -395,7 +395,18 @@ def parse_status(
     )
     values["service_distance"] = _scaled(maint.get("distanceToService"), 1000.0, -100_000, 100_000)
     values["service_time"] = _scaled(maint.get("daysToService"), 86400.0, -10_000, 10_000)
+    values["parked_since"] = _parked_since(vs, car_time)
     return Parsed(car_time, values)
+
+
+def _parked_since(vs: dict[str, Any], car_time: float) -> float | None:
+    """``parkTime.status`` (ms; "1716485245951" beside updateTime "1716485767970" in
+    pysmarthashtag tests/replys/vehicle_info_dc_charging.json): when the car last parked. It is
+    what reveals a drive that fell entirely between two polls; a time after the report is garbage."""
+    ms = num(node(vs, "parkTime").get("status"))
+    if ms is None or ms <= 0 or ms / 1000.0 > car_time + 60.0:
+        return None
+    return ms / 1000.0
 
 
 def to_snapshot(vin: str, parsed: Parsed, received_at: float) -> Snapshot:

@@ -11,6 +11,7 @@ captures. The #5 (v2 API) reports the DC current in deci-amperes.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any, Final
 
 from exporter.simulator.catalogue import VehicleSpec
@@ -163,7 +164,10 @@ def _maintenance(s: VehicleState, spec: VehicleSpec) -> dict[str, Any]:
     out: dict[str, Any] = {
         "daysToService": _i(max(s.service_days, 0)),
         "engineHrsToService": "500",
-        "odometer": _s(s.odometer_km, 3),
+        # whole kilometres with three zero decimals, as every recorded reply has it ("2701.000",
+        # pysmarthashtag tests/replys/vehicle_info_dc_charging.json; "500.000" in vehicle_info.json;
+        # smart-cloud-api.md §3.3 "Odometer"): the cluster counts in km and truncates
+        "odometer": _s(math.floor(s.odometer_km + 1e-9), 3),
         "brakeFluidLevelStatus": "3",
         "mainBatteryStatus": {
             "stateOfCharge": "1",

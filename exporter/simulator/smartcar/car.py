@@ -57,6 +57,7 @@ class CarReading:
     charge_current_a: float | None = None
     time_to_full_min: float | None = None
     dc_charging: bool = False
+    distance_unit: str = "km"  # what the owner chose in the OEM account: "km" or "miles"
 
     @property
     def charge_state(self) -> str:

@@ -94,17 +94,27 @@ def _grid(values: Mapping[str, bool], locks: Mapping[str, bool] | None) -> dict[
     return {"values": items, "rowCount": 2, "columnCount": 2}
 
 
+def _distance(m: float, unit: str) -> tuple[str, float]:
+    """Metres as the signal carries them: km, or miles once the owner switched the account to
+    imperial (smartcar-v3.md §3.2: "Imperial units seen or handled: miles" [3P-LIVE wbyoung])."""
+    if unit == "miles":
+        return "miles", round(m / 1609.344, 1)
+    return "km", round(m / 1000, 1)
+
+
 def body(code: str, car: Car, r: CarReading, port_open: bool = False) -> dict[str, Any] | None:
     """The body of ``code`` now, or None when the car has no value (UNAVAILABLE)."""
     limit = round(r.charge_limit * 100)
     if code == "tractionbattery-stateofcharge":  # 0-100, not v2's 0-1 [DOC, §3.3]
-        return None if r.soc is None else {"unit": "percent", "value": round(r.soc * 100, 1)}
+        # whole percent, as every recorded body ({"unit":"percent","value":75}, live 78:
+        # smartcar-api.md §3 signal bodies, smartcar-v3.md §3.3)
+        return None if r.soc is None else {"unit": "percent", "value": round(r.soc * 100)}
     if code == "tractionbattery-range":
         if r.range_m is None:
             return None
-        km = round(r.range_m / 1000, 1)
+        unit, km = _distance(r.range_m, r.distance_unit)
         return {  # live shape [3P-LIVE, §3.3]
-            "unit": "km",
+            "unit": unit,
             "value": km,
             "type": "ESTIMATED",
             "additionalValues": [{"type": "ESTIMATED", "value": km}],
@@ -171,7 +181,8 @@ def body(code: str, car: Car, r: CarReading, port_open: bool = False) -> dict[st
             loc["heading"] = round(r.heading)
         return loc
     if code == "odometer-traveleddistance":
-        return {"unit": "km", "value": round(r.odometer_m / 1000, 1)}
+        unit, value = _distance(r.odometer_m, r.distance_unit)
+        return {"unit": unit, "value": value}
     if code == "motion-currentspeed":
         return {"unit": "km/h", "value": round(r.speed_mps * 3.6, 1)}
     if code == "climate-internaltemperature":
