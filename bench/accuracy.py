@@ -80,7 +80,8 @@ def vehicles(res: Sampled) -> dict[str, list[tuple[list[Any], list[Any], list[An
     trips = user_view(res.db, "trips")
     charges = user_view(res.db, "charges")
     sources = by_source(trips)
-    groups = {"all": trips, **({} if list(sources) == ["polling"] else sources)}
+    # `carmetrics trips` says "journal" or "poll"; polling alone needs no second table
+    groups = {"all": trips, **({} if set(sources) <= {"poll", "polling"} else sources)}
     out: dict[str, list[tuple[list[Any], list[Any], list[Any], list[Any]]]] = defaultdict(list)
     for name, rows in groups.items():
         for vin, gt in res.truth.items():
