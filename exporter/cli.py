@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -249,11 +250,17 @@ def simulate(
 
         handle = await start_simulator(sim)
         host = InfoHost(handle.info(), handle.clock)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # handlers of our own: SIGTERM (docker stop) closes cleanly too, and SIGINT works even
+        # when the parent started us with it ignored (Python then raises no KeyboardInterrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         try:
             await host.start()
             click.echo(json.dumps(host.info))
             sys.stdout.flush()
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await host.close()
             await handle.close()
