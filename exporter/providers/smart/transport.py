@@ -132,7 +132,7 @@ class Transport:
                     resp.status,
                     resp.headers,  # read-only and case-insensitive; outlives the response
                     raw.decode("utf-8", errors="replace"),
-                    str(resp.url),
+                    url,  # redirects are not followed: the reply is the requested URL's
                 )
         except TimeoutError:
             log.warning(
