@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -192,6 +193,14 @@ class EncryptedTokenStore:
             if data is not None:
                 self.save(name, data)
         return len(names)
+
+    def exclusive(self, key: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The rows' cross-instance lock of one token (``exporter.providers.base.exclusive``)."""
+        lock = getattr(self.rows, "exclusive", None)
+        if lock is None:
+            return contextlib.nullcontext()
+        got: contextlib.AbstractAsyncContextManager[Any] = lock(key)
+        return got
 
     def close(self) -> None:
         self.rows.close()
