@@ -282,8 +282,12 @@ def check_vault(config: Config, env: Mapping[str, str] | None = None) -> list[st
     env = os.environ if env is None else env
     found = _key_from_config(config, env)
     from exporter.backend import backend
+    from exporter.history import HistoryError
 
-    rows = backend(config.db).stored_tokens()
+    try:
+        rows = backend(config.db).stored_tokens()
+    except HistoryError as exc:  # the database cannot be reached: run would stop there too
+        raise ConfigError(str(exc)) from None
     if found is None:
         _refuse_without_key(config)
         accounts = sorted({n.split(":")[1] for n, _ in rows if n.count(":") >= 2})
