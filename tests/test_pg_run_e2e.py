@@ -24,8 +24,18 @@ def run_once(pg: Cluster, want_rows: int) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARMETRICS_")}
     env["CARMETRICS_DB_PASSWORD"] = PASSWORD
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter.cli", "run", "--port", str(port)]
-        + ["--db", pg.dsn_without_password, "--log-level", "INFO"],
+        [
+            sys.executable,
+            "-m",
+            "exporter.cli",
+            "run",
+            "--port",
+            str(port),
+            "--db",
+            pg.dsn_without_password,
+            "--log-level",
+            "INFO",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
