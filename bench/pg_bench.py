@@ -3,8 +3,8 @@
 Part 1, the writer: ``PgHistory`` (``add`` + flush: row building with the SQLite codec, the
 quantised values, vehicle ids, the late-row marks, one transaction and one ``COPY`` per batch)
 against a raw ``COPY`` of the already built rows into the same partitioned table, one transaction
-per batch, same run; also SQLite's writer on the same rows for scale, and the bytes per row the
-partitioned table and its index take.
+per batch, same run; the same raw COPY through asyncpg (the other driver); SQLite's writer on the
+same rows for scale; and the bytes per row the partitioned table and its index take.
 
 Part 2, the analysis of one vehicle-year (525,600 one-minute rows of the scripted commuter, stored
 through each backend's own writer): ``analysis.load`` and ``db derive`` (from scratch, and again with
@@ -87,6 +87,43 @@ def raw_rate(snaps: list[Snapshot], target: PgTarget, batch: int) -> float:
     return len(rows) / dt
 
 
+def asyncpg_rate(snaps: list[Snapshot], target: PgTarget, batch: int) -> float:
+    """The same raw COPY through asyncpg (``copy_records_to_table``, binary): the other driver's
+    floor, to choose between them on numbers."""
+    import asyncpg
+
+    empty(target)
+    conn = connect(target, autocommit=True)
+    ids: dict[tuple[str, str], int] = {}
+    for s in snaps:
+        if (s.vin, s.provider) not in ids:
+            (vid,) = conn.execute(
+                "INSERT INTO vins (vin, provider) VALUES (%s, %s) RETURNING id", (s.vin, s.provider)
+            ).fetchone()
+            ids[s.vin, s.provider] = int(vid)
+    codec = layout.DEFAULT_CODEC
+    rows = [tuple(pg_row(codec.decode(codec.row(s)), ids[s.vin, s.provider])) for s in snaps]
+    schema.create_months(conn, sorted({schema.month_of(r[1]) for r in rows}))
+    conn.close()
+    from exporter.pg.history import COLUMNS
+
+    async def go() -> float:
+        password = target.password.reveal() if target.password else None
+        a = await asyncpg.connect(target.url, password=password)
+        try:
+            t = time.perf_counter()
+            for i in range(0, len(rows), batch):
+                async with a.transaction():
+                    await a.copy_records_to_table(
+                        schema.TABLE, records=rows[i : i + batch], columns=list(COLUMNS)
+                    )
+            return time.perf_counter() - t
+        finally:
+            await a.close()
+
+    return len(rows) / asyncio.run(go())
+
+
 def sqlite_rate(snaps: list[Snapshot], db: Path, batch: int) -> float:
     h = History(db, batch_size=batch)
     h.open()
@@ -118,10 +155,11 @@ def writer_part(target: PgTarget, tmp: Path, n: int, runs: int) -> None:
         snaps += [replace(car, car_time=1.7e9 + 60 * j) for j in range(n // 100)]
     out = []
     for batch in (500, 5000):
-        w, r, lite = [], [], []
+        w, r, lite, apg = [], [], [], []
         for run in range(runs):
             w.append(writer_rate(snaps, target, batch))
             r.append(raw_rate(snaps, target, batch))
+            apg.append(asyncpg_rate(snaps, target, batch))
             lite.append(sqlite_rate(snaps, tmp / f"s{batch}-{run}.db", batch))
         ratio = median([a / b for a, b in zip(w, r, strict=True)])
         vs_lite = median([a / b for a, b in zip(w, lite, strict=True)])
@@ -132,6 +170,8 @@ def writer_part(target: PgTarget, tmp: Path, n: int, runs: int) -> None:
                 median(w),
                 median(r),
                 f"{ratio * 100:.0f} %",
+                median(apg),
+                f"{median([a / b for a, b in zip(apg, r, strict=True)]) * 100:.0f} %",
                 median(lite),
                 f"{vs_lite * 100:.0f} %",
             ]
@@ -145,6 +185,8 @@ def writer_part(target: PgTarget, tmp: Path, n: int, runs: int) -> None:
                 "PG writer rows/s",
                 "raw COPY rows/s",
                 "writer ÷ COPY",
+                "asyncpg raw COPY rows/s",
+                "asyncpg ÷ psycopg COPY",
                 "SQLite writer rows/s",
                 "PG ÷ SQLite writer",
             ],
