@@ -208,3 +208,23 @@ def test_db_commands_on_postgresql(
         "deleted 16 samples"
     )
     assert "sample_data: 15 rows" in run("db", "info", "--db", url)
+
+
+def test_a_server_restart_loses_no_row(postgres: Cluster) -> None:
+    """Batches that fail while the server is away stay queued and are written once it is back."""
+    h = backend(target(postgres)).writer()
+    h.open()
+    assert h.write_now([snap(JAN + 60 * i) for i in range(5)]) == 5
+    postgres.stop()
+    try:
+        assert h.write_now([snap(JAN + 600 + 60 * i) for i in range(5)]) == 0
+        assert h.write_errors == 1
+        assert h.write_now([snap(JAN + 1200)]) == 0  # still away: kept, tried again, kept
+    finally:
+        postgres.start()  # the server is shared by the session's other tests
+    assert h.write_now([]) == 6  # the queued reports, in one batch
+    h.close()
+    import psycopg
+
+    with psycopg.connect(postgres.dsn) as c:
+        assert c.execute("SELECT count(*) FROM samples").fetchone()[0] == 11
