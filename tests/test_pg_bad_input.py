@@ -77,3 +77,22 @@ def test_a_password_on_the_command_line_is_refused() -> None:
     )
     assert res.exit_code != 0 and "hunter2" not in res.output
     assert "--db: a password in the PostgreSQL URL is not allowed" in res.output
+
+
+def test_without_psycopg_the_line_says_what_to_install(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from click.testing import CliRunner\n"
+        "from exporter.cli import cli\n"
+        "r = CliRunner().invoke(cli, ['db', 'info', '--db', 'postgresql://u@127.0.0.1/x'])\n"
+        "print(r.exit_code, r.output.strip())\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    ).stdout.strip()
+    assert out.startswith("1 Error: ") and "pip install 'carmetrics[postgres]'" in out, out
+    assert len(out.splitlines()) == 1

@@ -17,7 +17,7 @@ from exporter.dbtarget import DbTarget, PgTarget
 from exporter.history import HistoryError
 from exporter.history_info import TableInfo
 from exporter.pg import schema
-from exporter.pg.connect import connect, describe, pool
+from exporter.pg.connect import connect, describe, pool, require_psycopg
 from exporter.pg.history import PgHistory, last_report_ms
 from exporter.tables import COMMAND_AUDIT, OAUTH_TOKENS
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 class PgBackend:
     def __init__(self, target: PgTarget) -> None:
+        require_psycopg()  # one line with the install hint, not an ImportError
         self.target: DbTarget = target
         self.pg = target
 

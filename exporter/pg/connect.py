@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 _INSTALL = "pip install 'carmetrics[postgres]'"
 
 
+def require_psycopg() -> None:
+    _psycopg()
+
+
 def _psycopg() -> Any:
     try:
         import psycopg
