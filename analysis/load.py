@@ -184,7 +184,7 @@ def read_samples(
 def frame(
     names: list[str],
     reps: list[int],
-    rows: list[tuple[float, ...]],
+    rows: list[tuple[float, ...]] | np.ndarray,
     present: list[str],
     states: dict[str, tuple[str, ...]],
     veh: list[tuple[str, str | None, str | None]],
