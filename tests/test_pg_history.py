@@ -228,3 +228,31 @@ def test_a_server_restart_loses_no_row(postgres: Cluster) -> None:
 
     with psycopg.connect(postgres.dsn) as c:
         assert c.execute("SELECT count(*) FROM samples").fetchone()[0] == 11
+
+
+async def test_the_command_audit_keeps_its_rows_in_postgresql(postgres: Cluster) -> None:
+    from dataclasses import replace
+
+    from exporter.commands.audit import AuditLog
+    from exporter.commands.record import CommandRecord, Outcome, Status
+
+    log = AuditLog(target(postgres))
+    assert log.open(now=JAN, keep_keys_since=JAN - 3600) == []
+    rec = CommandRecord(
+        id="c1", vin=VIN, provider="smart", account="a", command="lock", params={"x": 1},
+        caller="ops", requested_at=JAN, idempotency_key="k1",
+    )  # fmt: skip
+    log.write(rec)
+    log.write(replace(rec, status=Status.SENT, sent_at=JAN + 1, cloud_accepted=True))
+    await log.flush()
+    got = await log.get("c1")
+    assert got is not None and got.status is Status.SENT and got.cloud_accepted is True
+    assert [r.id for r in await log.recent(VIN, 5)] == ["c1"]
+    log.close()
+    # a restart closes out what the previous run left in flight, and keeps the key's record
+    again = AuditLog(target(postgres))
+    kept = again.open(now=JAN + 60, keep_keys_since=JAN - 3600)
+    assert [(r.id, r.status, r.outcome) for r in kept] == [
+        ("c1", Status.DONE, Outcome.NOT_VERIFIED)
+    ]
+    again.close()

@@ -1,5 +1,5 @@
-"""The audit trail: one SQLite row per command, in the history file, updated as the command
-progresses.
+"""The audit trail: one row per command in the history (the SQLite file or the PostgreSQL
+database, ``exporter.backend``), updated as the command progresses.
 
 The row holds who asked (the token's *name*, never the token), what was asked, what the cloud
 replied and what the car was later seen to do. It has its own connection and writer thread: commands
