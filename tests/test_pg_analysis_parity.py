@@ -25,14 +25,13 @@ from exporter.snapshot import Snapshot
 COMMANDS = ("trips", "charges", "drain", "efficiency", "battery", "summary", "places", "costs")
 
 
-@pytest.fixture
-def both(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres: Cluster
+@pytest.fixture(scope="module")
+def histories(
+    tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Cluster
 ) -> tuple[Path, PgTarget]:
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("CARMETRICS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("CARMETRICS_DB_PASSWORD", PASSWORD)
+    """Written once for the module (the derive test adds the same late report to both)."""
+    postgres_cluster.reset()
+    tmp_path = tmp_path_factory.mktemp("parity")
     (tmp_path / "config.toml").write_text('[analysis]\ntimezone = "Europe/Berlin"\n')
     cars = [
         commuter(days=21, every=300, seed=1, vin="HESXR1C4PARITY001"),
@@ -40,10 +39,21 @@ def both(
     ]
     frames = [c.frame() for c in cars]
     db = tmp_path / "h.db"
-    pg = PgTarget(postgres.dsn_without_password, Secret(PASSWORD))
+    pg = PgTarget(postgres_cluster.dsn_without_password, Secret(PASSWORD))
     write_history(db, frames)
     write_history(pg, frames)
     return db, pg
+
+
+@pytest.fixture
+def both(
+    histories: tuple[Path, PgTarget], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, PgTarget]:
+    monkeypatch.chdir(histories[0].parent)
+    for name in [n for n in os.environ if n.startswith("CARMETRICS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CARMETRICS_DB_PASSWORD", PASSWORD)
+    return histories
 
 
 def run(*args: str) -> str:
