@@ -256,3 +256,16 @@ async def test_the_command_audit_keeps_its_rows_in_postgresql(postgres: Cluster)
         ("c1", Status.DONE, Outcome.NOT_VERIFIED)
     ]
     again.close()
+
+
+def test_a_month_pruned_while_the_writer_runs_is_made_again(postgres: Cluster) -> None:
+    """A late report for a month ``db prune`` dropped behind the running writer's back is
+    stored (its partition made again), not retried forever."""
+    h = backend(target(postgres)).writer()
+    h.open()
+    h.write_now([snap(JAN + 40 * 86400.0)])  # February
+    h.write_now([snap(JAN + 60)])  # January: the writer now knows both months
+    assert backend(target(postgres)).prune(older_than=0.0, now=JAN + 32 * 86400.0) == 1
+    assert h.write_now([snap(JAN + 120)]) == 1  # a late January report
+    assert h.write_errors == 0
+    h.close()

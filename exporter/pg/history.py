@@ -7,7 +7,9 @@ with ``COPY ... FROM STDIN``. A batch is one transaction: vehicles upserted, veh
 late reports marked for ``db derive`` (``vins.changed_since``, as SQLite's writer marks them), then
 the COPY (binary). COPY cannot skip a row already stored (a report seen again after a restart), so
 a batch that hits the primary key is rolled back and written again through a temporary table and
-``INSERT ... ON CONFLICT DO NOTHING``: the fast path costs nothing, the rare one is correct. The month partitions a batch needs are created before it (``schema.create_months``).
+``INSERT ... ON CONFLICT DO NOTHING``: the fast path costs nothing, the rare one is correct. The
+month partitions a batch needs are created before it (``schema.create_months``); a month dropped
+by ``db prune`` meanwhile is noticed by the failed COPY and made again.
 """
 
 from __future__ import annotations
@@ -171,7 +173,11 @@ class PgHistory(HistoryWriter):
         import psycopg
 
         try:
-            return self._write_batch(self._conn, rows, vehicles, fast=True)
+            try:
+                return self._write_batch(self._conn, rows, vehicles, fast=True)
+            except psycopg.errors.CheckViolation:  # "no partition for row": pruned meanwhile
+                self._months = set(_months_of(self._conn))
+                return self._write_batch(self._conn, rows, vehicles, fast=True)
         except psycopg.errors.UniqueViolation:  # a report stored before: the careful path
             self.copy_fallbacks += 1
             return self._write_batch(self._conn, rows, vehicles, fast=False)
