@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -46,6 +47,9 @@ from exporter.tokens import tokens_from_config
 
 log = logging.getLogger(__name__)
 
+# a poll may ask for its account to be re-listed at most this often (seconds)
+RELIST_MIN_GAP: Final = 600.0
+
 
 @dataclass
 class Runtime:
@@ -66,6 +70,7 @@ class Runtime:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
+    _asked_relist_at: dict[str, float] = field(default_factory=dict)  # account -> last asked list
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
@@ -232,7 +237,7 @@ class Runtime:
         self._sync_vehicles(provider, vehicles)
         self.ready.set()
         while True:
-            await self._wait_relist(wake)
+            await self._wait_relist(provider.account, wake)
             try:
                 vehicles = await provider.vehicles()
             except ProviderError as exc:
@@ -246,16 +251,29 @@ class Runtime:
                 continue
             self._sync_vehicles(provider, vehicles)
 
-    async def _wait_relist(self, wake: asyncio.Event) -> None:
-        """Until the re-list interval passed or a poll asked for a re-list, whichever is first."""
-        sleeper = asyncio.ensure_future(self.clock.sleep(self.config.poll.relist))
-        waiter = asyncio.ensure_future(wake.wait())
-        try:
-            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
+    async def _wait_relist(self, account: str, wake: asyncio.Event) -> None:
+        """Until the re-list interval passed or a poll asked for a re-list, whichever is first.
+
+        Polls' requests are honoured at most once per ``RELIST_MIN_GAP``: a car waiting for its
+        owner to reconnect fails every poll, and each failure asking for a vehicle list would spend
+        the account's request budget on the same answer."""
+        await self._first(self.clock.sleep(self.config.poll.relist), wake.wait())
+        if wake.is_set():
+            last = self._asked_relist_at.get(account)
+            gap = min(RELIST_MIN_GAP, self.config.poll.relist)
+            if last is not None and last + gap > self.clock.now():
+                await self.clock.sleep(last + gap - self.clock.now())
+            self._asked_relist_at[account] = self.clock.now()
         wake.clear()
+
+    @staticmethod
+    async def _first(*waits: Coroutine[Any, Any, object]) -> None:
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
 
     def _sync_vehicles(self, provider: Provider, vehicles: list[VehicleInfo]) -> None:
         """Start polling the account's new cars and forget the ones it no longer lists."""

@@ -45,7 +45,7 @@ def test_run_serves_metrics_and_history_then_stops_cleanly(tmp_path: Path) -> No
     )
     body = ""
     try:
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 90  # a condition polled: only a failure waits this long
         vins: set[str] = set()
         while time.monotonic() < deadline and len(vins) < 3:
             time.sleep(0.5)

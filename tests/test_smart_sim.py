@@ -90,7 +90,7 @@ def make(
         settings={
             "region": region,
             "username": login["username"],
-            "request_timeout": 0.3,
+            "request_timeout": 0.6,  # well under the 1 s hang, well over a loaded machine
             **settings,
         },
         secrets={"password": Secret(password or login["password"])},

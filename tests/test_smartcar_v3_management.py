@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import json
@@ -137,3 +138,45 @@ async def test_unverified_webhook_gets_no_events_and_delete_unsubscribes(env: V3
     assert (await env.call("DELETE", f"/subscriptions/{sid}", tok, host="management_api"))[0] == 204
     _, subs, _ = await env.call("GET", "/subscriptions", tok, host="management_api")
     assert subs["data"] == []
+
+
+def _reachable(root: object, skip: tuple[object, ...]) -> list[object]:
+    """Every object reachable from ``root`` without passing through ``skip``."""
+    seen: set[int] = {id(s) for s in skip}
+    out, stack = [], [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        out.append(obj)
+        stack.extend(gc.get_referents(obj))
+    return out
+
+
+async def test_the_emitter_keeps_no_delivered_body_and_no_state_of_deleted_subscriptions(
+    env: V3Env,
+) -> None:
+    """A demo runs this simulator in the exporter's process for weeks: what it keeps per delivery
+    must be a few fields, never the envelope (the 30-day soak grew 250 MB when it was)."""
+    tok = await env.token()
+    vid = env.vehicle_ids[0]
+    await _subscribe(env, tok, vid)
+    for cmd in ("unlock", "lock", "unlock"):
+        await env.call("POST", f"/vehicles/{vid}/commands/security/{cmd}", tok, user=env.user)
+        env.clock.advance(30)
+        env.fleet.tick()
+        await env.sim.v3_emitter.idle()
+    delivered = {e["eventId"] for e in env.receiver.events("VEHICLE_STATE")}
+    assert len(delivered) >= 3
+    emitter = env.sim.v3_emitter
+    kept = _reachable(emitter, skip=(emitter.v3, emitter._http()))
+    envelopes = [o for o in kept if isinstance(o, dict) and o.get("eventId") in delivered]
+    assert envelopes == []
+    assert {s.event_id for s in emitter.sent} >= delivered  # the log still says what went out
+
+    _, subs, _ = await env.call("GET", "/subscriptions", tok, host="management_api")
+    sid = subs["data"][0]["id"]
+    await env.call("DELETE", f"/subscriptions/{sid}", tok, host="management_api")
+    await _subscribe(env, tok, env.vehicle_ids[1])
+    assert sid not in emitter._last
