@@ -21,7 +21,7 @@ from exporter.tables import Column, Table
 from .derive import _KEY, _NOT_NULL, STATE_COLUMNS, TABLES, Store, _Changes, _types
 from .load import pg_connect
 from .pg_load import read_samples
-from .pg_load import vins as pg_vins
+from .pg_load import vins_of
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class PgStore(Store):
                 self.conn.execute("DELETE FROM derive_state")
 
     def vins(self) -> list[str]:
-        return pg_vins(self.target)
+        return vins_of(self.conn)
 
     def _ids(self, vin: str) -> list[int]:
         return [int(r[0]) for r in self.all("SELECT id FROM vins WHERE vin = ?", (vin,))]

@@ -115,13 +115,18 @@ def _fetch(cur: Any, sql: str, params: list[object], width: int) -> np.ndarray:
 
 def vins(target: PgTarget) -> list[str]:
     with pg_connect(target) as conn:
-        return [
-            str(r[0])
-            for r in conn.execute(
-                "SELECT DISTINCT vin FROM vins AS v "
-                f"WHERE EXISTS (SELECT 1 FROM {TABLE} WHERE vehicle = v.id) ORDER BY vin"
-            )
-        ]
+        return vins_of(conn)
+
+
+def vins_of(conn: Any) -> list[str]:
+    """Every VIN with samples, in order."""
+    return [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT vin FROM vins AS v "
+            f"WHERE EXISTS (SELECT 1 FROM {TABLE} WHERE vehicle = v.id) ORDER BY vin"
+        )
+    ]
 
 
 def vehicles(target: PgTarget) -> pd.DataFrame:
