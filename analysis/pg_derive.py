@@ -20,8 +20,7 @@ from exporter.tables import Column, Table
 
 from .derive import _KEY, _NOT_NULL, STATE_COLUMNS, TABLES, Store, _Changes, _types
 from .load import pg_connect
-from .pg_load import read_samples
-from .pg_load import vins_of
+from .pg_load import read_samples, vins_of
 
 log = logging.getLogger(__name__)
 
