@@ -65,30 +65,36 @@ class PgStore(Store):
 
     def ensure_schema(self) -> None:
         """Create the derived tables, or bring an older shape to the described one (columns
-        added or dropped; every vehicle is then re-derived, as SQLite's reshape does)."""
+        added or dropped; every vehicle is then re-derived, as SQLite's reshape does). One
+        query when all is in shape already: ``db derive`` runs every few minutes."""
+        wanted = derived_tables()
+        have = {
+            str(name): list(cols)
+            for name, cols in self.conn.execute(
+                "SELECT table_name, array_agg(column_name::text ORDER BY ordinal_position) "
+                "FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = ANY(%s) GROUP BY table_name",
+                ([t.name for t in wanted],),
+            )
+        }
+        # order does not matter here (every insert names its columns), only the set does
+        if all(set(have.get(t.name, ())) == set(t.column_names) for t in wanted):
+            return
         reshaped = False
         with self.conn.transaction():
-            for table in derived_tables():
-                have = [
-                    r[0]
-                    for r in self.conn.execute(
-                        "SELECT column_name FROM information_schema.columns WHERE "
-                        "table_schema = current_schema() AND table_name = %s "
-                        "ORDER BY ordinal_position",
-                        (table.name,),
-                    )
-                ]
+            for table in wanted:
+                cols = have.get(table.name, [])
                 for stmt in table.ddl("postgres"):
                     self.conn.execute(stmt)
-                if not have or have == list(table.column_names):
+                if not cols or set(cols) == set(table.column_names):
                     continue
-                reshaped = table.name != "derive_state"
+                reshaped = reshaped or table.name != "derive_state"
                 for col in table.columns:
-                    if col.name not in have:
+                    if col.name not in cols:
                         self.conn.execute(
                             f"ALTER TABLE {table.name} ADD COLUMN {col.ddl('postgres')}"
                         )
-                for name in have:
+                for name in cols:
                     if name not in table.column_names:
                         self.conn.execute(f'ALTER TABLE {table.name} DROP COLUMN "{name}"')
             if reshaped:
