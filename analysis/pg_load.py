@@ -119,12 +119,16 @@ def vins(target: PgTarget) -> list[str]:
 
 
 def vins_of(conn: Any) -> list[str]:
-    """Every VIN with samples, in order."""
+    """Every VIN with samples, in order. A correlated ``LIMIT 1`` probe rather than ``EXISTS``:
+    over a partitioned table the planner turned ``EXISTS`` into a semi-join that read every row
+    (54 ms for a vehicle-month, most of a ``db derive`` with nothing new); the probe asks each
+    vehicle's key once."""
     return [
         str(r[0])
         for r in conn.execute(
             "SELECT DISTINCT vin FROM vins AS v "
-            f"WHERE EXISTS (SELECT 1 FROM {TABLE} WHERE vehicle = v.id) ORDER BY vin"
+            f"WHERE (SELECT d.ts FROM {TABLE} AS d WHERE d.vehicle = v.id LIMIT 1) IS NOT NULL "
+            "ORDER BY vin"
         )
     ]
 
