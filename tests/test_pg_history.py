@@ -269,3 +269,26 @@ def test_a_month_pruned_while_the_writer_runs_is_made_again(postgres: Cluster) -
     assert h.write_now([snap(JAN + 120)]) == 1  # a late January report
     assert h.write_errors == 0
     h.close()
+
+
+def test_tokens_rekey_on_postgresql(postgres: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from exporter.cli import cli
+    from exporter.tokens import EncryptedTokenStore, TokenVaultError, generate_key, parse_keys
+
+    old, new = generate_key(), generate_key()
+    store = EncryptedTokenStore(backend(target(postgres)).token_rows(), parse_keys(old, "k"))
+    store.save("smart:a", {"v": 1})
+    store.close()
+    monkeypatch.setenv("CARMETRICS_DB_PASSWORD", PASSWORD)
+    monkeypatch.setenv("CARMETRICS_TOKENS__KEY", f"{new},{old}")
+    res = CliRunner().invoke(cli, ["tokens", "rekey", "--db", postgres.dsn_without_password])
+    assert res.exit_code == 0 and "re-encrypted 1 token record(s)" in res.output, res.output
+    only_new = EncryptedTokenStore(backend(target(postgres)).token_rows(), parse_keys(new, "k"))
+    assert only_new.load("smart:a") == {"v": 1}
+    only_new.close()
+    only_old = EncryptedTokenStore(backend(target(postgres)).token_rows(), parse_keys(old, "k"))
+    with pytest.raises(TokenVaultError):
+        only_old.load("smart:a")
+    only_old.close()
