@@ -292,3 +292,39 @@ def test_tokens_rekey_on_postgresql(postgres: Cluster, monkeypatch: pytest.Monke
     with pytest.raises(TokenVaultError):
         only_old.load("smart:a")
     only_old.close()
+
+
+def test_two_writers_on_one_database_store_each_report_once(postgres: Cluster) -> None:
+    """Instances handing a car over may both write its reports for a moment: new months, new
+    vehicle ids and the same reports arrive from two writers at once; nothing fails, nothing
+    doubles."""
+    import threading
+
+    writers = [backend(target(postgres)).writer() for _ in range(2)]
+    for w in writers:
+        w.open()
+    month = 31 * 86400.0
+    shared = [snap(JAN + 5 * month + 600 * i, vin=f"HESXR1C4PGTEST{i % 3:03d}") for i in range(60)]
+    errors: list[BaseException] = []
+
+    def work(w: object, reports: list[Snapshot]) -> None:
+        try:
+            for i in range(0, len(reports), 10):
+                w.write_now(reports[i : i + 10])  # type: ignore[attr-defined]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w, shared)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and all(w.write_errors == 0 for w in writers)
+    assert sum(w.rows_written for w in writers) == len(shared)
+    for w in writers:
+        w.close()
+    import psycopg
+
+    with psycopg.connect(postgres.dsn) as c:
+        assert c.execute("SELECT count(*) FROM samples").fetchone()[0] == len(shared)
+        assert c.execute("SELECT count(*) FROM vins").fetchone()[0] == 3

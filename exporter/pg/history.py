@@ -50,6 +50,9 @@ MARK: Final = (
 )
 
 
+LOCK_VINS: Final = "SELECT 1 FROM vins WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+
+
 class RowBuilder:
     """Turns a codec row into ``sample_data``'s values in one pass: the same arithmetic as
     ``Codec.decode`` (so the same floats as SQLite's view), without its per-row dict; this is
@@ -178,6 +181,8 @@ class PgHistory(HistoryWriter):
             except psycopg.errors.CheckViolation:  # "no partition for row": pruned meanwhile
                 self._months = set(_months_of(self._conn))
                 return self._write_batch(self._conn, rows, vehicles, fast=True)
+            except psycopg.errors.DeadlockDetected:  # another instance's batch: once more
+                return self._write_batch(self._conn, rows, vehicles, fast=True)
         except psycopg.errors.UniqueViolation:  # a report stored before: the careful path
             self.copy_fallbacks += 1
             return self._write_batch(self._conn, rows, vehicles, fast=False)
@@ -197,7 +202,7 @@ class PgHistory(HistoryWriter):
         with conn.transaction():
             if vehicles:
                 with conn.cursor() as cur:
-                    cur.executemany(UPSERT_VEHICLES, vehicles)
+                    cur.executemany(UPSERT_VEHICLES, sorted(vehicles))
             ids = self._vehicle_ids(conn, [r[0] for r in rows])
             spans: dict[int, list[float]] = {}
             build = self._builder.build
@@ -215,7 +220,11 @@ class PgHistory(HistoryWriter):
                     span[1] = t
                 out.append(row)
             if spans:
-                conn.execute(MARK, (list(spans), *map(list, zip(*spans.values(), strict=True))))
+                order = sorted(spans)  # rows locked in one order by every writer: no deadlock
+                conn.execute(LOCK_VINS, (order,))
+                conn.execute(
+                    MARK, (order, [spans[v][0] for v in order], [spans[v][1] for v in order])
+                )
             with conn.cursor() as cur:
                 if fast:
                     _copy(cur, schema.TABLE, out)
@@ -228,7 +237,7 @@ class PgHistory(HistoryWriter):
     def _vehicle_ids(self, conn: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         ids = self._ids
         new: dict[tuple[str, str], int] = {}
-        for key in keys:
+        for key in sorted(set(keys)):  # one order for every writer (see MARK)
             if key in ids or key in new:
                 continue
             got = conn.execute(
