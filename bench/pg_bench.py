@@ -1,4 +1,4 @@
-"""Benchmark 8: the PostgreSQL history, each figure a ratio taken in one run.
+"""Benchmark 10: the PostgreSQL history, each figure a ratio taken in one run.
 
 Part 1, the writer: ``PgHistory`` (``add`` + flush: row building with the SQLite codec, the
 quantised values, vehicle ids, the late-row marks, one transaction and one ``COPY`` per batch)
