@@ -22,10 +22,11 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from exporter import remote_simulator
+from exporter.backend import backend
 from exporter.clock import Clock, FollowedClock, ManualClock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
-from exporter.history import History, last_report_time, preflight
+from exporter.history import HistoryWriter
 from exporter.hub import Hub, Outcome
 from exporter.hub_metrics import HubCollector
 from exporter.logs import mask_vin
@@ -64,7 +65,7 @@ class Runtime:
     session: aiohttp.ClientSession
     hub: Hub
     health: Health
-    history: History
+    history: HistoryWriter
     scheduler: Scheduler
     registry: CollectorRegistry
     tokens: TokenStore
@@ -92,7 +93,8 @@ class Runtime:
     async def create(cls, config: Config, clock: Clock | None = None) -> Runtime:
         """Build every piece (nothing started yet). ``clock`` overrides the choice made from config.
 
-        The history file is checked first (HistoryError: one line, nothing else opened yet)."""
+        The history (file or database) is checked first (HistoryError: one line, nothing else
+        opened yet)."""
         remote = None
         if config.simulator.url:  # a standalone simulator: its hosts, and its clock to follow
             remote, remote_now, remote_speed = await remote_simulator.connect(config.simulator.url)
@@ -101,7 +103,8 @@ class Runtime:
                 clock = FollowedClock(remote_now, remote_speed)
         if clock is None:
             _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
-        await asyncio.to_thread(preflight, config.db)
+        store = backend(config.db)
+        await asyncio.to_thread(store.preflight)
         embedded = config.simulator.enabled and remote is None
         saved = await _saved_simulator(config) if embedded else None
         saved_at = saved.get("clock") if saved is not None else None
@@ -112,7 +115,7 @@ class Runtime:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now";
                 # a restarted demo continues where its simulator (or else its history) stopped
                 start = time.time() - config.simulator.history_days * 86400
-                resumed = await asyncio.to_thread(last_report_time, config.db)
+                resumed = await asyncio.to_thread(store.last_report_time)
                 resumed = max(resumed or start, saved_at or start)
                 if resumed > start:
                     log.info("demo continues where it stopped", extra={"at": resumed})
@@ -126,11 +129,13 @@ class Runtime:
                 clock = RealClock()
         elif saved_at is not None and isinstance(clock, ManualClock):
             clock.set(saved_at)  # a test's clock continues where the saved simulator stopped
-        tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
+        tokens = await asyncio.to_thread(
+            tokens_from_config, config
+        )  # ConfigError: nothing to close
         hub = Hub()
         health = Health()
         # a simulator (here or standalone) restarted afresh replays its first days: refuse them
-        history = History(config.db, one_timeline=config.simulator.enabled or remote is not None)
+        history = store.writer(one_timeline=config.simulator.enabled or remote is not None)
         scheduler = Scheduler(hub, health, clock, config.poll)
         collector = VehicleCollector(
             hub,
@@ -226,6 +231,8 @@ class Runtime:
     async def _save_simulator(self) -> None:
         """Write the simulator's state beside the history; a failure costs only the continuity."""
         path = state_path(self.config.db)
+        if path is None:
+            return
         try:
             await asyncio.to_thread(write_state, path, self.simulator.state())
         except (OSError, ValueError) as exc:
@@ -402,8 +409,11 @@ class Runtime:
 
 async def _saved_simulator(config: Config) -> dict[str, Any] | None:
     """The embedded simulator's saved state, or None (a bad file: one warning, a fresh start)."""
+    path = state_path(config.db)
+    if path is None:
+        return None
     try:
-        return await asyncio.to_thread(read_state, state_path(config.db))
+        return await asyncio.to_thread(read_state, path)
     except StateError as exc:
         _state_warning(config, str(exc))
         return None
