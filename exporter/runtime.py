@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -43,6 +44,9 @@ from exporter.simulator.runner import start_simulator
 from exporter.snapshot import Snapshot, VehicleInfo
 from exporter.tokens import tokens_from_config
 
+if TYPE_CHECKING:
+    from exporter.fleet.member import FleetMember
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +69,13 @@ class Runtime:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
+    _account_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # VIN -> clock time of its first poll here (a fleet instance taking over an account keeps the
+    # cadence its previous holder left off at)
+    first_due: dict[str, float] = field(default_factory=dict)
+    # called with a VIN when a car left its account (not when this instance only let it go)
+    removed_listeners: list[Callable[[str], None]] = field(default_factory=list)
+    fleet: FleetMember | None = None  # when [shard] mode = "auto"
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
@@ -126,14 +137,13 @@ class Runtime:
     # --- health (read by /healthz) ----------------------------------------------------------------
     def alive(self) -> bool:
         """True while the loops that must never end (scheduler, history writer) still run."""
-        loops = [t for t in self._tasks if t.get_name() in {"scheduler", "history"}]
+        loops = [t for t in self._tasks if t.get_name() in {"scheduler", "history", "fleet"}]
         return all(not t.done() for t in loops)
 
     def failed_tasks(self) -> int:
         """Background tasks that ended with an error (the soak counts them)."""
-        return sum(
-            1 for t in self._tasks if t.done() and not t.cancelled() and t.exception() is not None
-        )
+        tasks = [*self._tasks, *self._account_tasks.values()]
+        return sum(1 for t in tasks if t.done() and not t.cancelled() and t.exception() is not None)
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -148,18 +158,27 @@ class Runtime:
                 "embedded simulator started", extra={"vehicles": len(self.simulator.fleet.vins)}
             )
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+        from exporter.fleet.settings import load_settings as shard_settings
+
+        shard = shard_settings(self.config)
+        if shard is not None:
+            # accounts are started as this instance wins their leases (exporter.fleet)
+            from exporter.fleet.member import FleetMember
+
+            self.fleet = FleetMember(self, shard)
+            await self.fleet.start()
+            return
         for account in self.config.accounts:
-            provider = self.build_provider(account)
-            self.providers[account.name] = provider
-            self._tasks.append(
-                asyncio.create_task(self.add_provider(provider), name=f"add-{account.name}")
-            )
+            await self.attach_account(account.name)
 
     async def stop(self) -> None:
-        for task in reversed(self._tasks):
+        if self.fleet is not None:
+            await self.fleet.stop()  # hands every account back before the loops end
+        for task in reversed([*self._tasks, *self._account_tasks.values()]):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._account_tasks.values(), return_exceptions=True)
         self._tasks.clear()
+        self._account_tasks.clear()
         for provider in self.providers.values():
             try:
                 await provider.close()
@@ -170,6 +189,47 @@ class Runtime:
         if self.simulator is not None:
             await self.simulator.close()
         log.info("stopped", extra={"rows_written": self.history.rows_written})
+
+    # --- accounts ---------------------------------------------------------------------------------
+    async def attach_account(
+        self, name: str, next_polls: Mapping[str, float] | None = None
+    ) -> None:
+        """Start polling one configured account: its provider logs in and lists its cars in the
+        background. ``next_polls`` (VIN -> clock time) delays a car's first poll here."""
+        account = next(a for a in self.config.accounts if a.name == name)
+        self.first_due.update(next_polls or {})
+        provider = self.build_provider(account)
+        self.providers[name] = provider
+        self._account_tasks[name] = asyncio.create_task(
+            self.add_provider(provider), name=f"add-{name}"
+        )
+
+    async def detach_account(self, name: str, *, cancel: bool) -> dict[str, float]:
+        """Stop polling one account and forget its cars' series (their history stays); returns
+        VIN -> when each car was due next. ``cancel`` abandons polls in flight (see
+        :meth:`Scheduler.drop`)."""
+        task = self._account_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        provider = self.providers.pop(name, None)
+        self._relist.pop(name, None)
+        if provider is None:
+            return {}
+        vins = [v for v in self.scheduler.vins if self.scheduler.provider_of(v) is provider]
+        due = {v: d for v in vins if (d := self.scheduler.due(v)) is not None}
+        await self.scheduler.drop(vins, cancel=cancel)
+        others = [v for v, info in self.hub.vehicles.items() if info.account == name]
+        for vin in {*vins, *others}:
+            self.hub.forget(vin)
+            self.health.vehicles.pop(vin, None)
+            self.first_due.pop(vin, None)
+        self.health.api_up.pop((provider.name, name), None)
+        try:
+            await provider.close()
+        except Exception:
+            log.exception("provider close failed", extra={"account": name})
+        return due
 
     # --- providers --------------------------------------------------------------------------------
     def public_url(self) -> str:
@@ -264,7 +324,9 @@ class Runtime:
     def vehicle_added(self, provider: Provider, info: VehicleInfo) -> None:
         known = info.vin in self.scheduler.vins
         self.hub.register(info)
-        self.scheduler.add(info.vin, provider)
+        due = self.first_due.pop(info.vin, None)
+        delay = 0.0 if due is None else max(0.0, due - self.clock.now())
+        self.scheduler.add(info.vin, provider, delay)
         if not known:
             log.info(
                 "vehicle added",
@@ -278,6 +340,8 @@ class Runtime:
         self.scheduler.remove(vin)
         self.hub.forget(vin)
         self.health.vehicles.pop(vin, None)
+        for cb in self.removed_listeners:
+            cb(vin)
         log.info("vehicle removed", extra={"vin": mask_vin(vin)})
 
     def _poll_failed(self, vin: str, exc: ProviderError) -> None:

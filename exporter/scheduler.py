@@ -84,6 +84,7 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.on_poll = on_poll
         self._failure_listeners: list[Callable[[str, ProviderError], None]] = []
+        self._polled_listeners: list[Callable[[str, float], None]] = []
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -105,6 +106,31 @@ class Scheduler:
     def remove(self, vin: str) -> None:
         """Stop polling ``vin`` (a poll in flight finishes; its result is still published)."""
         self._entries.pop(vin, None)
+
+    async def drop(self, vins: list[str], *, cancel: bool) -> None:
+        """Stop polling ``vins`` and wait until none of their polls runs any more.
+
+        ``cancel`` abandons polls in flight (a lease that is already lost: another instance may
+        poll the car soon); otherwise they finish and their reports are still published (an
+        account handed over on purpose)."""
+        for vin in vins:
+            self._entries.pop(vin, None)
+        running = [t for vin in vins if (t := self._inflight.get(vin)) is not None]
+        if cancel:
+            for task in running:
+                task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def due(self, vin: str) -> float | None:
+        """When ``vin`` is polled next (clock time), or None when it is not scheduled."""
+        e = self._entries.get(vin)
+        return e.due if e is not None else None
+
+    def on_polled(self, cb: Callable[[str, float], None]) -> None:
+        """Call ``cb(vin, polled_at)`` after every scheduled poll, success or failure, once the
+        next poll is scheduled (a fleet member records both so a successor keeps the cadence)."""
+        self._polled_listeners.append(cb)
 
     def on_failure(self, cb: Callable[[str, ProviderError], None]) -> None:
         """Call ``cb(vin, error)`` after every failed poll (the runtime re-lists on not_linked)."""
@@ -201,6 +227,7 @@ class Scheduler:
 
     async def _poll(self, vin: str, provider: Provider) -> None:
         h = self.health.vehicle(vin)
+        polled_at = self.clock.now()
         started = time.perf_counter()
         result: Outcome | ProviderError
         try:
@@ -227,6 +254,8 @@ class Scheduler:
             h.last_duration = time.perf_counter() - started
             self._inflight.pop(vin, None)
             self._sem.release()
+        for cb in self._polled_listeners:
+            cb(vin, polled_at)
         if self.on_poll is not None:
             self.on_poll(vin, result)
 

@@ -1,0 +1,334 @@
+"""One instance of a fleet: wins account leases in PostgreSQL, polls what it holds, lets go of the
+rest.
+
+Why a lease table with heartbeats rather than advisory locks: an advisory lock lives exactly as
+long as the database session, so ownership would follow the TCP connection, not the instance. A
+lock is released the moment the server notices a dead connection (a successor starts at once,
+before the old owner's last interval has run out: the same car polled twice in one interval), and
+kept while a half-open connection lingers (nobody polls). A lease row carries its own expiry in the
+database's clock: the successor waits until the lease has run out, reads where the previous
+holder's schedule stood (``fleet_vehicles.next_at``) and continues from there. A holder that cannot
+renew stops polling on its own (one heartbeat before the lease runs out, by its monotonic clock),
+so two instances never poll one account at once, even across a network partition.
+
+Each heartbeat (``[shard] heartbeat``, default a quarter of the lease) in one transaction: say the
+instance lives, renew its leases, count the live instances. Then balance: with ``n`` accounts and
+``k`` live instances each takes at most ``ceil(n / k)``; one holding more hands the surplus back
+after its polls in flight ended (so a newly joined instance gets its share), one holding fewer
+claims free accounts. A dead instance's leases are claimed the moment they expire: the loop wakes
+up then instead of a heartbeat later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from exporter.fleet.settings import ShardSettings
+from exporter.fleet.store import PollTime, Store, migrate
+from exporter.snapshot import VehicleInfo
+
+if TYPE_CHECKING:
+    from exporter.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+WRITE_EVERY = 1.0  # s between writes of poll times and cars (what a successor continues from)
+DB_ERRORS = (psycopg.Error, OSError, TimeoutError)
+
+
+@dataclass
+class FleetStats:
+    """What /metrics and /healthz say about this instance's part in the fleet."""
+
+    live_instances: int = 0
+    renewals: int = 0  # heartbeats that renewed this instance's leases
+    renewal_failures: int = 0  # heartbeats that failed (database unreachable, too slow)
+    acquired: int = 0  # leases won
+    takeovers: int = 0  # of those, accounts whose previous holder's lease had expired
+    released: int = 0  # accounts handed back for balance or at a clean stop
+    lost: int = 0  # leases gone before they were handed back (renewal failed too long)
+    connected: bool = False
+
+
+def instance_id() -> str:
+    """Host name, process id and a random part: a restarted process never inherits leases."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class FleetMember:
+    def __init__(self, runtime: Runtime, settings: ShardSettings, me: str | None = None) -> None:
+        self.rt = runtime
+        self.settings = settings
+        self.id = me or instance_id()
+        self.accounts = [a.name for a in runtime.config.accounts]
+        self.held: dict[str, int] = {}  # account -> lease generation
+        self.stats = FleetStats()
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._releasing: set[str] = set()
+        self._detached: set[str] = set()  # let go of, the release not yet written
+        self._fence_at = 0.0  # monotonic: stop polling by then unless a renewal succeeds
+        self._polls: dict[str, PollTime] = {}
+        self._cars: dict[str, VehicleInfo] = {}
+        self._gone: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        from exporter.fleet.forward import Forwarder
+        from exporter.fleet.metrics import ShardCollector
+
+        self.forwarder = Forwarder(self)
+        runtime.registry.register(ShardCollector(self, self.forwarder))
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Hook into the runtime and start the heartbeat; the database may still be down (the
+        loop keeps trying and holds no account until it answers)."""
+        self.pool = AsyncConnectionPool(
+            self.settings.dsn,
+            min_size=1,
+            max_size=4,
+            kwargs={"autocommit": True, "connect_timeout": 5},
+            open=False,
+            timeout=5,
+            name="carmetrics-fleet",
+        )
+        await self.pool.open(wait=False)
+        self.rt.scheduler.on_polled(self._polled)
+        self.rt.hub.on_vehicle(self._vehicle)
+        self.rt.removed_listeners.append(self._removed)
+        self._tasks = [
+            asyncio.create_task(self.run(), name="fleet"),
+            asyncio.create_task(self._write_forever(), name="fleet-writer"),
+        ]
+        self.rt._tasks.append(self._tasks[0])
+        log.info(
+            "fleet instance started",
+            extra={"instance": self.id, "url": self.settings.advertise_url},
+        )
+
+    async def stop(self) -> None:
+        """Hand every account back after its polls in flight ended, so the others take over at
+        once instead of after the lease time."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for account in list(self.held):
+            if account not in self._detached:
+                await self._let_go(account, cancel=False)
+        try:
+            await self._write()
+            if self._conn is not None:
+                await asyncio.wait_for(Store(self._conn, self.id).leave(), 5)
+                self.released_all()
+        except DB_ERRORS as exc:
+            log.warning(
+                "leases not handed back; they expire after the lease time",
+                extra={"error": str(exc)},
+            )
+        if self._conn is not None:
+            await self._conn.close()
+        if self.pool is not None:
+            await self.pool.close()
+        await self.forwarder.close()
+
+    def released_all(self) -> None:
+        self.stats.released += len(self.held)
+        self.held.clear()
+        self._detached.clear()
+
+    # --- the heartbeat ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        settle_until = time.monotonic() + self.settings.heartbeat
+        while True:
+            wait = self.settings.heartbeat
+            try:
+                wait = await asyncio.wait_for(self._tick(settle_until), self.settings.heartbeat)
+            except DB_ERRORS as exc:
+                self.stats.renewal_failures += 1
+                self.stats.connected = False
+                log.warning(
+                    "fleet heartbeat failed",
+                    extra={"error": str(exc) or type(exc).__name__, "held": len(self.held)},
+                )
+                await self._reconnect()
+            if self.held and time.monotonic() >= self._fence_at:
+                log.error(
+                    "leases not renewed in time: stopping every account before they expire",
+                    extra={"accounts": len(self.held)},
+                )
+                for account in list(self.held):
+                    await self._lose(account)
+            if self.held:
+                wait = min(wait, max(0.0, self._fence_at - time.monotonic()))
+            await asyncio.sleep(max(0.05, wait))
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.settings.dsn, autocommit=True, connect_timeout=5
+            )
+            await migrate(self._conn)
+            await Store(self._conn, self.id).add_accounts(self.accounts)
+        return self._conn
+
+    async def _reconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        self._conn = None
+
+    async def _tick(self, settle_until: float) -> float:
+        """One heartbeat; returns the seconds until the next one."""
+        s = self.settings
+        store = Store(await self._connection(), self.id)
+        sent = time.monotonic()
+        async with store.conn.transaction():
+            live = await store.heartbeat(s.advertise_url, s.lease)
+            renewed = await store.renew(s.lease)
+        # the lease's expiry counts from the database's now(), which is later than ``sent``
+        self._fence_at = sent + s.lease - s.heartbeat
+        self.stats.connected = True
+        self.stats.live_instances = live
+        if self.held:
+            self.stats.renewals += 1
+        for account in [a for a in self.held if a not in renewed and a not in self._releasing]:
+            log.warning("lease lost to another instance", extra={"account": account})
+            await self._lose(account)
+        for account in list(self._detached):
+            await store.release(account)
+            self._detached.discard(account)
+            self.held.pop(account, None)
+            self.stats.released += 1
+        if time.monotonic() < settle_until:
+            # one heartbeat to let instances started together see each other before claiming
+            return max(0.05, settle_until - time.monotonic())
+        share = math.ceil(len(self.accounts) / max(1, live))
+        polling = [a for a in self.held if a not in self._releasing and a not in self._detached]
+        if len(polling) > share:
+            for account in sorted(polling)[share:]:
+                self._releasing.add(account)
+                self._tasks.append(
+                    asyncio.create_task(self._release(account), name=f"release-{account}")
+                )
+        elif len(self.held) < share:
+            for c in await store.claim(self.accounts, share - len(self.held), s.lease):
+                self.held[c.account] = c.generation
+                self.stats.acquired += 1
+                if c.previous is not None:
+                    self.stats.takeovers += 1
+                next_polls = await store.next_polls(c.account)
+                log.info(
+                    "account taken" + (" over" if c.previous else ""),
+                    extra={"account": c.account, "generation": c.generation},
+                )
+                await self.rt.attach_account(c.account, next_polls)
+        until = await store.seconds_to_next_expiry(self.accounts)
+        return s.heartbeat if until is None else min(s.heartbeat, until + 0.05)
+
+    async def _release(self, account: str) -> None:
+        """Balance: stop polling (polls in flight end normally), write where each car's schedule
+        stands, then free the lease for the instance that has fewer."""
+        try:
+            await self._let_go(account, cancel=False)
+            await self._write()
+            if self._conn is not None:
+                await Store(self._conn, self.id).release(account)
+                self._detached.discard(account)
+                self.held.pop(account, None)
+                self.stats.released += 1
+                log.info("account handed back for balance", extra={"account": account})
+        except DB_ERRORS as exc:  # the next heartbeat writes the release
+            log.warning("account release not written yet", extra={"error": str(exc)})
+        finally:
+            self._releasing.discard(account)
+
+    async def _let_go(self, account: str, *, cancel: bool) -> None:
+        due = await self.rt.detach_account(account, cancel=cancel)
+        for vin, at in due.items():
+            known = self._polls.get(vin)
+            self._polls[vin] = PollTime(vin, known.polled_at if known else None, at)
+        self._detached.add(account)
+
+    async def _lose(self, account: str) -> None:
+        """The lease is (or is about to be) gone: stop at once, abandoning polls in flight."""
+        await self._let_go(account, cancel=True)
+        self._detached.discard(account)
+        self.held.pop(account, None)
+        self.stats.lost += 1
+
+    # --- what a successor continues from ----------------------------------------------------------
+    def _polled(self, vin: str, polled_at: float) -> None:
+        self._polls[vin] = PollTime(vin, polled_at, self.rt.scheduler.due(vin))
+
+    def _vehicle(self, info: VehicleInfo) -> None:
+        if info.account in self.held:
+            self._cars[info.vin] = info
+
+    def _removed(self, vin: str) -> None:
+        self._cars.pop(vin, None)
+        self._gone.add(vin)
+
+    async def _write_forever(self) -> None:
+        while True:
+            await asyncio.sleep(WRITE_EVERY)
+            try:
+                await self._write()
+            except DB_ERRORS as exc:
+                log.warning("fleet state not written; retrying", extra={"error": str(exc)})
+
+    async def _write(self) -> None:
+        if not (self._polls or self._cars or self._gone) or self.pool is None:
+            return
+        polls, self._polls = list(self._polls.values()), {}
+        cars, self._cars = list(self._cars.values()), {}
+        gone, self._gone = list(self._gone), set()
+        try:
+            async with self.pool.connection() as conn:
+                store = Store(conn, self.id)
+                for info in cars:
+                    provider = self.rt.providers.get(info.account)
+                    commands = sorted(provider.supported_commands(info.vin)) if provider else []
+                    await store.add_vehicle(
+                        info.vin,
+                        info.account,
+                        info.provider,
+                        info.make,
+                        info.model,
+                        info.year,
+                        commands,
+                    )
+                for vin in gone:
+                    await store.remove_vehicle(vin, list(self.held))
+                await store.record_polls(polls)
+        except BaseException:
+            # keep what was not written (newer entries win) for the next attempt
+            for p in polls:
+                self._polls.setdefault(p.vin, p)
+            for info in cars:
+                self._cars.setdefault(info.vin, info)
+            self._gone.update(gone)
+            raise
+
+    # --- read by /healthz and /metrics ------------------------------------------------------------
+    def held_accounts(self) -> list[str]:
+        return sorted(a for a in self.held if a not in self._detached)
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz: account names only, never a setting or a secret."""
+        return {
+            "instance": self.id,
+            "accounts": self.held_accounts(),
+            "live_instances": self.stats.live_instances,
+            "database": "up" if self.stats.connected else "down",
+        }
