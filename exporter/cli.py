@@ -149,6 +149,13 @@ def cli() -> None:
 )
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default=None)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option(
+    "--shard",
+    type=click.Choice(["off", "auto"]),
+    default=None,
+    help="auto: share the accounts with the other instances on the same PostgreSQL --db "
+    "(overrides shard.mode; docs/SCALING.md).",
+)
 def run(
     config_path: Path | None,
     port: int | None,
@@ -156,16 +163,21 @@ def run(
     db: Path | None,
     log_level: str | None,
     log_format: str | None,
+    shard: str | None,
 ) -> None:
     """Poll the configured accounts, serve /metrics and record the history.
 
     \b
     Example:
       carmetrics run --config config.toml --port 8477 --db /data/carmetrics.db
+      carmetrics run --config fleet.toml --db postgresql://carmetrics@db/carmetrics --shard auto
     """
     cfg = _load_config(
         config_path, port=port, listen=listen, db=db, log_level=log_level, log_format=log_format
     )
+    if shard is not None:
+        table = dict(cfg.extra.get("shard") or {})
+        cfg = replace(cfg, extra={**cfg.extra, "shard": {**table, "mode": shard}})
     logsetup.setup(cfg.log_level, cfg.log_format)
     import logging
 
