@@ -16,6 +16,8 @@ from bench.postgres import Cluster
 from exporter.clock import RealClock
 from exporter.config import AccountConfig, Config, ConfigError, PollConfig
 from exporter.fleet import settings as fleet_settings
+from exporter.fleet.member import first_polls
+from exporter.fleet.store import Claimed, PollTime
 from exporter.providers import registry
 from exporter.runtime import Runtime
 from tests.toy_provider import ENTRY
@@ -172,3 +174,15 @@ def test_the_heartbeat_must_leave_room_for_a_lost_renewal(tmp_path: Path) -> Non
     cfg = Config(db=tmp_path / "h.db", extra={"shard": {"lease": 10, "heartbeat": 5}})
     with pytest.raises(ConfigError, match=r"shard.heartbeat = 5.0: expected less than half"):
         fleet_settings.load_settings(cfg)
+
+
+def test_a_successor_continues_a_handed_back_account_where_its_holder_left_it() -> None:
+    seen = [PollTime("A", 100.0, 160.0), PollTime("B", 90.0, 690.0)]
+    assert first_polls(seen, Claimed("acct", 2, None, 150.0)) == {"A": 160.0, "B": 690.0}
+
+
+def test_after_a_takeover_a_car_due_before_the_lease_ran_out_counts_as_polled_then() -> None:
+    # the dead holder may have polled A (due at 160) after its last write, up to 170 at most
+    seen = [PollTime("A", 100.0, 160.0), PollTime("B", 90.0, 690.0), PollTime("C", None, 120.0)]
+    got = first_polls(seen, Claimed("acct", 2, "dead-instance", 170.0))
+    assert got == {"A": 170.0 + 60.0, "B": 690.0, "C": 170.0}

@@ -36,7 +36,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from exporter.fleet.settings import ShardSettings
-from exporter.fleet.store import PollTime, Store, migrate
+from exporter.fleet.store import Claimed, PollTime, Store, migrate
 from exporter.snapshot import VehicleInfo
 
 if TYPE_CHECKING:
@@ -67,6 +67,28 @@ def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+def first_polls(seen: list[PollTime], claimed: Claimed) -> dict[str, float]:
+    """VIN -> the earliest moment this instance may poll the car, so no car is polled twice in
+    one interval across a change of holder.
+
+    An account handed back on purpose: its holder stopped polling, then wrote each car's next poll
+    time; this instance continues from there. An account whose holder's lease expired (it died, or
+    lost the database): the holder may have polled a car after its last write, up to the moment it
+    stopped on its own, which is before its lease ran out. A car that was due by then counts as
+    polled at that moment, and waits one of its intervals after it (the interval its holder last
+    used); a car due later was not polled since the write, and keeps its time.
+    """
+    out: dict[str, float] = {}
+    for p in seen:
+        assert p.next_at is not None
+        if claimed.previous is None or p.next_at > claimed.previous_expiry:
+            out[p.vin] = p.next_at
+        else:
+            interval = p.next_at - p.polled_at if p.polled_at is not None else 0.0
+            out[p.vin] = claimed.previous_expiry + max(0.0, interval)
+    return out
+
+
 class FleetMember:
     def __init__(self, runtime: Runtime, settings: ShardSettings, me: str | None = None) -> None:
         self.rt = runtime
@@ -84,6 +106,7 @@ class FleetMember:
         self._cars: dict[str, VehicleInfo] = {}
         self._gone: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._write_lock = asyncio.Lock()  # one write at a time: a newer next poll time wins
         from exporter.fleet.forward import Forwarder
         from exporter.fleet.metrics import ShardCollector
 
@@ -227,7 +250,7 @@ class FleetMember:
                 self.stats.acquired += 1
                 if c.previous is not None:
                     self.stats.takeovers += 1
-                next_polls = await store.next_polls(c.account)
+                next_polls = first_polls(await store.poll_times(c.account), c)
                 log.info(
                     "account taken" + (" over" if c.previous else ""),
                     extra={"account": c.account, "generation": c.generation},
@@ -269,6 +292,7 @@ class FleetMember:
 
     # --- what a successor continues from ----------------------------------------------------------
     def _polled(self, vin: str, polled_at: float) -> None:
+        # recorded once the next poll is scheduled: the successor needs both times
         self._polls[vin] = PollTime(vin, polled_at, self.rt.scheduler.due(vin))
 
     def _vehicle(self, info: VehicleInfo) -> None:
@@ -288,6 +312,10 @@ class FleetMember:
                 log.warning("fleet state not written; retrying", extra={"error": str(exc)})
 
     async def _write(self) -> None:
+        async with self._write_lock:
+            await self._write_locked()
+
+    async def _write_locked(self) -> None:
         if not (self._polls or self._cars or self._gone) or self.pool is None:
             return
         polls, self._polls = list(self._polls.values()), {}

@@ -63,6 +63,7 @@ class Claimed:
     account: str
     generation: int
     previous: str | None  # the owner whose lease had expired (a takeover), None if it was free
+    previous_expiry: float  # when that lease ran out (epoch seconds, the database's clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ class Store:
             return []
         cur = await self.conn.execute(
             """WITH free AS (
-                 SELECT account, owner AS previous FROM fleet_leases
+                 SELECT account, owner AS previous, expires_at AS expired FROM fleet_leases
                  WHERE account = ANY(%(accounts)s) AND (owner IS NULL OR expires_at <= now())
                  ORDER BY md5(account || %(me)s) LIMIT %(k)s
                  FOR UPDATE SKIP LOCKED)
@@ -148,12 +149,13 @@ class Store:
                SET owner = %(me)s, generation = l.generation + 1, acquired_at = now(),
                    expires_at = now() + make_interval(secs => %(lease)s)
                FROM free WHERE l.account = free.account
-               RETURNING l.account, l.generation, free.previous""",
+               RETURNING l.account, l.generation, free.previous,
+                 coalesce(extract(epoch FROM free.expired), 0)::float8""",
             {"accounts": list(accounts), "me": self.me, "k": k, "lease": lease},
         )
         return [
-            Claimed(str(a), int(g), None if p is None or p == self.me else str(p))
-            for a, g, p in await cur.fetchall()
+            Claimed(str(a), int(g), None if p is None or p == self.me else str(p), float(e))
+            for a, g, p, e in await cur.fetchall()
         ]
 
     async def release(self, account: str) -> None:
@@ -228,13 +230,17 @@ class Store:
             ),
         )
 
-    async def next_polls(self, account: str) -> dict[str, float]:
-        """VIN -> when the account's previous holder meant to poll the car next (clock time)."""
+    async def poll_times(self, account: str) -> list[PollTime]:
+        """Where the previous holder of ``account`` left each car's schedule."""
         cur = await self.conn.execute(
-            "SELECT vin, next_at FROM fleet_vehicles WHERE account = %s AND next_at IS NOT NULL",
+            """SELECT vin, polled_at, next_at FROM fleet_vehicles
+               WHERE account = %s AND next_at IS NOT NULL""",
             (account,),
         )
-        return {str(v): float(t) for v, t in await cur.fetchall()}
+        return [
+            PollTime(str(v), None if p is None else float(p), float(n))
+            for v, p, n in await cur.fetchall()
+        ]
 
     async def vehicles(self) -> list[dict[str, Any]]:
         cur = await self.conn.execute(
