@@ -32,6 +32,7 @@ import pandas as pd
 import sqlite_utils
 
 from exporter import history_layout as layout
+from exporter.dbtarget import PgTarget
 
 from .charges import CHARGE_COLUMNS
 from .charges import detect as detect_charges
@@ -142,7 +143,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def derive(
-    db_path: Path | str,
+    db_path: Path | str | PgTarget,
     settings: Settings | None = None,
     *,
     vin: str | None = None,
@@ -151,6 +152,10 @@ def derive(
 ) -> list[DeriveResult]:
     """Bring the ``trips`` and ``charging_sessions`` tables up to date; returns what was done."""
     s = settings or Settings()
+    if isinstance(db_path, PgTarget):
+        from .pg_derive import derive as pg_derive
+
+        return pg_derive(db_path, s, vin=vin, rebuild=rebuild, progress=progress)
     conn = _connect(db_path)
     try:
         ensure_schema(conn)

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from exporter.backend import backend
 from exporter.clock import Clock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
-from exporter.history import History, last_report_time, preflight
+from exporter.history import HistoryWriter
 from exporter.hub import Hub, Outcome
 from exporter.hub_metrics import HubCollector
 from exporter.logs import mask_vin
@@ -57,7 +58,7 @@ class Runtime:
     session: aiohttp.ClientSession
     hub: Hub
     health: Health
-    history: History
+    history: HistoryWriter
     scheduler: Scheduler
     registry: CollectorRegistry
     tokens: TokenStore
@@ -82,16 +83,18 @@ class Runtime:
     async def create(cls, config: Config, clock: Clock | None = None) -> Runtime:
         """Build every piece (nothing started yet). ``clock`` overrides the choice made from config.
 
-        The history file is checked first (HistoryError: one line, nothing else opened yet)."""
+        The history (file or database) is checked first (HistoryError: one line, nothing else
+        opened yet)."""
         if clock is None:
             _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
-        await asyncio.to_thread(preflight, config.db)
+        store = backend(config.db)
+        await asyncio.to_thread(store.preflight)
         if clock is None:
             if config.simulator.enabled:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now";
                 # a restarted demo continues from its history's last report instead
                 start = time.time() - config.simulator.history_days * 86400
-                resumed = await asyncio.to_thread(last_report_time, config.db)
+                resumed = await asyncio.to_thread(store.last_report_time)
                 if resumed is not None and resumed > start:
                     log.info("demo continues where its history stopped", extra={"at": resumed})
                     start = min(resumed, time.time())
@@ -102,10 +105,12 @@ class Runtime:
                 )
             else:
                 clock = RealClock()
-        tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
+        tokens = await asyncio.to_thread(
+            tokens_from_config, config
+        )  # a ConfigError: nothing to close
         hub = Hub()
         health = Health()
-        history = History(config.db, one_timeline=config.simulator.enabled)
+        history = store.writer(one_timeline=config.simulator.enabled)
         scheduler = Scheduler(hub, health, clock, config.poll)
         collector = VehicleCollector(
             hub,
