@@ -15,6 +15,7 @@ generous deadline, so a loaded machine makes it slower, not red.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -221,7 +222,7 @@ def test_three_instances_share_the_fleet_and_take_over_from_a_killed_one(
         by_car[e["vin"]].append(e)
     for vin, reads in by_car.items():
         reads.sort(key=lambda e: e["t"])
-        for a, b in zip(reads, reads[1:], strict=False):
+        for a, b in itertools.pairwise(reads):
             if a["session"] != b["session"]:
                 assert b["t"] - a["t"] >= INTERVAL - 0.05, (vin, a, b)
 
