@@ -222,8 +222,7 @@ class Runtime:
         if provider is None:
             return {}
         vins = [v for v in self.scheduler.vins if self.scheduler.provider_of(v) is provider]
-        due = {v: d for v in vins if (d := self.scheduler.due(v)) is not None}
-        await self.scheduler.drop(vins, cancel=cancel)
+        due = await self.scheduler.drop(vins, cancel=cancel)
         others = [v for v, info in self.hub.vehicles.items() if info.account == name]
         for vin in {*vins, *others}:
             self.hub.forget(vin)

@@ -92,6 +92,7 @@ class Scheduler:
         self._sem = asyncio.Semaphore(poll.concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._poll_done: dict[str, asyncio.Event] = {}
+        self._dropping: set[str] = set()  # let go of; a poll in flight is still finishing
 
     # --- membership -------------------------------------------------------------------------------
     def add(self, vin: str, provider: Provider, delay: float = 0.0) -> None:
@@ -107,20 +108,31 @@ class Scheduler:
         """Stop polling ``vin`` (a poll in flight finishes; its result is still published)."""
         self._entries.pop(vin, None)
 
-    async def drop(self, vins: list[str], *, cancel: bool) -> None:
-        """Stop polling ``vins`` and wait until none of their polls runs any more.
+    async def drop(self, vins: list[str], *, cancel: bool) -> dict[str, float]:
+        """Stop polling ``vins``; once none of their polls runs any more, VIN -> when each would
+        have been polled next (a poll that was in flight has rescheduled its car by then).
 
         ``cancel`` abandons polls in flight (a lease that is already lost: another instance may
         poll the car soon); otherwise they finish and their reports are still published (an
         account handed over on purpose)."""
+        self._dropping.update(vins)
         for vin in vins:
-            self._entries.pop(vin, None)
+            e = self._entries.get(vin)
+            if e is not None:
+                e.paused = True  # not dispatched again, still rescheduled by a poll in flight
         running = [t for vin in vins if (t := self._inflight.get(vin)) is not None]
         if cancel:
             for task in running:
                 task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        due = {}
+        self._dropping.difference_update(vins)
+        for vin in vins:
+            e = self._entries.pop(vin, None)
+            if e is not None:
+                due[vin] = e.due
+        return due
 
     def due(self, vin: str) -> float | None:
         """When ``vin`` is polled next (clock time), or None when it is not scheduled."""
@@ -155,7 +167,7 @@ class Scheduler:
         A request made while a poll of the vehicle runs is remembered and applied when it ends, unless
         the cloud answered with a Retry-After that forbids it."""
         e = self._entries.get(vin)
-        if e is None:
+        if e is None or vin in self._dropping:
             return
         e.paused = False
         due = max(self.clock.now() + delay, e.not_before)

@@ -9,7 +9,8 @@ while the dead instance could still have polled it waits one interval, docs/SCAL
 read by two sessions less than one interval apart; each account logs in once per lease holder; and
 every report the cloud served to a live instance is in PostgreSQL.
 
-Leases of 3 s and polls every 2 s keep it short; every wait is a condition polled against a
+Then a new instance joins and the two survivors hand a fair share back to it (the gap rule holds
+across that hand-over too). Leases of 3 s and polls every 4 s keep it short; every wait is a condition polled against a
 generous deadline, so a loaded machine makes it slower, not red.
 """
 
@@ -40,7 +41,9 @@ CARS = 300
 INSTANCES = 3
 LEASE = 3.0
 HEARTBEAT = 0.5
-INTERVAL = 2.0  # every [poll] interval, no jitter: a car is due every 2 s
+# every [poll] interval, no jitter: a car is due every 4 s, longer than a lease, so a successor
+# that started polling the moment the lease expired would read some cars twice in one interval
+INTERVAL = 4.0
 # what a loaded 2-core machine may add to the design's bound (claim, login, first poll)
 SLACK = 5.0
 
@@ -136,7 +139,8 @@ def test_three_instances_share_the_fleet_and_take_over_from_a_killed_one(
         account_of = {
             vin: f"acct{i:02d}" for i, acc in enumerate(sim.info["accounts"]) for vin in acc["vins"]
         }
-        for n in range(INSTANCES):
+
+        def launch(n: int) -> int:
             port = free_port()
             out = (tmp_path / f"instance{n}.log").open("wb")
             proc = subprocess.Popen(
@@ -160,6 +164,10 @@ def test_three_instances_share_the_fleet_and_take_over_from_a_killed_one(
                 stderr=subprocess.STDOUT,
             )
             instances.append((proc, port))
+            return port
+
+        for n in range(INSTANCES):
+            launch(n)
         ports = [p for _, p in instances]
 
         def shared_out() -> bool:
@@ -191,13 +199,28 @@ def test_three_instances_share_the_fleet_and_take_over_from_a_killed_one(
             return all(seen[v] >= times for v in lost_cars)
 
         until(lambda: set().union(*(held(p) for p in survivors)) >= lost, "accounts taken over")
-        until(lambda: polled_after(killed, 2), "the dead instance's cars polled twice again")
+        until(lambda: polled_after(killed, 1), "the dead instance's cars polled again")
         shares = [held(p) for p in survivors]
         assert sum(len(s) for s in shares) == ACCOUNTS and not shares[0] & shares[1]
         assert all(len(s) == ACCOUNTS // (INSTANCES - 1) for s in shares)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{survivors[0]}/metrics").read()
         assert b"carmetrics_shard_accounts_held 15.0" in metrics
         assert b"carmetrics_shard_live_instances 2.0" in metrics
+
+        # a new instance joins: the survivors hand accounts back until each has ceil(30 / 3)
+        joined = time.time()
+        newcomer = launch(INSTANCES)
+        until(lambda: len(held(newcomer)) == ACCOUNTS // INSTANCES, "a fair share for the joiner")
+        moved = held(newcomer)
+        moved_cars = {v for v, a in account_of.items() if a in moved}
+        until(
+            lambda: all(
+                any(e["t"] > joined and e["vin"] == v for e in read_log(log) if "vin" in e)
+                for v in moved_cars
+            ),
+            "the joiner polls its cars",
+        )
+        assert sorted(len(held(p)) for p in [*ports[1:], newcomer]) == [10, 10, 10]
 
         for proc, _ in instances[1:]:
             proc.send_signal(signal.SIGTERM)
@@ -224,7 +247,8 @@ def test_three_instances_share_the_fleet_and_take_over_from_a_killed_one(
         reads.sort(key=lambda e: e["t"])
         for a, b in itertools.pairwise(reads):
             if a["session"] != b["session"]:
-                assert b["t"] - a["t"] >= INTERVAL - 0.05, (vin, a, b)
+                gap = b["t"] - a["t"]
+                assert gap >= INTERVAL - 0.05, (vin, gap, a["t"] - killed, a["t"] - joined)
 
     # 3. one login per account per lease holder; the dead instance's accounts had two holders
     with psycopg.connect(postgres.dsn) as conn:
