@@ -60,6 +60,19 @@ class ShardSettings:
     dsn: str
 
 
+def _own_address(listen: str) -> str:
+    """Where the other instances reach this one when no ``advertise_url`` says: the listen address,
+    or for a wildcard one the address the host name resolves to (a container's own IP: replicas of
+    one compose service share a service name, not a host name another can look up)."""
+    if listen not in ("", "0.0.0.0", "::"):
+        return f"[{listen}]" if ":" in listen else listen
+    name = socket.gethostname()
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return name
+
+
 def dsn_of(config: Config) -> str | None:
     """The libpq connection string of the PostgreSQL database ``--db`` / ``[exporter] db`` names
     (password included, never shown), or None for an SQLite file."""
@@ -78,7 +91,6 @@ def load_settings(config: Config) -> ShardSettings | None:
             f"shard.mode = {s.mode!r} needs the PostgreSQL database the instances share: "
             "pass --db postgresql://USER@HOST/DB (password in CARMETRICS_DB_PASSWORD)"
         )
-    host = config.listen if config.listen not in ("", "0.0.0.0", "::") else socket.gethostname()
-    url = (s.advertise_url or f"http://{host}:{config.port}").rstrip("/")
+    url = (s.advertise_url or f"http://{_own_address(config.listen)}:{config.port}").rstrip("/")
     heartbeat = s.heartbeat if s.heartbeat is not None else s.lease / 4
     return ShardSettings(lease=s.lease, heartbeat=heartbeat, advertise_url=url, dsn=dsn)
