@@ -176,7 +176,7 @@ class FleetMember:
         while True:
             wait = self.settings.heartbeat
             try:
-                wait = await asyncio.wait_for(self._tick(settle_until), self.settings.heartbeat)
+                wait = await self._tick(settle_until)
             except DB_ERRORS as exc:
                 self.stats.renewal_failures += 1
                 self.stats.connected = False
@@ -214,11 +214,9 @@ class FleetMember:
     async def _tick(self, settle_until: float) -> float:
         """One heartbeat; returns the seconds until the next one."""
         s = self.settings
-        store = Store(await self._connection(), self.id)
+        store = Store(await asyncio.wait_for(self._connection(), s.heartbeat), self.id)
         sent = time.monotonic()
-        async with store.conn.transaction():
-            live = await store.heartbeat(s.advertise_url, s.lease)
-            renewed = await store.renew(s.lease)
+        live, renewed = await asyncio.wait_for(self._renew(store), s.heartbeat)
         # the lease's expiry counts from the database's now(), which is later than ``sent``
         self._fence_at = sent + s.lease - s.heartbeat
         self.stats.connected = True
@@ -228,6 +226,10 @@ class FleetMember:
         for account in [a for a in self.held if a not in renewed and a not in self._releasing]:
             log.warning("lease lost to another instance", extra={"account": account})
             await self._lose(account)
+        adopt = [Claimed(a, g, None, 0.0) for a, g in renewed.items() if a not in self.held]
+        if adopt:  # claimed, but the answer never arrived (a claim that timed out)
+            log.warning("leases held but not polled; polling them", extra={"accounts": len(adopt)})
+            await self._attach(store, adopt)
         for account in list(self._detached):
             await store.release(account)
             self._detached.discard(account)
@@ -245,19 +247,31 @@ class FleetMember:
                     asyncio.create_task(self._release(account), name=f"release-{account}")
                 )
         elif len(self.held) < share:
-            for c in await store.claim(self.accounts, share - len(self.held), s.lease):
-                self.held[c.account] = c.generation
-                self.stats.acquired += 1
-                if c.previous is not None:
-                    self.stats.takeovers += 1
-                next_polls = first_polls(await store.poll_times(c.account), c)
-                log.info(
-                    "account taken" + (" over" if c.previous else ""),
-                    extra={"account": c.account, "generation": c.generation},
-                )
-                await self.rt.attach_account(c.account, next_polls)
+            claimed = await asyncio.wait_for(
+                store.claim(self.accounts, share - len(self.held), s.lease), s.lease / 2
+            )
+            self.stats.acquired += len(claimed)
+            self.stats.takeovers += sum(1 for c in claimed if c.previous is not None)
+            await self._attach(store, claimed)
         until = await store.seconds_to_next_expiry(self.accounts)
         return s.heartbeat if until is None else min(s.heartbeat, until + 0.05)
+
+    async def _renew(self, store: Store) -> tuple[int, dict[str, int]]:
+        async with store.conn.transaction():
+            live = await store.heartbeat(self.settings.advertise_url, self.settings.lease)
+            return live, await store.renew(self.settings.lease)
+
+    async def _attach(self, store: Store, claimed: list[Claimed]) -> None:
+        """Start polling newly held accounts, each car from where its previous holder left it."""
+        for c in claimed:
+            self.held[c.account] = c.generation
+        seen = await store.poll_times([c.account for c in claimed])
+        for c in claimed:
+            log.info(
+                "account taken" + (" over" if c.previous else ""),
+                extra={"account": c.account, "generation": c.generation},
+            )
+            await self.rt.attach_account(c.account, first_polls(seen.get(c.account, []), c))
 
     async def _release(self, account: str) -> None:
         """Balance: stop polling (polls in flight end normally), write where each car's schedule

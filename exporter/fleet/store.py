@@ -230,17 +230,19 @@ class Store:
             ),
         )
 
-    async def poll_times(self, account: str) -> list[PollTime]:
-        """Where the previous holder of ``account`` left each car's schedule."""
+    async def poll_times(self, accounts: Sequence[str]) -> dict[str, list[PollTime]]:
+        """Account -> where its previous holder left each car's schedule."""
         cur = await self.conn.execute(
-            """SELECT vin, polled_at, next_at FROM fleet_vehicles
-               WHERE account = %s AND next_at IS NOT NULL""",
-            (account,),
+            """SELECT account, vin, polled_at, next_at FROM fleet_vehicles
+               WHERE account = ANY(%s) AND next_at IS NOT NULL""",
+            (list(accounts),),
         )
-        return [
-            PollTime(str(v), None if p is None else float(p), float(n))
-            for v, p, n in await cur.fetchall()
-        ]
+        out: dict[str, list[PollTime]] = {}
+        for a, v, p, n in await cur.fetchall():
+            out.setdefault(str(a), []).append(
+                PollTime(str(v), None if p is None else float(p), float(n))
+            )
+        return out
 
     async def vehicles(self) -> list[dict[str, Any]]:
         cur = await self.conn.execute(
