@@ -160,6 +160,7 @@ class Round:
     cpu_instances: float
     cpu_sim: float
     cpu_pg: float
+    load: float  # the machine's 1-minute load average at the end of the window
 
     @property
     def rate(self) -> float:
@@ -215,7 +216,7 @@ def one_round(
             t1 = time.time()
             c1 = sum(proc_cpu_seconds(p.pid) for p, _ in procs)
             s1, g1 = proc_cpu_seconds(sim.pid), postgres_cpu(cluster)
-    return Round(k, polls_in(log, t0, t1), t1 - t0, c1 - c0, s1 - s0, g1 - g0)
+    return Round(k, polls_in(log, t0, t1), t1 - t0, c1 - c0, s1 - s0, g1 - g0, os.getloadavg()[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                 "simulator CPU %",
                 "PostgreSQL CPU %",
                 "polls per instance CPU-s",
+                "load average",
             ],
             [
                 [
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
                     100 * r.cpu_sim / r.seconds,
                     100 * r.cpu_pg / r.seconds,
                     r.polls / r.cpu_instances if r.cpu_instances else float("nan"),
+                    f"{r.load:.1f}",
                 ]
                 for r in rounds
             ],
