@@ -23,7 +23,7 @@ import click
 import pandas as pd
 
 from exporter.cli import DB, DB_HELP
-from exporter.dbtarget import DbTarget
+from exporter.dbtarget import DbTarget, PgTarget
 
 from .bundle import Analysis
 from .derive import derive as derive_tables
@@ -67,11 +67,27 @@ def _context(config_path: Path | None, db: str | None, tz: str | None = None) ->
     from exporter.cli import db_target
 
     db_path = db_target(db, cfg) if db is not None else cfg.db
-    if isinstance(db_path, Path) and not db_path.exists():
+    if isinstance(db_path, PgTarget):
+        _check_pg(db_path)
+    elif not db_path.exists():
         raise click.ClickException(
             f"history database {db_path} does not exist (run `carmetrics run` first or pass --db)"
         )
     return Context(db_path, settings)
+
+
+def _check_pg(target: PgTarget) -> None:
+    """Reach the database once, so a wrong password or host is one line, not a traceback."""
+    from exporter.history import HistoryError
+
+    from .load import pg_connect
+
+    try:
+        pg_connect(target).close()
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"{exc} (run `carmetrics run --db ...` first)") from None
 
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdwm])\s*$", re.IGNORECASE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -193,6 +194,14 @@ class EncryptedTokenStore:
                 self.save(name, data)
         return len(names)
 
+    def exclusive(self, key: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The rows' cross-instance lock of one token (``exporter.providers.base.exclusive``)."""
+        lock = getattr(self.rows, "exclusive", None)
+        if lock is None:
+            return contextlib.nullcontext()
+        got: contextlib.AbstractAsyncContextManager[Any] = lock(key)
+        return got
+
     def close(self) -> None:
         self.rows.close()
 
@@ -273,8 +282,12 @@ def check_vault(config: Config, env: Mapping[str, str] | None = None) -> list[st
     env = os.environ if env is None else env
     found = _key_from_config(config, env)
     from exporter.backend import backend
+    from exporter.history import HistoryError
 
-    rows = backend(config.db).stored_tokens()
+    try:
+        rows = backend(config.db).stored_tokens()
+    except HistoryError as exc:  # the database cannot be reached: run would stop there too
+        raise ConfigError(str(exc)) from None
     if found is None:
         _refuse_without_key(config)
         accounts = sorted({n.split(":")[1] for n, _ in rows if n.count(":") >= 2})

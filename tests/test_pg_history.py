@@ -167,3 +167,44 @@ def test_mask_hides_passwords() -> None:
     assert mask("postgresql://u:secret@h/db?password=p2&sslmode=require") == (
         "postgresql://u:***@h/db?password=***&sslmode=require"
     )
+
+
+def test_db_commands_on_postgresql(
+    postgres: Cluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import re
+
+    from click.testing import CliRunner
+
+    from exporter.cli import cli
+
+    monkeypatch.setenv("CARMETRICS_DB_PASSWORD", PASSWORD)
+    monkeypatch.chdir(tmp_path)
+    url = postgres.dsn_without_password
+    h = backend(target(postgres)).writer()
+    h.open()
+    h.add_vehicle(VehicleInfo(VIN, "smart", model="#1"), seen=JAN)
+    h.write_now([snap(JAN + 86400.0 * d) for d in range(0, 62, 2)])  # January and February
+    h.close()
+
+    def run(*args: str) -> str:
+        res = CliRunner().invoke(cli, list(args))
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    assert run("db", "migrate", "--db", url).strip() == f"{url}: schema version 1"
+    info = run("db", "info", "--db", url)
+    assert f"{VIN}: 31 rows, 2026-01-01 00:00 UTC .. 2026-03-02 00:00 UTC" in info
+    assert re.search(r"^  table sample_data: 31 rows, [\d.]+ (KB|MB)$", info, re.M)
+    assert re.search(r"^  table vehicles: 1 rows", info, re.M)
+    assert PASSWORD not in info
+    res = CliRunner().invoke(cli, ["db", "backup", "--db", url, "out.dump"])
+    assert res.exit_code == 1 and "pg_dump" in res.output and not Path("out.dump").exists()
+    days = (1_800_000_000.0 - (JAN + 31 * 86400.0)) / 86400.0  # the cut: 2026-02-01 in 2027
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    assert run("db", "prune", "--db", url, "--older-than-days", str(days)).strip() == (
+        "deleted 16 samples"
+    )
+    assert "sample_data: 15 rows" in run("db", "info", "--db", url)

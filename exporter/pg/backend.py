@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import logging
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,7 +17,7 @@ from exporter.dbtarget import DbTarget, PgTarget
 from exporter.history import HistoryError
 from exporter.history_info import TableInfo
 from exporter.pg import schema
-from exporter.pg.connect import connect, describe
+from exporter.pg.connect import connect, describe, pool
 from exporter.pg.history import PgHistory, last_report_ms
 from exporter.tables import COMMAND_AUDIT, OAUTH_TOKENS
 
@@ -140,34 +141,35 @@ class PgBackend:
 
 # --- the token vault ----------------------------------------------------------------------------
 
-TOKEN_LOCK_SPACE: Final = 0x434D544B  # "CMTK": advisory locks of token names (two-int form)
+TOKEN_LOCK_SPACE: Final = 0x434D544B  # "CMTK": the first key of the two-int advisory locks
+LOCK_POLL: Final = 0.05  # seconds between attempts while another instance holds a token lock
+
+
+def token_lock_key(name: str) -> int:
+    """The second advisory-lock key of a token name (a stable signed 32-bit hash)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
 
 
 class PgTokenRows:
-    """The vault's table in PostgreSQL: each ``put`` is committed when it returns (autocommit),
-    and ``exclusive`` serialises token rotation of one name across every instance."""
+    """The vault's table in PostgreSQL, through a small connection pool (autocommit: each
+    ``put`` is committed when it returns), and ``exclusive``: the single flight of one token's
+    rotation across every instance sharing the database."""
 
     def __init__(self, target: PgTarget) -> None:
         self.target = target
-        self._lock = threading.Lock()
-        self._conn = connect(target, autocommit=True)
-        for stmt in OAUTH_TOKENS.ddl("postgres"):
-            self._conn.execute(stmt)
+        self._pool = pool(target, min_size=1, max_size=4)
+        self.locks_waited = 0  # times another instance held a token's lock (tests, logs)
+        self._run(OAUTH_TOKENS.ddl("postgres")[0], ())
 
     def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         import psycopg
 
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn.closed:
-                        self._conn = connect(self.target, autocommit=True)
-                    cur = self._conn.execute(sql, params)
-                    return cur.fetchall() if cur.description else []
-                except psycopg.OperationalError as exc:
-                    if attempt == 2 or not self._conn.closed:
-                        raise describe(self.target, exc) from None
-        return []
+        try:
+            with self._pool.connection() as conn:
+                cur = conn.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise describe(self.target, exc) from None
 
     def get(self, name: str) -> bytes | None:
         rows = self._run("SELECT blob FROM oauth_tokens WHERE name = %s", (name,))
@@ -187,9 +189,37 @@ class PgTokenRows:
     def names(self) -> list[str]:
         return [str(r[0]) for r in self._run("SELECT name FROM oauth_tokens ORDER BY name", ())]
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name``'s advisory lock (a session lock on one pooled connection) until the
+        block ends. Polled with ``pg_try_advisory_lock`` rather than waited for in a thread, so a
+        cancelled caller never leaves a thread that takes the lock later and keeps it; the lock
+        is released before the connection goes back (and closing it, on any error, releases it
+        too)."""
+        key = (TOKEN_LOCK_SPACE, token_lock_key(name))
+        conn = await asyncio.to_thread(self._pool.getconn)
+        held = False
+        try:
+            while not held:
+                row = await asyncio.to_thread(
+                    lambda: conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
+                )
+                held = row is not None and bool(row[0])
+                if not held:
+                    self.locks_waited += 1
+                    await asyncio.sleep(LOCK_POLL)
+            yield
+        except BaseException:
+            conn.close()  # releases the lock, whatever state the connection is in
+            raise
+        finally:
+            if not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+            self._pool.putconn(conn)
+
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._pool.close()
 
 
 # --- the command audit ----------------------------------------------------------------------------

@@ -48,6 +48,16 @@ def signal_columns() -> list[tables.Column]:
     return [tables.Column(s.name, tables.signal_type(s)) for s in SIGNALS]
 
 
+_WIDTH = {"real": 0, "integer": 0, "bool": 1, "text": 2, "blob": 2}
+
+
+def physical_order(columns: list[tables.Column]) -> list[tables.Column]:
+    """8-byte columns first, then booleans, then text: PostgreSQL aligns a double to 8 bytes, so
+    a boolean between two doubles would cost 7 bytes of padding per row (the ``samples`` view
+    keeps the documented order)."""
+    return sorted(columns, key=lambda c: _WIDTH[c.type])
+
+
 def _v1(conn: Conn) -> None:
     conn.execute(
         """CREATE TABLE vins (
@@ -61,17 +71,21 @@ def _v1(conn: Conn) -> None:
   UNIQUE (vin, provider)
 )"""
     )
-    cols = ",\n  ".join(c.ddl("postgres") for c in signal_columns())
-    conn.execute(
-        f"""CREATE TABLE {TABLE} (
-  vehicle integer NOT NULL REFERENCES vins (id),
-  ts double precision NOT NULL,
-  received_at double precision NOT NULL,
-  source text NOT NULL DEFAULT 'poll',
-  {cols},
-  PRIMARY KEY (vehicle, ts)
-) PARTITION BY RANGE (ts)"""
+    cols = [c.ddl("postgres") for c in physical_order(signal_columns())]
+    wide = [c for c in cols if c.split(" ", 1)[1].startswith("double")]
+    rest = [c for c in cols if c not in wide]
+    body = ",\n  ".join(
+        [
+            "ts double precision NOT NULL",
+            "received_at double precision NOT NULL",
+            *wide,
+            "vehicle integer NOT NULL REFERENCES vins (id)",
+            *rest,
+            "source text NOT NULL DEFAULT 'poll'",
+            "PRIMARY KEY (vehicle, ts)",
+        ]
     )
+    conn.execute(f"CREATE TABLE {TABLE} (\n  {body}\n) PARTITION BY RANGE (ts)")
     for table in tables.TABLES:
         for stmt in table.ddl("postgres"):
             conn.execute(stmt)
@@ -177,6 +191,15 @@ def month_bounds(year: int, month: int) -> tuple[float, float]:
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return start.timestamp(), end.timestamp()
+
+
+def months_between(first: float, last: float) -> list[tuple[int, int]]:
+    """Every month from the one holding ``first`` to the one holding ``last``."""
+    out = [month_of(first)]
+    end = month_of(last)
+    while out[-1] < end:
+        out.append(next_month(*out[-1]))
+    return out
 
 
 def partition_name(year: int, month: int) -> str:
