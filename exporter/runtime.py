@@ -4,7 +4,9 @@ Start: history (migrations) -> embedded simulator (demo) -> token store -> provi
 the registry; login and vehicle discovery in the background, so /metrics answers at once even while a
 cloud is down) -> scheduler. Each account is re-listed every ``[poll] relist`` seconds and at once
 after a poll said a car is gone (not_linked, re-auth required), so cars come and go while it runs.
-Stop (SIGTERM/Ctrl-C): scheduler -> providers -> history flush -> HTTP session -> simulator, so every
+With ``[shard] mode = "auto"`` the providers are started only for the accounts whose lease this
+instance wins, and stopped when it lets them go (``exporter.fleet``).
+Stop (SIGTERM/Ctrl-C): fleet hand-back (sharding) -> scheduler -> providers -> history flush -> HTTP session -> simulator, so every
 report already received reaches the disk.
 """
 
@@ -74,6 +76,8 @@ class Runtime:
     # VIN -> clock time of its first poll here (a fleet instance taking over an account keeps the
     # cadence its previous holder left off at)
     first_due: dict[str, float] = field(default_factory=dict)
+    # account -> clock time before which none of its cars without an entry above is polled
+    not_before: dict[str, float] = field(default_factory=dict)
     # called with a VIN when a car left its account (not when this instance only let it go)
     removed_listeners: list[Callable[[str], None]] = field(default_factory=list)
     fleet: FleetMember | None = None  # when [shard] mode = "auto"
@@ -197,12 +201,18 @@ class Runtime:
 
     # --- accounts ---------------------------------------------------------------------------------
     async def attach_account(
-        self, name: str, next_polls: Mapping[str, float] | None = None
+        self,
+        name: str,
+        next_polls: Mapping[str, float] | None = None,
+        not_before: float | None = None,
     ) -> None:
         """Start polling one configured account: its provider logs in and lists its cars in the
-        background. ``next_polls`` (VIN -> clock time) delays a car's first poll here."""
+        background. ``next_polls`` (VIN -> clock time) delays a car's first poll here, and
+        ``not_before`` that of every other car of the account."""
         account = next(a for a in self.config.accounts if a.name == name)
         self.first_due.update(next_polls or {})
+        if not_before is not None:
+            self.not_before[name] = not_before
         provider = self.build_provider(account)
         self.providers[name] = provider
         self._account_tasks[name] = asyncio.create_task(
@@ -219,6 +229,7 @@ class Runtime:
             await asyncio.gather(task, return_exceptions=True)
         provider = self.providers.pop(name, None)
         self._relist.pop(name, None)
+        self.not_before.pop(name, None)
         if provider is None:
             return {}
         vins = [v for v in self.scheduler.vins if self.scheduler.provider_of(v) is provider]
@@ -328,7 +339,7 @@ class Runtime:
     def vehicle_added(self, provider: Provider, info: VehicleInfo) -> None:
         known = info.vin in self.scheduler.vins
         self.hub.register(info)
-        due = self.first_due.pop(info.vin, None)
+        due = self.first_due.pop(info.vin, self.not_before.get(provider.account))
         delay = 0.0 if due is None else max(0.0, due - self.clock.now())
         self.scheduler.add(info.vin, provider, delay)
         if not known:

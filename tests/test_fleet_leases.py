@@ -178,11 +178,14 @@ def test_the_heartbeat_must_leave_room_for_a_lost_renewal(tmp_path: Path) -> Non
 
 def test_a_successor_continues_a_handed_back_account_where_its_holder_left_it() -> None:
     seen = [PollTime("A", 100.0, 160.0), PollTime("B", 90.0, 690.0)]
-    assert first_polls(seen, Claimed("acct", 2, None, 150.0)) == {"A": 160.0, "B": 690.0}
+    got = first_polls(seen, Claimed("acct", 2, None, 150.0), shortest=60.0)
+    assert got == ({"A": 160.0, "B": 690.0}, None)
 
 
 def test_after_a_takeover_a_car_due_before_the_lease_ran_out_counts_as_polled_then() -> None:
     # the dead holder may have polled A (due at 160) after its last write, up to 170 at most
     seen = [PollTime("A", 100.0, 160.0), PollTime("B", 90.0, 690.0), PollTime("C", None, 120.0)]
-    got = first_polls(seen, Claimed("acct", 2, "dead-instance", 170.0))
-    assert got == {"A": 170.0 + 60.0, "B": 690.0, "C": 170.0}
+    got = first_polls(seen, Claimed("acct", 2, "dead-instance", 170.0), shortest=30.0)
+    # C's interval is unknown (no poll recorded): the shortest one; so is that of a car with no
+    # record at all (it may have been listed and polled in the holder's last second)
+    assert got == ({"A": 170.0 + 60.0, "B": 690.0, "C": 170.0 + 30.0}, 170.0 + 30.0)

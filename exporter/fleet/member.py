@@ -67,16 +67,20 @@ def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def first_polls(seen: list[PollTime], claimed: Claimed) -> dict[str, float]:
-    """VIN -> the earliest moment this instance may poll the car, so no car is polled twice in
-    one interval across a change of holder.
+def first_polls(
+    seen: list[PollTime], claimed: Claimed, shortest: float
+) -> tuple[dict[str, float], float | None]:
+    """VIN -> the earliest moment this instance may poll the car, and the earliest for a car it
+    has no record of, so no car is polled twice in one interval across a change of holder.
 
     An account handed back on purpose: its holder stopped polling, then wrote each car's next poll
     time; this instance continues from there. An account whose holder's lease expired (it died, or
     lost the database): the holder may have polled a car after its last write, up to the moment it
     stopped on its own, which is before its lease ran out. A car that was due by then counts as
     polled at that moment, and waits one of its intervals after it (the interval its holder last
-    used); a car due later was not polled since the write, and keeps its time.
+    used); a car due later was not polled since the write, and keeps its time. A car without a
+    record (listed and polled for the first time within the holder's last second) waits the
+    shortest ``[poll]`` interval after the lease ran out.
     """
     out: dict[str, float] = {}
     for p in seen:
@@ -84,9 +88,10 @@ def first_polls(seen: list[PollTime], claimed: Claimed) -> dict[str, float]:
         if claimed.previous is None or p.next_at > claimed.previous_expiry:
             out[p.vin] = p.next_at
         else:
-            interval = p.next_at - p.polled_at if p.polled_at is not None else 0.0
+            interval = p.next_at - p.polled_at if p.polled_at is not None else shortest
             out[p.vin] = claimed.previous_expiry + max(0.0, interval)
-    return out
+    unknown = None if claimed.previous is None else claimed.previous_expiry + shortest
+    return out, unknown
 
 
 class FleetMember:
@@ -95,6 +100,8 @@ class FleetMember:
         self.settings = settings
         self.id = me or instance_id()
         self.accounts = [a.name for a in runtime.config.accounts]
+        poll = runtime.config.poll
+        self._shortest = min(poll.driving, poll.charging, poll.parked, poll.asleep)
         self.held: dict[str, int] = {}  # account -> lease generation
         self.stats = FleetStats()
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
@@ -226,11 +233,15 @@ class FleetMember:
         for account in [a for a in self.held if a not in renewed and a not in self._releasing]:
             log.warning("lease lost to another instance", extra={"account": account})
             await self._lose(account)
-        adopt = [Claimed(a, g, None, 0.0) for a, g in renewed.items() if a not in self.held]
-        if adopt:  # claimed, but the answer never arrived (a claim that timed out)
-            log.warning("leases held but not polled; polling them", extra={"accounts": len(adopt)})
-            await self._attach(store, adopt)
-        for account in list(self._detached):
+        unknown = [a for a in renewed if a not in self.held]
+        if unknown:  # claimed, but the answer never arrived (a claim that timed out)
+            log.warning(
+                "leases held but not polled; polling them", extra={"accounts": len(unknown)}
+            )
+            await self._attach(store, await store.claims(unknown))
+        for account in [a for a in self._detached if a not in self._releasing]:
+            # a hand-back whose release was not written (its task writes the schedule first)
+            await self._write()
             await store.release(account)
             self._detached.discard(account)
             self.held.pop(account, None)
@@ -271,7 +282,8 @@ class FleetMember:
                 "account taken" + (" over" if c.previous else ""),
                 extra={"account": c.account, "generation": c.generation},
             )
-            await self.rt.attach_account(c.account, first_polls(seen.get(c.account, []), c))
+            known, unknown = first_polls(seen.get(c.account, []), c, self._shortest)
+            await self.rt.attach_account(c.account, known, unknown)
 
     async def _release(self, account: str) -> None:
         """Balance: stop polling (polls in flight end normally), write where each car's schedule
@@ -279,8 +291,10 @@ class FleetMember:
         try:
             await self._let_go(account, cancel=False)
             await self._write()
-            if self._conn is not None:
-                await Store(self._conn, self.id).release(account)
+            assert self.pool is not None
+            async with self.pool.connection() as conn:  # the heartbeat's connection is its own
+                await Store(conn, self.id).release(account)
+            if account in self._detached:
                 self._detached.discard(account)
                 self.held.pop(account, None)
                 self.stats.released += 1

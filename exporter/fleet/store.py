@@ -31,7 +31,10 @@ CREATE TABLE IF NOT EXISTS fleet_leases (
   owner text,
   generation bigint NOT NULL DEFAULT 0,
   expires_at timestamptz NOT NULL DEFAULT '-infinity',
-  acquired_at timestamptz
+  acquired_at timestamptz,
+  -- who held it before the current owner, and until when (where the owner's schedule starts)
+  previous_owner text,
+  previous_expiry timestamptz
 );
 CREATE TABLE IF NOT EXISTS fleet_vehicles (
   vin text PRIMARY KEY,
@@ -147,11 +150,25 @@ class Store:
                  FOR UPDATE SKIP LOCKED)
                UPDATE fleet_leases l
                SET owner = %(me)s, generation = l.generation + 1, acquired_at = now(),
-                   expires_at = now() + make_interval(secs => %(lease)s)
+                   expires_at = now() + make_interval(secs => %(lease)s),
+                   previous_owner = free.previous, previous_expiry = free.expired
                FROM free WHERE l.account = free.account
                RETURNING l.account, l.generation, free.previous,
                  coalesce(extract(epoch FROM free.expired), 0)::float8""",
             {"accounts": list(accounts), "me": self.me, "k": k, "lease": lease},
+        )
+        return [
+            Claimed(str(a), int(g), None if p is None or p == self.me else str(p), float(e))
+            for a, g, p, e in await cur.fetchall()
+        ]
+
+    async def claims(self, accounts: Sequence[str]) -> list[Claimed]:
+        """How this instance came to hold ``accounts`` (a claim whose answer it never read)."""
+        cur = await self.conn.execute(
+            """SELECT account, generation, previous_owner,
+                 coalesce(extract(epoch FROM previous_expiry), 0)::float8
+               FROM fleet_leases WHERE owner = %s AND account = ANY(%s)""",
+            (self.me, list(accounts)),
         )
         return [
             Claimed(str(a), int(g), None if p is None or p == self.me else str(p), float(e))
