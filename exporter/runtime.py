@@ -227,18 +227,24 @@ class Runtime:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        provider = self.providers.pop(name, None)
         self._relist.pop(name, None)
         self.not_before.pop(name, None)
-        if provider is None:
-            return {}
-        vins = [v for v in self.scheduler.vins if self.scheduler.provider_of(v) is provider]
+        # by the account's name, not its provider object: a detach cut short (a stop that ran
+        # out of time) is finished by the next one
+        vins = [
+            v
+            for v in self.scheduler.vins
+            if (p := self.scheduler.provider_of(v)) is not None and p.account == name
+        ]
         due = await self.scheduler.drop(vins, cancel=cancel)
         others = [v for v, info in self.hub.vehicles.items() if info.account == name]
         for vin in {*vins, *others}:
             self.hub.forget(vin)
             self.health.vehicles.pop(vin, None)
             self.first_due.pop(vin, None)
+        provider = self.providers.pop(name, None)
+        if provider is None:
+            return due
         self.health.api_up.pop((provider.name, name), None)
         try:
             await provider.close()

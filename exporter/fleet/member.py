@@ -152,10 +152,17 @@ class FleetMember:
         once instead of after the lease time."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for account in list(self.held):
-            if account not in self._detached:
-                await self._let_go(account, cancel=False)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            if stuck:
+                log.warning("fleet tasks did not stop", extra={"tasks": len(stuck)})
+        log.info("handing every account back", extra={"accounts": len(self.held)})
+        try:
+            # polls in flight may finish, within half a lease (the stop must end)
+            await asyncio.wait_for(self._let_go_all(cancel=False), self.settings.lease / 2)
+        except TimeoutError:
+            log.warning("polls in flight did not end in time; abandoning them")
+            await self._let_go_all(cancel=True)
         try:
             await self._write()
             if self._conn is not None:
@@ -171,6 +178,11 @@ class FleetMember:
         if self.pool is not None:
             await self.pool.close()
         await self.forwarder.close()
+
+    async def _let_go_all(self, *, cancel: bool) -> None:
+        for account in list(self.held):
+            if account not in self._detached:
+                await self._let_go(account, cancel=cancel)
 
     def released_all(self) -> None:
         self.stats.released += len(self.held)
