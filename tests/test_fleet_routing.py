@@ -62,6 +62,7 @@ class HornCloud(ToyCloud):
 
 class HornToy(ToyProvider):
     name = "horntoy"
+    webhooks: list[bytes]
 
     def supported_commands(self, vin: str) -> frozenset[str]:
         return frozenset({"horn"})
@@ -72,10 +73,26 @@ class HornToy(ToyProvider):
 
 
 def _build(settings: ToySettings, ctx: ProviderContext) -> HornToy:
-    return HornToy(settings, ctx)
+    provider = HornToy(settings, ctx)
+    provider.webhooks = []
+    return provider
 
 
-ENTRY = ProviderEntry("horntoy", account_settings, _build)
+def _web(app: web.Application, wctx: registry.WebContext) -> None:
+    """A webhook route at the path the Smartcar one uses, so the fleet routes it the same way."""
+
+    async def webhook(request: web.Request) -> web.Response:
+        name = request.match_info["account"]
+        provider = next((p for p in wctx.providers() if p.account == name), None)
+        if not isinstance(provider, HornToy):
+            return web.json_response({"error": "not here"}, status=404)
+        provider.webhooks.append(await request.read())
+        return web.json_response({"stored": len(provider.webhooks)}, status=202)
+
+    app.router.add_post("/webhooks/smartcar/{account}", webhook)
+
+
+ENTRY = ProviderEntry("horntoy", account_settings, _build, web=_web)
 
 
 @pytest.fixture
@@ -218,3 +235,20 @@ async def test_every_instance_lists_the_whole_fleet(fleet: list[tuple[Runtime, s
     async with aiohttp.ClientSession() as s, s.get(f"{url_b}/healthz") as r:
         health = await r.json()
     assert health["shard"]["accounts"] == held(b) and health["shard"]["live_instances"] == 2
+
+
+async def test_a_webhook_at_any_instance_reaches_the_accounts_holder(
+    fleet: list[tuple[Runtime, str]],
+) -> None:
+    (a, _), (b, url_b) = fleet
+    await until(lambda: len(held(a)) == 2 and len(held(b)) == 2)
+    account = held(a)[0]
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{url_b}/webhooks/smartcar/{account}", data=b'{"event": "signals"}') as r,
+    ):
+        # the holder's answer, passed back as it was
+        assert r.status == 202 and await r.json() == {"stored": 1}
+    provider = a.providers[account]
+    assert isinstance(provider, HornToy) and provider.webhooks == [b'{"event": "signals"}']
+    assert not any(isinstance(p, HornToy) and p.webhooks for p in b.providers.values())
