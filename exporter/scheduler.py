@@ -196,6 +196,9 @@ class Scheduler:
                     if e is None or e.due != due or e.paused or vin in self._inflight:
                         continue  # superseded, removed, paused or already running
                     await self._sem.acquire()
+                    if self._entries.get(vin) is not e or e.paused or e.due != due:
+                        self._sem.release()  # removed, paused or moved while waiting for a slot
+                        continue
                     self._inflight[vin] = asyncio.create_task(
                         self._poll(vin, e.provider), name=f"poll-{vin}"
                     )
