@@ -10,6 +10,7 @@ import asyncio
 import os
 import resource
 import statistics
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,3 +83,15 @@ class LoopLag:
             t = time.perf_counter()
             await asyncio.sleep(self.interval)
             self.samples.append(max(0.0, time.perf_counter() - t - self.interval))
+
+
+def stop_child(proc: subprocess.Popen[bytes] | None, sig: int, grace: float) -> None:
+    """Ask a server child to stop with ``sig``; kill it if it has not exited within ``grace`` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

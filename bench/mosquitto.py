@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.common import stop_child
 
 USERS = {
     "carmetrics": "exporter-pw-5e1f",
@@ -111,13 +114,7 @@ class Broker:
         raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, signal.SIGTERM, grace=5)
         self.proc = None
 
     def restart(self) -> None:

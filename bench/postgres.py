@@ -17,11 +17,14 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.common import stop_child
 
 USER = "carmetrics"
 PASSWORD = "pg-test-pw-41c7"  # a throw-away cluster's password, never a real one
@@ -193,13 +196,7 @@ class Cluster:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT): ends sessions, no waiting for clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, signal.SIGINT, grace=15)
         self.proc = None
 
     def restart(self) -> None:

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# a poll may ask for its account to be re-listed at most this often (seconds)
+RELIST_MIN_GAP: Final = 600.0
+
 
 @dataclass
 class Runtime:
@@ -81,6 +84,7 @@ class Runtime:
     # called with a VIN when a car left its account (not when this instance only let it go)
     removed_listeners: list[Callable[[str], None]] = field(default_factory=list)
     fleet: FleetMember | None = None  # when [shard] mode = "auto"
+    _asked_relist_at: dict[str, float] = field(default_factory=dict)  # account -> last asked list
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
@@ -228,6 +232,7 @@ class Runtime:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._relist.pop(name, None)
+        self._asked_relist_at.pop(name, None)
         self.not_before.pop(name, None)
         # by the account's name, not its provider object: a detach cut short (a stop that ran
         # out of time) is finished by the next one
@@ -308,7 +313,7 @@ class Runtime:
         self._sync_vehicles(provider, vehicles)
         self.ready.set()
         while True:
-            await self._wait_relist(wake)
+            await self._wait_relist(provider.account, wake)
             try:
                 vehicles = await provider.vehicles()
             except ProviderError as exc:
@@ -322,16 +327,29 @@ class Runtime:
                 continue
             self._sync_vehicles(provider, vehicles)
 
-    async def _wait_relist(self, wake: asyncio.Event) -> None:
-        """Until the re-list interval passed or a poll asked for a re-list, whichever is first."""
-        sleeper = asyncio.ensure_future(self.clock.sleep(self.config.poll.relist))
-        waiter = asyncio.ensure_future(wake.wait())
-        try:
-            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
+    async def _wait_relist(self, account: str, wake: asyncio.Event) -> None:
+        """Until the re-list interval passed or a poll asked for a re-list, whichever is first.
+
+        Polls' requests are honoured at most once per ``RELIST_MIN_GAP``: a car waiting for its
+        owner to reconnect fails every poll, and each failure asking for a vehicle list would spend
+        the account's request budget on the same answer."""
+        await self._first(self.clock.sleep(self.config.poll.relist), wake.wait())
+        if wake.is_set():
+            last = self._asked_relist_at.get(account)
+            gap = min(RELIST_MIN_GAP, self.config.poll.relist)
+            if last is not None and last + gap > self.clock.now():
+                await self.clock.sleep(last + gap - self.clock.now())
+            self._asked_relist_at[account] = self.clock.now()
         wake.clear()
+
+    @staticmethod
+    async def _first(*waits: Coroutine[Any, Any, object]) -> None:
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
 
     def _sync_vehicles(self, provider: Provider, vehicles: list[VehicleInfo]) -> None:
         """Start polling the account's new cars and forget the ones it no longer lists."""

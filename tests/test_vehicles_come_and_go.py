@@ -9,6 +9,7 @@ rows it already wrote stay in the history.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,9 @@ import pytest
 from exporter.clock import ManualClock
 from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
 from exporter.metrics import render_exposition
-from exporter.runtime import Runtime, running
+from exporter.providers.base import VehicleNotLinked
+from exporter.runtime import RELIST_MIN_GAP, Runtime, running
+from exporter.snapshot import VehicleInfo
 from tests.test_pipeline_e2e import advance, quiet
 
 RELIST = 3600.0
@@ -104,3 +107,31 @@ async def test_a_car_is_not_re_listed_before_the_interval(
     assert str(added["vin"]) not in runtime.hub.vehicles  # the periodic re-list has not run yet
     await advance(runtime, clock, RELIST / 2 + 60, step=60)
     assert str(added["vin"]) in runtime.hub.vehicles
+
+
+async def test_polls_asking_for_a_relist_are_honoured_at_most_every_ten_minutes(
+    rt: tuple[Runtime, ManualClock],
+) -> None:
+    """A car waiting for reconnection fails every poll; each failure asks for a re-list. The
+    first is honoured at once, later ones are spaced by RELIST_MIN_GAP, not one per poll."""
+    runtime, clock = rt
+    provider = runtime.providers["eu"]
+    vin = sorted(runtime.hub.vehicles)[0]
+    lists: list[float] = []
+    real = provider.vehicles
+
+    async def counted() -> list[VehicleInfo]:
+        lists.append(clock.now())
+        return await real()
+
+    provider.vehicles = counted  # type: ignore[method-assign]
+    await advance(runtime, clock, RELIST_MIN_GAP + 60, step=60)  # the last list is long past
+    assert lists == []
+    asked = clock.now()
+    for _ in range(60):  # one failed poll a minute for an hour
+        runtime._poll_failed(vin, VehicleNotLinked("gone"))
+        await advance(runtime, clock, 60, step=60)
+    assert lists[0] - asked <= 60  # the first request is served promptly
+    gaps = [b - a for a, b in itertools.pairwise(lists)]
+    assert gaps and min(gaps) >= RELIST_MIN_GAP
+    assert len(lists) <= 3600 / RELIST_MIN_GAP + 1
