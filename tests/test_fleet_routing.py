@@ -232,6 +232,16 @@ async def test_every_instance_lists_the_whole_fleet(fleet: list[tuple[Runtime, s
         assert {v["instance"] for v in cars.values()} == {a.fleet.id, b.fleet.id}  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as s, s.get(f"{url_a}/api/v1/vehicles") as r:
         assert r.status == 401  # the fleet list needs the token like the local one
+    async with aiohttp.ClientSession() as s, s.get(f"{url_b}/metrics") as r:
+        metrics = await r.text()
+    for name in (  # what the fleet's alerts (prometheus/alerts.yml) read
+        "carmetrics_shard_accounts_configured 4.0",
+        "carmetrics_shard_accounts_held 2.0",
+        "carmetrics_shard_database_up 1.0",
+        "carmetrics_shard_takeovers_total 0.0",
+        'carmetrics_shard_account_held{account="' + held(b)[0] + '"} 1.0',
+    ):
+        assert name in metrics, name
     async with aiohttp.ClientSession() as s, s.get(f"{url_b}/healthz") as r:
         health = await r.json()
     assert health["shard"]["accounts"] == held(b) and health["shard"]["live_instances"] == 2
