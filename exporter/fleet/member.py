@@ -150,16 +150,21 @@ class FleetMember:
     async def stop(self) -> None:
         """Hand every account back after its polls in flight ended, so the others take over at
         once instead of after the lease time."""
+
+        # everything that may still poll ends before the leases could expire (the fence): after
+        # that another instance may claim them
+        def left() -> float:
+            return max(0.1, self._fence_at - time.monotonic())
+
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            _, stuck = await asyncio.wait(self._tasks, timeout=min(5.0, left()))
             if stuck:
                 log.warning("fleet tasks did not stop", extra={"tasks": len(stuck)})
         log.info("handing every account back", extra={"accounts": len(self.held)})
         try:
-            # polls in flight may finish, within half a lease (the stop must end)
-            await asyncio.wait_for(self._let_go_all(cancel=False), self.settings.lease / 2)
+            await asyncio.wait_for(self._let_go_all(cancel=False), left())
         except TimeoutError:
             log.warning("polls in flight did not end in time; abandoning them")
             await self._let_go_all(cancel=True)
