@@ -369,18 +369,13 @@ class FleetMember:
         try:
             async with self.pool.connection() as conn:
                 store = Store(conn, self.id)
+                rows = []
                 for info in cars:
                     provider = self.rt.providers.get(info.account)
                     commands = sorted(provider.supported_commands(info.vin)) if provider else []
-                    await store.add_vehicle(
-                        info.vin,
-                        info.account,
-                        info.provider,
-                        info.make,
-                        info.model,
-                        info.year,
-                        commands,
-                    )
+                    car = (info.vin, info.account, info.provider, info.make, info.model)
+                    rows.append((*car, info.year, commands))
+                await store.add_vehicles(rows)
                 for vin in gone:
                     await store.remove_vehicle(vin, list(self.held))
                 await store.record_polls(polls)

@@ -204,26 +204,24 @@ class Store:
         return float(row[0]) if row and row[0] is not None else None
 
     # --- cars -------------------------------------------------------------------------------------
-    async def add_vehicle(
-        self,
-        vin: str,
-        account: str,
-        provider: str,
-        make: str,
-        model: str,
-        year: str,
-        commands: Sequence[str],
+    async def add_vehicles(
+        self, cars: Sequence[tuple[str, str, str, str, str, str, list[str]]]
     ) -> None:
-        await self.conn.execute(
-            """INSERT INTO fleet_vehicles
-                 (vin, account, provider, make, model, year, supported_commands, seen_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, now())
-               ON CONFLICT (vin) DO UPDATE SET account = excluded.account,
-                 provider = excluded.provider, make = excluded.make, model = excluded.model,
-                 year = excluded.year, supported_commands = excluded.supported_commands,
-                 seen_at = now()""",
-            (vin, account, provider, make, model, year, list(commands)),
-        )
+        """(vin, account, provider, make, model, year, supported commands) of cars a holder
+        listed; one pipelined statement per car."""
+        if not cars:
+            return
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                """INSERT INTO fleet_vehicles
+                     (vin, account, provider, make, model, year, supported_commands, seen_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+                   ON CONFLICT (vin) DO UPDATE SET account = excluded.account,
+                     provider = excluded.provider, make = excluded.make, model = excluded.model,
+                     year = excluded.year, supported_commands = excluded.supported_commands,
+                     seen_at = now()""",
+                cars,
+            )
 
     async def remove_vehicle(self, vin: str, accounts: Sequence[str]) -> None:
         """A car that left its account (one of ``accounts``, those this instance holds)."""
