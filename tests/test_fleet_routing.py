@@ -228,7 +228,9 @@ async def test_every_instance_lists_the_whole_fleet(fleet: list[tuple[Runtime, s
     for url in (url_a, url_b):
         cars = await listed(url, 8)
         assert set(cars) == set(a.scheduler.vins) | set(b.scheduler.vins)
-        assert all(v["supported_commands"] == ["horn"] for v in cars.values())
+        assert all(v["supported_commands"] == ["horn"] for v in cars.values()), [
+            (v["vin"], v["supported_commands"], v["instance"]) for v in cars.values()
+        ]
         assert {v["instance"] for v in cars.values()} == {a.fleet.id, b.fleet.id}  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as s, s.get(f"{url_a}/api/v1/vehicles") as r:
         assert r.status == 401  # the fleet list needs the token like the local one

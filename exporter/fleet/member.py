@@ -372,7 +372,9 @@ class FleetMember:
                 rows = []
                 for info in cars:
                     provider = self.rt.providers.get(info.account)
-                    commands = sorted(provider.supported_commands(info.vin)) if provider else []
+                    if provider is None:
+                        continue  # let go of meanwhile: its new holder describes the car
+                    commands = sorted(provider.supported_commands(info.vin))
                     car = (info.vin, info.account, info.provider, info.make, info.model)
                     rows.append((*car, info.year, commands))
                 await store.add_vehicles(rows)
