@@ -30,22 +30,28 @@ car's on-board charger is bypassed and the charger meters its own DC output, so 
 battery and thermal management losses remain (an estimate: no second published measurement).
 Both are settings because cars differ.
 
-This module imports nothing heavy: ``carmetrics check-config`` validates ``[tariffs]`` through it.
+The table is a settings model (``exporter.settings``): one-line errors naming the key, unknown keys
+refused with the close match suggested, nan/inf refused. This module imports nothing heavy:
+``carmetrics check-config`` validates ``[tariffs]`` through it.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Final
+from typing import Annotated, Any, Final, Self
 from zoneinfo import ZoneInfo
+
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from exporter.settings import ConfigError, Section, invalid, read_section
 
 AC_EFFICIENCY: Final = 0.90
 DC_EFFICIENCY: Final = 0.95
-_RESERVED: Final = {"currency", "default", "dc", "ac_efficiency", "dc_efficiency"}
 _DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_SETS: Final = {
     "all": frozenset(range(7)),
@@ -53,9 +59,10 @@ _DAY_SETS: Final = {
     "weekend": frozenset({5, 6}),
 }
 WEEK_MIN: Final = 7 * 1440
+_WINDOW: Final = "{days, start, end, price_per_kwh}"
 
 
-class TariffError(ValueError):
+class TariffError(ConfigError):
     """One user-facing line naming the ``tariffs`` key that is wrong."""
 
 
@@ -110,26 +117,22 @@ class Tariffs:
         return self.dc_efficiency if kind == "dc" else self.ac_efficiency
 
 
-def _price(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TariffError(f"{key} = {value!r}: expected a price (a number >= 0)")
-    if value < 0:
-        raise TariffError(f"{key} = {value!r}: expected a price (a number >= 0)")
-    return float(value)
+# --- the table as written -------------------------------------------------------------------------
 
 
-def _clock(value: object, key: str, *, end: bool) -> int:
+def _clock(value: object, *, end: bool) -> int:
+    """``"HH:MM"`` -> minutes after midnight (``"24:00"`` only as an end)."""
     text = value if isinstance(value, str) else ""
     parts = text.split(":")
     ok = len(parts) == 2 and all(p.isdigit() and len(p) == 2 for p in parts)
     h, m = (int(parts[0]), int(parts[1])) if ok else (-1, -1)
     limit = 24 if end else 23
     if not ok or not (0 <= h <= limit and 0 <= m <= 59) or (h == 24 and m != 0):
-        raise TariffError(f"{key} = {value!r}: expected a local time such as '06:30'")
+        raise invalid("expected a local time such as '06:30'")
     return h * 60 + m
 
 
-def _days(value: object, key: str) -> frozenset[int]:
+def _days(value: object) -> frozenset[int]:
     if isinstance(value, str) and value in _DAY_SETS:
         return _DAY_SETS[value]
     if isinstance(value, list) and value and all(isinstance(d, str) for d in value):
@@ -137,102 +140,115 @@ def _days(value: object, key: str) -> frozenset[int]:
             return frozenset(_DAYS.index(str(d).lower()[:3]) for d in value)
         except ValueError:
             pass
-    raise TariffError(
-        f"{key} = {value!r}: expected 'all', 'weekday', 'weekend' or a list such as ['sat', 'sun']"
-    )
+    raise invalid("expected 'all', 'weekday', 'weekend' or a list such as ['sat', 'sun']")
 
 
-def _tariff(name: str, raw: Mapping[str, Any]) -> Tariff:
-    path = f"tariffs.{name}"
-    unknown = set(raw) - {"price_per_kwh", "session_fee", "windows"}
-    if unknown:
-        raise TariffError(
-            f"{path}.{sorted(unknown)[0]}: unknown key; expected one of: "
-            "price_per_kwh, session_fee, windows"
-        )
-    if "price_per_kwh" not in raw:
-        raise TariffError(f"{path}.price_per_kwh is missing: expected the price of one kWh")
-    windows: list[Window] = []
-    raw_windows = raw.get("windows", [])
-    if not isinstance(raw_windows, list):
-        raise TariffError(f"{path}.windows: expected a list of {{days, start, end, price_per_kwh}}")
-    for i, w in enumerate(raw_windows):
-        wpath = f"{path}.windows[{i}]"
-        if not isinstance(w, Mapping):
-            raise TariffError(f"{wpath}: expected a table {{days, start, end, price_per_kwh}}")
-        extra = set(w) - {"days", "start", "end", "price_per_kwh"}
-        if extra:
-            raise TariffError(
-                f"{wpath}.{sorted(extra)[0]}: unknown key; expected days, start, end, price_per_kwh"
-            )
-        start = _clock(w.get("start"), f"{wpath}.start", end=False)
-        stop = _clock(w.get("end"), f"{wpath}.end", end=True)
-        windows.append(
-            Window(
-                _days(w.get("days", "all"), f"{wpath}.days"),
-                start,
-                stop,
-                _price(w.get("price_per_kwh"), f"{wpath}.price_per_kwh"),
-            )
-        )
-    return Tariff(
-        name,
-        _price(raw["price_per_kwh"], f"{path}.price_per_kwh"),
-        _price(raw.get("session_fee", 0.0), f"{path}.session_fee"),
-        tuple(windows),
-    )
+Price = Annotated[float, Field(ge=0, description="a price (a number >= 0)")]
+Share = Annotated[float, Field(ge=0.5, le=1.0, description="a share from 0.5 to 1.0")]
+TIME: Final = "a local time such as '06:30'"
 
 
-def _efficiency(raw: Mapping[str, Any], key: str, default: float) -> float:
-    value = raw.get(key, default)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not 0.5 <= value <= 1.0
-    ):
-        raise TariffError(f"tariffs.{key} = {value!r}: expected a share from 0.5 to 1.0")
-    return float(value)
+class WindowSection(Section):
+    """One time-of-use window of a tariff: ``start``/``end`` are read as minutes after midnight."""
+
+    days: frozenset[int] = Field(default=_DAY_SETS["all"], description="the days it applies")
+    start: int = Field(description=TIME)
+    end: int = Field(description=TIME)
+    price_per_kwh: Price
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _read_days(cls, value: object) -> frozenset[int]:
+        return _days(value)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _read_clock(cls, value: object, info: ValidationInfo) -> int:
+        return _clock(value, end=info.field_name == "end")
+
+
+class TariffSection(Section):
+    """``[tariffs.<name>]``."""
+
+    price_per_kwh: float = Field(ge=0, description="the price of one kWh (a number >= 0)")
+    session_fee: Price = 0.0
+    windows: list[WindowSection] = Field(default_factory=list, description=f"a list of {_WINDOW}")
+
+
+class TariffsSection(Section):
+    """``[tariffs]``: a few settings, and every other key a named tariff table."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, TariffSection] = Field(init=False)
+
+    currency: str = Field(default="", description="a currency code such as 'EUR'")
+    default: str | None = Field(default=None, description="the name of a [tariffs.<name>] table")
+    dc: str | None = Field(default=None, description="the name of a [tariffs.<name>] table")
+    ac_efficiency: Share = AC_EFFICIENCY
+    dc_efficiency: Share = DC_EFFICIENCY
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_tables(cls, data: Any) -> Any:
+        """A key that is not a setting must be a tariff table; a scalar is most likely a typo."""
+        if isinstance(data, Mapping):
+            settings = list(cls.model_fields)
+            for key, value in data.items():
+                if key not in settings and not isinstance(value, Mapping):
+                    near = difflib.get_close_matches(str(key), settings, n=1)
+                    maybe = f" did you mean {near[0]!r}?" if near else ""
+                    raise invalid(
+                        f"unknown key;{maybe} expected currency, default, dc, ac_efficiency, "
+                        "dc_efficiency or a [tariffs.<name>] table",
+                        field=str(key),
+                    )
+        return data
+
+    @field_validator("currency")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if len(value) > 8:
+            raise invalid("expected a currency code such as 'EUR'")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        names = self.tariffs()
+        for key in ("default", "dc"):
+            ref = getattr(self, key)
+            if ref is not None and ref not in names:
+                known = ", ".join(sorted(names)) or "none defined"
+                raise invalid(
+                    f"expected the name of a [tariffs.<name>] table ({known})",
+                    field=key,
+                    value=ref,
+                )
+        return self
+
+    def tariffs(self) -> dict[str, TariffSection]:
+        return dict(self.__pydantic_extra__ or {})
 
 
 def tariffs_from_config(raw: object) -> Tariffs:
     """The ``[tariffs]`` table (absent: no prices, default efficiencies)."""
     if raw is None:
         return Tariffs()
-    if not isinstance(raw, Mapping):
-        raise TariffError(f"tariffs = {raw!r}: expected a table ([tariffs])")
-    tariffs = {}
-    for key, value in raw.items():
-        if key in _RESERVED:
-            continue
-        if not isinstance(value, Mapping):
-            raise TariffError(
-                f"tariffs.{key}: unknown key; expected currency, default, dc, ac_efficiency, "
-                "dc_efficiency or a [tariffs.<name>] table"
-            )
-        tariffs[str(key)] = _tariff(str(key), value)
-    currency = raw.get("currency", "")
-    if not isinstance(currency, str) or len(currency) > 8:
-        raise TariffError(
-            f"tariffs.currency = {currency!r}: expected a currency code such as 'EUR'"
+    try:
+        m = read_section(TariffsSection, raw, "tariffs")
+    except TariffError:
+        raise
+    except ConfigError as exc:
+        raise TariffError(str(exc)) from None
+    tariffs = {
+        name: Tariff(
+            name,
+            t.price_per_kwh,
+            t.session_fee,
+            tuple(Window(w.days, w.start, w.end, w.price_per_kwh) for w in t.windows),
         )
-    refs: dict[str, str | None] = {}
-    for key in ("default", "dc"):
-        ref = raw.get(key)
-        if ref is not None and (not isinstance(ref, str) or ref not in tariffs):
-            known = ", ".join(sorted(tariffs)) or "none defined"
-            raise TariffError(
-                f"tariffs.{key} = {ref!r}: expected the name of a [tariffs.<name>] table ({known})"
-            )
-        refs[key] = ref
-    return Tariffs(
-        tariffs,
-        currency,
-        refs["default"],
-        refs["dc"],
-        _efficiency(raw, "ac_efficiency", AC_EFFICIENCY),
-        _efficiency(raw, "dc_efficiency", DC_EFFICIENCY),
-    )
+        for name, t in m.tariffs().items()
+    }
+    return Tariffs(tariffs, m.currency, m.default, m.dc, m.ac_efficiency, m.dc_efficiency)
 
 
 # --- pricing ------------------------------------------------------------------------------------

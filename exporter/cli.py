@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -43,23 +43,29 @@ simulator = true
 """
 
 
-def _load_config(path: Path | None, **overrides: Any) -> Config:
+def _load_config(
+    path: Path | None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Config:
+    """The config at ``path`` (else ./config.toml, else the built-in demo) under the environment
+    (``env`` adds to ``os.environ``), with the command line's ``overrides`` on top."""
+    import os
+
+    environ = {**os.environ, **env} if env else None
     if path is None and DEFAULT_CONFIG.exists():
         path = DEFAULT_CONFIG
     try:
         if path is None:
-            import os
             import tempfile
 
             with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
                 fh.write(DEMO_TOML)
             try:
-                cfg = load(Path(fh.name))
+                cfg = load(Path(fh.name), env=environ)
             finally:
                 os.unlink(fh.name)
             cfg = replace(cfg, db=Path.cwd() / "carmetrics.db", source="<built-in demo>")
         else:
-            cfg = load(path)
+            cfg = load(path, env=environ)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
     changes = {k: v for k, v in overrides.items() if v is not None}
@@ -175,6 +181,13 @@ def cli() -> None:
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default=None)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
 @click.option(
+    "--simulator-url",
+    default=None,
+    metavar="URL",
+    help="Use a standalone simulator (`carmetrics simulate`): the `info` URL of its JSON line, "
+    "or a file holding the line (overrides simulator.url).",
+)
+@click.option(
     "--shard",
     type=click.Choice(["off", "auto"]),
     default=None,
@@ -188,6 +201,7 @@ def run(
     db: str | None,
     log_level: str | None,
     log_format: str | None,
+    simulator_url: str | None,
     shard: str | None,
 ) -> None:
     """Poll the configured accounts, serve /metrics and record the history.
@@ -195,10 +209,18 @@ def run(
     \b
     Example:
       carmetrics run --config config.toml --port 8477 --db /data/carmetrics.db
+      carmetrics simulate > sim.json &     # in another process, then:
+      carmetrics run --simulator-url "$(jq -r .info sim.json)"
       carmetrics run --config fleet.toml --db postgresql://carmetrics@db/carmetrics --shard auto
     """
     cfg = _load_config(
-        config_path, port=port, listen=listen, db=db, log_level=log_level, log_format=log_format
+        config_path,
+        env={"CARMETRICS_SIMULATOR__URL": simulator_url} if simulator_url else None,
+        port=port,
+        listen=listen,
+        db=db,
+        log_level=log_level,
+        log_format=log_format,
     )
     if shard is not None:
         table = dict(cfg.extra.get("shard") or {})
@@ -238,6 +260,10 @@ def simulate(
 ) -> None:
     """Run the cloud simulators standalone and print ONE JSON line with their URLs and demo logins.
 
+    The line's `info` URL serves the same line and `clock` the simulated time; give the first to
+    `carmetrics run --simulator-url` (or the line, saved to a file, with its URLs pointed at a
+    proxy).
+
     \b
     Example:
       carmetrics simulate --speed 120 > sim.json
@@ -255,12 +281,17 @@ def simulate(
     from exporter.simulator.runner import start_simulator
 
     async def main() -> None:
+        from exporter.simulator.info import InfoHost
+
         handle = await start_simulator(sim)
-        click.echo(json.dumps(handle.info()))
-        sys.stdout.flush()
+        host = InfoHost(handle.info(), handle.clock)
         try:
+            await host.start()
+            click.echo(json.dumps(host.info))
+            sys.stdout.flush()
             await asyncio.Event().wait()
         finally:
+            await host.close()
             await handle.close()
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -310,7 +341,10 @@ def check_config(config_path: Path | None) -> None:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"config {cfg.source}: ok")
     click.echo(f"  listen {cfg.listen}:{cfg.port}, history {cfg.db}")
-    click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")
+    if cfg.simulator.url:
+        click.echo(f"  simulator: standalone at {cfg.simulator.url}")
+    else:
+        click.echo(f"  simulator {'on' if cfg.simulator.enabled else 'off'}")
     for a in cfg.accounts:
         secrets = ", ".join(f"{k}=***" for k in a.secrets) or "none"
         click.echo(

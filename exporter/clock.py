@@ -87,6 +87,29 @@ class ScaledClock:
         await asyncio.sleep(max(0.0, seconds) / speed if speed > 0 else 0)
 
 
+class FollowedClock:
+    """Another process's clock, followed: the exporter beside a standalone simulator
+    (``carmetrics run --simulator-url``) must read the time the simulated cars report in, or the
+    hub's bound on reports from the future refuses them all. Between two ``sync`` calls it runs at
+    the other clock's speed; a sync never moves it backwards (a report can only look older)."""
+
+    def __init__(self, now: float, speed: float) -> None:
+        self._base = now
+        self._t0 = time.monotonic()
+        self.speed = speed
+
+    def now(self) -> float:
+        return self._base + (time.monotonic() - self._t0) * self.speed
+
+    def sync(self, now: float, speed: float) -> None:
+        self._base = max(now, self.now())
+        self._t0 = time.monotonic()
+        self.speed = speed
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds) / self.speed if self.speed > 0 else 0)
+
+
 class ManualClock:
     """Time that moves only when told to; sleepers wake when ``advance`` passes their deadline."""
 

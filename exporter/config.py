@@ -83,18 +83,6 @@ class AccountConfig:
             **self.secrets,
         }
 
-    def setting(
-        self, name: str, default: Any = None, *, kind: type | tuple[type, ...] | None = None
-    ) -> Any:
-        """One plain key (for validators not yet on a settings model)."""
-        value = self.settings.get(name, default)
-        if kind is not None and value is not None and not isinstance(value, kind):
-            want = (
-                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            )
-            raise ConfigError(f"{self.key(name)} = {value!r}: expected {want}")
-        return value
-
     def secret(self, name: str, *, required: bool = True) -> Secret | None:
         got = self.secrets.get(name)
         if got is None and required:
@@ -138,6 +126,16 @@ class SimulatorConfig(Section):
     history_days: float = Field(
         default=14.0, ge=0
     )  # the demo clock starts this far back and catches up
+    # Where the simulated Smartcar serves Connect (the page a browser is sent to by "Connect a
+    # car"): port 0 is a free loopback port, fine when the browser runs on the same host; in a
+    # container, a fixed port on 0.0.0.0 that the compose file publishes
+    connect_port: int = Field(default=0, ge=0, le=65535, description="a TCP port number 0-65535")
+    connect_listen: str = Field(
+        default="127.0.0.1", min_length=1, description="an address such as 127.0.0.1"
+    )
+    # A standalone simulator (`carmetrics simulate`, the "info" URL of its JSON line, or a file
+    # holding that line) to use instead of starting one in-process; "" = none
+    url: str = ""
 
 
 class ExporterSection(Section):
@@ -356,10 +354,11 @@ def _build(data: dict[str, Any], base: Path, source: str) -> Config:
                 f"accounts: the name {n!r} is used twice; give each account a unique name"
             )
     for a in accounts:
-        if a.simulator and not sim.enabled:
+        if a.simulator and not (sim.enabled or sim.url):
             raise ConfigError(
                 f"{a.key('simulator')} = true but simulator.enabled is false; "
-                "enable the embedded simulator or point the account at a real cloud"
+                "enable the embedded simulator (or give simulator.url of a standalone one) "
+                "or point the account at a real cloud"
             )
 
     extra = {

@@ -13,6 +13,7 @@ from typing import Final
 
 from exporter.commands.settings import CommandsSection
 from exporter.fleet.settings import ShardSection
+from exporter.mqtt.settings import MqttSection
 from exporter.settings import Section
 from exporter.tokens import TokensSection
 
@@ -23,5 +24,5 @@ FEATURE_SECTIONS: Final[dict[str, type[Section] | None]] = {
     "analysis": None,
     "places": None,
     "tariffs": None,
-    "mqtt": None,  # exporter.mqtt.settings.load_settings (hand-written, to move onto a model)
+    "mqtt": MqttSection,
 }

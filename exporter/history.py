@@ -303,6 +303,8 @@ class HistoryWriter:
         last = self._floor.get(vin)
         if last is None or row[1] > last:
             return True
+        if row[1] == last:  # the very report the file holds, served again by a resumed source
+            return False
         self.skipped_older += 1
         if vin not in self._skip_logged:
             self._skip_logged.add(vin)

@@ -18,13 +18,15 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from exporter import remote_simulator
 from exporter.backend import backend
-from exporter.clock import Clock, RealClock, ScaledClock
+from exporter.clock import Clock, FollowedClock, ManualClock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
 from exporter.history import HistoryWriter
@@ -42,7 +44,12 @@ from exporter.providers.base import (
     TokenStore,
     VehicleNotLinked,
 )
+from exporter.reconnect import ReconnectCollector
+from exporter.remote_simulator import RemoteSimulator
 from exporter.scheduler import Scheduler
+from exporter.simulator.persist import StateError, state_path
+from exporter.simulator.persist import read as read_state
+from exporter.simulator.persist import write as write_state
 from exporter.simulator.runner import start_simulator
 from exporter.snapshot import Snapshot, VehicleInfo
 from exporter.tokens import tokens_from_config
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SIMULATOR_SAVE_EVERY = 300.0  # real seconds between two saves of the embedded simulator's state
 # a poll may ask for its account to be re-listed at most this often (seconds)
 RELIST_MIN_GAP: Final = 600.0
 
@@ -73,6 +81,10 @@ class Runtime:
     landing_links: list[tuple[str, str]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # every configured account listed at least once: the hub knows every car there is, so a car
+    # it does not know has left (the MQTT publisher then clears what it left on the broker)
+    all_listed: asyncio.Event = field(default_factory=asyncio.Event)
+    _listed: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
     _account_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -84,6 +96,11 @@ class Runtime:
     # called with a VIN when a car left its account (not when this instance only let it go)
     removed_listeners: list[Callable[[str], None]] = field(default_factory=list)
     fleet: FleetMember | None = None  # when [shard] mode = "auto"
+    _saved_simulator: dict[str, Any] | None = None  # read at create, replayed at start
+    _remote: RemoteSimulator | None = None  # a standalone simulator ([simulator] url)
+    _reconnect_told: set[str] = field(
+        default_factory=set
+    )  # VINs whose "reconnect needed" is logged
     _asked_relist_at: dict[str, float] = field(default_factory=dict)  # account -> last asked list
 
     # --- construction -----------------------------------------------------------------------------
@@ -93,18 +110,30 @@ class Runtime:
 
         The history (file or database) is checked first (HistoryError: one line, nothing else
         opened yet)."""
+        remote = None
+        if config.simulator.url:  # a standalone simulator: its hosts, and its clock to follow
+            remote, remote_now, remote_speed = await remote_simulator.connect(config.simulator.url)
+            if clock is None:
+                _refuse_real_accounts_beside(config, remote_speed)
+                clock = FollowedClock(remote_now, remote_speed)
         if clock is None:
             _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
         store = backend(config.db)
         await asyncio.to_thread(store.preflight)
+        embedded = config.simulator.enabled and remote is None
+        saved = await _saved_simulator(config) if embedded else None
+        saved_at = saved.get("clock") if saved is not None else None
+        if not isinstance(saved_at, int | float):
+            saved_at = None
         if clock is None:
             if config.simulator.enabled:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now";
-                # a restarted demo continues from its history's last report instead
+                # a restarted demo continues where its simulator (or else its history) stopped
                 start = time.time() - config.simulator.history_days * 86400
                 resumed = await asyncio.to_thread(store.last_report_time)
-                if resumed is not None and resumed > start:
-                    log.info("demo continues where its history stopped", extra={"at": resumed})
+                resumed = max(resumed or start, saved_at or start)
+                if resumed > start:
+                    log.info("demo continues where it stopped", extra={"at": resumed})
                     start = min(resumed, time.time())
                 clock = ScaledClock(
                     start=start,
@@ -113,12 +142,15 @@ class Runtime:
                 )
             else:
                 clock = RealClock()
+        elif saved_at is not None and isinstance(clock, ManualClock):
+            clock.set(saved_at)  # a test's clock continues where the saved simulator stopped
         tokens = await asyncio.to_thread(
             tokens_from_config, config
         )  # a ConfigError: nothing to close
         hub = Hub()
         health = Health()
-        history = store.writer(one_timeline=config.simulator.enabled)
+        # a simulator (here or standalone) restarted afresh replays its first days: refuse them
+        history = store.writer(one_timeline=config.simulator.enabled or remote is not None)
         scheduler = Scheduler(hub, health, clock, config.poll)
         collector = VehicleCollector(
             hub,
@@ -130,6 +162,7 @@ class Runtime:
         )
         registry = make_registry(collector)
         registry.register(HubCollector(hub))
+        registry.register(ReconnectCollector(scheduler, health))
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=config.poll.timeout, connect=min(10.0, config.poll.timeout)
@@ -145,6 +178,9 @@ class Runtime:
             config, clock, session, hub, health, history, scheduler, registry, tokens, collector
         )
         scheduler.on_failure(rt._poll_failed)
+        hub.subscribe(lambda snap: rt._reconnect_told.discard(snap.vin))  # it works again
+        rt._saved_simulator = saved
+        rt._remote = remote
         return rt
 
     # --- health (read by /healthz) ----------------------------------------------------------------
@@ -162,14 +198,14 @@ class Runtime:
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.history.open)
         self._tasks.append(asyncio.create_task(self.history.run(), name="history"))
-        if self.config.simulator.enabled:
+        if self._remote is not None:
+            if isinstance(self.clock, FollowedClock):
+                follow = remote_simulator.follow(self.clock, self.session, self._remote.clock_url)
+                self._tasks.append(asyncio.create_task(follow, name="simulator-clock"))
+        elif self.config.simulator.enabled:
             # the demo (a ScaledClock) starts with cars already on the move; tests keep their own script
-            self.simulator = await start_simulator(
-                self.config.simulator, self.clock, demo=isinstance(self.clock, ScaledClock)
-            )
-            log.info(
-                "embedded simulator started", extra={"vehicles": len(self.simulator.fleet.vins)}
-            )
+            self.simulator = await self._start_simulator()
+            self._tasks.append(asyncio.create_task(self._keep_saving(), name="simulator-state"))
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         from exporter.fleet.settings import load_settings as shard_settings
 
@@ -183,6 +219,47 @@ class Runtime:
             return
         for account in self.config.accounts:
             await self.attach_account(account.name)
+
+    async def _start_simulator(self) -> Any:
+        """The embedded simulator, continuing from its saved state when there is a usable one."""
+        demo = isinstance(self.clock, ScaledClock)
+        saved, self._saved_simulator = self._saved_simulator, None
+        handle = None
+        if saved is not None:
+            try:
+                handle = await start_simulator(
+                    self.config.simulator, self.clock, demo=demo, saved=saved
+                )
+            except StateError as exc:
+                _state_warning(self.config, str(exc))
+        resumed = handle is not None
+        if handle is None:
+            handle = await start_simulator(self.config.simulator, self.clock, demo=demo)
+        log.info(
+            "embedded simulator started",
+            extra={"vehicles": len(handle.fleet.vins), "resumed": resumed},
+        )
+        return handle
+
+    async def _keep_saving(self) -> None:
+        """Save the simulator's state every few real minutes too, so a process that is killed
+        (no clean stop) loses only the last minutes of commands, not the demo's continuity."""
+        while True:
+            await asyncio.sleep(SIMULATOR_SAVE_EVERY)
+            await self._save_simulator()
+
+    async def _save_simulator(self) -> None:
+        """Write the simulator's state beside the history; a failure costs only the continuity."""
+        if not isinstance(self.config.db, Path):
+            return  # a PostgreSQL history has no file to keep the state beside
+        path = state_path(self.config.db)
+        try:
+            await asyncio.to_thread(write_state, path, self.simulator.state())
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "simulator state not saved; the next start begins a fresh simulator",
+                extra={"file": str(path), "error": str(exc)},
+            )
 
     async def stop(self) -> None:
         if self.fleet is not None:
@@ -200,6 +277,7 @@ class Runtime:
         await asyncio.get_running_loop().run_in_executor(None, self.history.close)
         await self.session.close()
         if self.simulator is not None:
+            await self._save_simulator()
             await self.simulator.close()
         log.info("stopped", extra={"rows_written": self.history.rows_written})
 
@@ -267,7 +345,7 @@ class Runtime:
 
     def context(self, account: AccountConfig) -> ProviderContext:
         """What the provider of ``account`` gets: shared session, clock, vault and its own sink."""
-        sim = None
+        sim = self._remote.link if self._remote is not None else None
         if self.simulator is not None:
             sim = SimulatorLink(urls=self.simulator.urls, logins=self.simulator.logins)
         return ProviderContext(
@@ -312,6 +390,9 @@ class Runtime:
         self.health.api_up[(provider.name, provider.account)] = True
         self._sync_vehicles(provider, vehicles)
         self.ready.set()
+        self._listed.add(provider.account)
+        if self._listed >= {a.name for a in self.config.accounts}:
+            self.all_listed.set()
         while True:
             await self._wait_relist(provider.account, wake)
             try:
@@ -384,13 +465,46 @@ class Runtime:
         log.info("vehicle removed", extra={"vin": mask_vin(vin)})
 
     def _poll_failed(self, vin: str, exc: ProviderError) -> None:
-        """A poll said the car may have left the account: re-list that account now."""
+        """A poll said the car may have left the account: re-list that account now. A refused
+        sign-in is logged once as "reconnect needed" (again only after the car reported since),
+        unless the provider keeps a reconnect link for the car and has said so itself."""
         if not isinstance(exc, VehicleNotLinked | ReauthRequired):
             return
         provider = self.scheduler.provider_of(vin)
+        announced = provider is not None and vin in provider.reauth_links()  # said it itself
+        if isinstance(exc, ReauthRequired) and not announced and vin not in self._reconnect_told:
+            self._reconnect_told.add(vin)
+            log.warning(
+                "reconnect needed: the cloud refused this car's credentials; polling is paused",
+                extra={
+                    "vin": mask_vin(vin),
+                    "account": provider.account if provider is not None else "",
+                    "code": exc.code or "none",
+                    "fix": exc.reauth_url or "check the account's sign-in (username, password)",
+                },
+            )
         wake = self._relist.get(provider.account) if provider is not None else None
         if wake is not None:
             wake.set()
+
+
+async def _saved_simulator(config: Config) -> dict[str, Any] | None:
+    """The embedded simulator's saved state, or None (a bad file: one warning, a fresh start)."""
+    if not isinstance(config.db, Path):
+        return None  # a PostgreSQL history has no file to keep the state beside
+    try:
+        return await asyncio.to_thread(read_state, state_path(config.db))
+    except StateError as exc:
+        _state_warning(config, str(exc))
+        return None
+
+
+def _state_warning(config: Config, why: str) -> None:
+    where = state_path(config.db) if isinstance(config.db, Path) else config.db
+    log.warning(
+        "simulator state not used; starting a fresh simulator",
+        extra={"file": str(where), "error": why},
+    )
 
 
 def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
@@ -408,6 +522,20 @@ def _refuse_real_accounts_on_the_demo_clock(config: Config) -> None:
                 "embedded simulator's accelerated demo clock: set simulator.enabled = false, or "
                 f"mark the account simulator = true, or run the demo on wall time "
                 "(simulator.speed = 1, simulator.history_days = 0)"
+            )
+
+
+def _refuse_real_accounts_beside(config: Config, speed: float) -> None:
+    """As for the demo clock: a standalone simulator's accelerated clock is no clock for a real
+    account."""
+    if speed == 1:
+        return
+    for account in config.accounts:
+        if not account.simulator:
+            raise ConfigError(
+                f"{account.key('simulator')} = false (a real account) cannot run beside the "
+                f"standalone simulator at simulator.url, whose clock runs {speed:g}x: run the real "
+                "account in its own carmetrics, or the simulator with --speed 1"
             )
 
 

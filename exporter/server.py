@@ -22,6 +22,7 @@ from exporter.metrics import render_exposition
 from exporter.mqtt import wiring as mqtt_wiring
 from exporter.providers import registry
 from exporter.providers.base import Provider
+from exporter.reconnect import needs_reconnect
 from exporter.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,7 @@ _POLLING: dict[str, str] = {  # the scheduler's state, as the "next poll" column
 
 def _status(rt: Runtime, vin: str) -> str:
     """How the car is being polled, or what its owner must do first."""
-    provider = rt.scheduler.provider_of(vin)
-    if provider is not None and vin in provider.reauth_links():
+    if needs_reconnect(rt.scheduler, rt.health, vin):
         return "reconnect needed"
     h = rt.health.vehicles.get(vin)
     state = h.state if h else "unknown"

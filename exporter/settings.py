@@ -276,7 +276,13 @@ def _owner(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel
         part = loc[i]
         field = current.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
-            return current
+            # a named sub-table of a model whose other keys are typed extras ([tariffs.<name>])
+            extra = _extra_model(current) if isinstance(part, str) else None
+            if extra is None:
+                return current
+            i += 1
+            current = extra
+            continue
         nested = _nested_model(field.annotation)
         if nested is None:
             return current
@@ -284,6 +290,14 @@ def _owner(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel
         i += 1 + _container_depth(field.annotation)
         current = nested
     return current
+
+
+def _extra_model(model: type[BaseModel]) -> type[BaseModel] | None:
+    """The model of a table's extra keys, when it types them (``__pydantic_extra__``)."""
+    if model.model_config.get("extra") != "allow":
+        return None
+    hint = typing.get_type_hints(model).get("__pydantic_extra__")
+    return _nested_model(hint) if hint is not None else None
 
 
 def _nested_model(annotation: Any) -> type[BaseModel] | None:

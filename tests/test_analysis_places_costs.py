@@ -116,6 +116,37 @@ def test_config_errors_are_one_line_without_pandas() -> None:
         tariffs_from_config({"currency": 3})
 
 
+@pytest.mark.parametrize(
+    ("toml", "line"),
+    [
+        # the shared settings mechanism's rules, which the hand-written reader lacked
+        ('curency = "EUR"', "tariffs.curency: unknown key; did you mean 'currency'?"),
+        (
+            '[tariffs.h]\nprice_per_kwh = 0.3\nwindows = [{ dys = "all", start = "01:00", '
+            'end = "02:00", price_per_kwh = 0.1 }]',
+            "tariffs.h.windows[0].dys: unknown key; did you mean 'days'?",
+        ),
+        ("[tariffs.h]\nprice_per_kwh = 0.3\nsesion_fee = 1", "did you mean 'session_fee'?"),
+    ],
+)
+def test_check_config_and_the_analysis_report_tariff_mistakes_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, line: str
+) -> None:
+    from click.testing import CliRunner
+
+    from exporter.cli import cli
+    from exporter.config import load
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text(f"[tariffs]\n{toml}\n")
+    res = CliRunner().invoke(cli, ["check-config"])
+    assert res.exit_code == 1 and line in res.output and res.output.count("\n") == 1
+    cfg = load(tmp_path / "config.toml", {})
+    with pytest.raises(TariffError) as err:
+        tariffs_from_config(cfg.extra["tariffs"])
+    assert res.output.strip() == f"Error: configuration error: {err.value}"
+
+
 # --- matching ----------------------------------------------------------------------------------
 
 

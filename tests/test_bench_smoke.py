@@ -137,6 +137,12 @@ async def test_history_writer_and_raw_insert_the_same_rows(tmp_path: Path) -> No
         assert w.execute(q).fetchall() == r.execute(q).fetchall()
 
 
+async def test_sim_restore_measures_a_restart() -> None:
+    from bench.sim_restore import restore_seconds
+
+    assert await restore_seconds(0.5) > 0
+
+
 def test_kill9_drill_checks_pass_and_detect_tampering(tmp_path: Path) -> None:
     result = kill9.drill(2, seed=1, tmp=tmp_path, wait=(0.5, 0.7))  # late enough to commit
     assert result["failures"] == [] and result["integrity_check ok"] == 2
@@ -189,3 +195,16 @@ async def test_mqtt_publish_bench_goes_through_the_real_broker(tmp_path: Path) -
     assert r.published > 2 * r.reports
     assert r.received == r.total > r.published  # the first full publish came before the timing
     assert r.cpu > 0 and r.wall > 0
+
+
+def test_startup_probes_run_the_tree_they_are_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import startup
+
+    root = Path(__file__).resolve().parent.parent
+    startup.main(["--tree", str(root), "--runs", "1"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith(f"| {root}")]
+    assert len(rows) == 1 + len(startup.PROBES)
+    # the settings path of this tree loads no provider implementation (tests/test_config_imports)
+    assert all(
+        r.rstrip(" |").endswith("False") for r in rows if "check-config" in r or "load(" in r
+    )

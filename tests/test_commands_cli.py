@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -104,6 +106,18 @@ async def test_missing_token_and_unreachable_exporter(world: Factory) -> None:
         env={"CARMETRICS_API_TOKEN": TOKEN},
     )
     assert res.exit_code == 1 and "cannot reach" in res.output
+
+
+def test_every_exit_status_is_documented_in_the_help_and_the_readme() -> None:
+    """What a script sees is what the README and --help promise, usage errors included."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("**CLI**: `carmetrics command") :][:900]
+    helptext = CliRunner().invoke(cli, ["command", "--help"]).output
+    usage = CliRunner().invoke(cli, ["command", "VIN", "lock", "--percent", "x"])
+    assert usage.exit_code == 2
+    for code in (0, 1, usage.exit_code, 3, 4, 5):
+        assert re.search(rf"\b{code} [\w`-]", section), code
+        assert re.search(rf"\b{code} [\w`-]", " ".join(helptext.split())), code
 
 
 served = sim.served  # the real runtime with the embedded simulators

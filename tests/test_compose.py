@@ -9,6 +9,7 @@ Grafana provisioning and the Dockerfile.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -397,3 +398,59 @@ def test_fleet_config_under_the_compose_environment(
     shard = read_section(ShardSection, config.extra["shard"], "shard")
     assert shard.mode == "auto" and shard.heartbeat is not None
     assert shard.heartbeat < shard.lease / 2
+async def test_connect_a_car_leads_the_hosts_browser_to_a_published_port(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In the container the simulated Smartcar Connect listens on a fixed port on every interface,
+    the compose file publishes that port on the host's loopback, and the exporter's "Connect a car"
+    redirect names it: the host's browser gets the consent page (not a port that exists only
+    inside the container)."""
+    import socket
+
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from exporter.clock import ManualClock
+    from exporter.config import load
+    from exporter.runtime import Runtime
+    from exporter.server import make_app
+
+    for key in [k for k in os.environ if k.startswith("CARMETRICS_")]:
+        monkeypatch.delenv(key)
+    service = compose["services"]["carmetrics"]
+    for key, value in env(service).items():
+        monkeypatch.setenv(key, value)
+    config = load(ROOT / "config.toml")
+    sim = config.simulator
+    assert sim.connect_listen == "0.0.0.0" and sim.connect_port > 0
+    assert f"127.0.0.1:{sim.connect_port}:{sim.connect_port}" in service["ports"]
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    # the same configuration on this machine: the history in tmp, ports that are free here
+    port, connect = free(), free()
+    monkeypatch.setenv("CARMETRICS_EXPORTER__DB", str(tmp_path / "h.db"))
+    monkeypatch.setenv("CARMETRICS_EXPORTER__PORT", str(port))
+    monkeypatch.setenv("CARMETRICS_SIMULATOR__CONNECT_PORT", str(connect))
+    config = load(ROOT / "config.toml")
+    rt = await Runtime.create(config, ManualClock())
+    server = TestServer(make_app(rt), host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                if "smartcar-demo" in rt.providers:
+                    break
+                await asyncio.sleep(0.02)
+            url = f"http://127.0.0.1:{port}/connect/smartcar"
+            async with http.get(url, allow_redirects=False) as r:
+                assert r.status == 302, await r.text()
+                location = r.headers["Location"]
+            assert location.startswith(f"http://127.0.0.1:{connect}/oauth/authorize?")
+            async with http.get(location) as r:
+                assert r.status == 200 and "consent" in await r.text()
+    finally:
+        await server.close()

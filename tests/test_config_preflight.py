@@ -91,7 +91,8 @@ def test_nan_from_the_environment_is_refused_too(tmp_path: Path) -> None:
         ('[comands]\ntoken_name = "x"\n', "comands: unknown top-level key or table (did you mean"),
         (b'[log]\nlevel = "\xff"\n', "not valid TOML: the file is not UTF-8 text"),
         (
-            '[[accounts]]\nprovider = "smartcar"\nclient_id = "c"\n'
+            '[[accounts]]\nprovider = "smartcar"\nclient_id = "client_c"\n'
+            'application_id = "5b2f0c1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"\n'
             'redirect_uri = "https://x.example/cb"\n',
             "accounts[0].client_secret is missing: set the environment variable "
             "CARMETRICS_ACCOUNTS__0__CLIENT_SECRET",

@@ -49,7 +49,7 @@ timeout = 2
 [simulator]
 enabled = true
 seed = 7
-smart_vehicles = ["#1", "#5"]
+smart_vehicles = {vehicles}
 [[accounts]]
 name = "eu"
 provider = "smart"
@@ -158,14 +158,20 @@ class Exporter:
         await asyncio.sleep(0.05)
 
 
-async def start_exporter(broker: Broker, tmp: Path, clock: ManualClock | None = None) -> Exporter:
+async def start_exporter(
+    broker: Broker,
+    tmp: Path,
+    clock: ManualClock | None = None,
+    vehicles: tuple[str, ...] = ("#1", "#5"),
+) -> Exporter:
     db = tmp / "h.db"
     cfg = tmp / "config.toml"
     clock = clock or ManualClock()
     env = {"CARMETRICS_MQTT__PASSWORD": USERS["carmetrics"]}
     for attempt in range(5):
         port = free_port()
-        cfg.write_text(CONFIG.format(port=port, db=db, url=broker.url))
+        cars = json.dumps(list(vehicles))
+        cfg.write_text(CONFIG.format(port=port, db=db, url=broker.url, vehicles=cars))
         rt = await Runtime.create(load(cfg, env=env), clock)
         server = TestServer(make_app(rt), host="127.0.0.1", port=port)
         try:
@@ -176,7 +182,7 @@ async def start_exporter(broker: Broker, tmp: Path, clock: ManualClock | None = 
             if attempt == 4:
                 raise
     ex = Exporter(rt, clock, server, db)
-    await until(lambda: len(rt.scheduler.vins) >= 2, "the smart cars")
+    await until(lambda: len(rt.scheduler.vins) >= len(vehicles), "the smart cars")
     await until(lambda: all(rt.hub.latest(v) for v in rt.scheduler.vins), "first reports")
     await ex.quiet()
     return ex
@@ -515,6 +521,54 @@ async def test_a_car_leaving_clears_its_configs_and_topics(
         await asyncio.sleep(0.2)
         assert not [t for t in fresh.latest if gone in t]
         assert [t for t in fresh.configs() if f"/carmetrics_{stays}/" in t]
+
+
+async def test_a_car_removed_while_the_exporter_was_down_is_cleared_on_start(
+    broker: Broker, tmp_path: Path
+) -> None:
+    foreign = {
+        # another integration's config, and one that borrows our node name but is not ours
+        "homeassistant/sensor/zigbee_plug/power/config": json.dumps({"unique_id": "plug_power"}),
+        "homeassistant/sensor/carmetrics_OTHER/soc/config": json.dumps(
+            {"unique_id": "carmetrics_OTHER_soc", "device": {"via_device": "elsewhere_bridge"}}
+        ),
+        "carmetrics/notes": "kept",  # under our prefix, but not a car topic
+    }
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, username="carmetrics", password=USERS["carmetrics"]
+    ) as other:
+        for topic, payload in foreign.items():
+            await other.publish(topic, payload, qos=1, retain=True)
+    ex = await start_exporter(broker, tmp_path)
+    gone, stays = vin_of(ex, "#5"), vin_of(ex, "#1")
+    async with watching(broker) as w:
+        await until(lambda: len(w.configs()) >= n_configs(ex) > 40, "every config")
+        await until(lambda: f"carmetrics/{gone}/state" in w.latest, "the car's state")
+        left = sorted(t for t, v in w.latest.items() if gone in t and v)
+        kept = sorted(t for t, v in w.latest.items() if stays in t and v)
+    assert any(t.endswith("/config") for t in left) and f"carmetrics/{gone}/state" in left
+    await ex.server.close()  # the exporter stops; the #5 leaves its account meanwhile
+
+    ex = await start_exporter(broker, tmp_path, ex.clock, vehicles=("#1",))
+    try:
+        assert set(ex.rt.hub.vehicles) == {stays}
+        async with watching(broker) as w:
+            await until(lambda: all(w.latest.get(t) == "" for t in left), "cleared topics")
+        assert ex.publisher.swept == 1
+        await ex.quiet()
+        async with watching(broker) as fresh:
+            await until(lambda: f"carmetrics/{stays}/state" in fresh.latest, "retained state")
+            await until(lambda: all(t in fresh.latest for t in foreign), "foreign topics")
+            await until(lambda: all(t in fresh.latest for t in kept), "the other car's topics")
+            assert not [t for t in fresh.latest if gone in t]
+            assert {t: fresh.latest[t] for t in foreign} == foreign
+    finally:
+        await ex.server.close()
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, username="carmetrics", password=USERS["carmetrics"]
+        ) as other:
+            for topic in foreign:
+                await other.publish(topic, "", qos=1, retain=True)
 
 
 EVCC = re.compile(r"```yaml\n(# evcc\.yaml.*?)```", re.S)

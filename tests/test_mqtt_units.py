@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from exporter.clock import ManualClock
@@ -86,7 +87,10 @@ def test_password_from_env_or_file_never_from_the_toml(tmp_path: Path) -> None:
         ('url = "mqtt://b"\nretain = "yes"', r"mqtt\.retain = 'yes': expected true or false"),
         ('url = "mqtt://b"\nbroker = "x"', r"mqtt\.broker: unknown key"),
         ('url = "mqtt://b"\ntls_ca_file = "ca.pem"', r"mqtt\.tls_ca_file = 'ca.pem': no such file"),
-        ('url = "mqtt://b"\ncommands = true', r"mqtt\.commands = true needs mqtt\.username"),
+        (
+            'url = "mqtt://b"\ncommands = true',
+            r"mqtt\.commands: turning commands on needs mqtt\.username",
+        ),
         ('url = "mqtt://b"\nreconnect_min = 10\nreconnect_max = 1', r"mqtt\.reconnect_max"),
     ],
 )
@@ -380,3 +384,106 @@ def test_check_config_validates_the_mqtt_table(
     (tmp_path / "config.toml").write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1883"\nqos = 5\n')
     res = CliRunner().invoke(cli, ["check-config"])
     assert res.exit_code != 0 and "mqtt.qos = 5: expected 0, 1 or 2" in res.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "line"),
+    [
+        # the shared mechanism's rules, which the hand-written reader did not have
+        ("status_interval = nan", "mqtt.status_interval = nan: expected a finite number"),
+        ('topic_prefx = "cars"', "mqtt.topic_prefx: unknown key; did you mean 'topic_prefix'?"),
+        ("qos = true", "mqtt.qos = True: expected 0, 1 or 2"),
+        ('keepalive = "60"', "mqtt.keepalive = '60': expected a number"),
+    ],
+)
+def test_check_config_and_run_report_mqtt_mistakes_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, line: str
+) -> None:
+    """One model for [mqtt]: ``check-config`` and ``run`` stop on the same line (both through
+    exporter.preflight and FEATURE_SECTIONS), and the publisher's reader raises it too."""
+    from click.testing import CliRunner
+
+    from exporter.cli import cli
+    from exporter.features import FEATURE_SECTIONS
+    from exporter.mqtt.settings import MqttSection
+
+    def started(*_: object) -> None:
+        raise AssertionError("run got past its validation")
+
+    assert FEATURE_SECTIONS["mqtt"] is MqttSection
+    monkeypatch.setattr("exporter.server.serve", started)
+    monkeypatch.setattr("exporter.cli.logsetup.setup", lambda *_: None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n{toml}\n')
+    outputs = [CliRunner().invoke(cli, [cmd]) for cmd in ("check-config", "run")]
+    assert [r.exit_code for r in outputs] == [1, 1]
+    shown = outputs[0].output.strip()
+    assert shown.startswith(f"Error: configuration error: {line}") and "\n" not in shown
+    assert outputs[1].output.strip() == shown
+    with pytest.raises(ConfigError) as err:
+        load_settings(load(tmp_path / "config.toml", {}))
+    assert shown.endswith(str(err.value))
+
+
+# --- ghost cars (exporter.mqtt.sweep) ------------------------------------------------------------
+def test_only_our_own_car_topics_count_as_ghosts() -> None:
+    from exporter.mqtt import sweep
+    from exporter.mqtt.topics import Topics
+
+    ours = sweep.Ours(Topics("cm/home", "ha"), "cm_home_bridge")
+
+    def config(node: str, key: str, via: str = "cm_home_bridge") -> bytes:
+        body = {"unique_id": f"{node}_{key}", "device": {"via_device": via}}
+        return json.dumps(body).encode()
+
+    retained = {
+        "cm/home/OLD1/battery_soc": b"81",
+        "cm/home/OLD1/command/result": b"{}",
+        "cm/home/OLD1/notes": b"x",  # not a suffix we write
+        "cm/home/status": b"online",
+        f"cm/home/{VIN}/battery_soc": b"80",  # a known car
+        "ha/sensor/carmetrics_OLD1/battery_soc/config": config("carmetrics_OLD1", "battery_soc"),
+        "ha/sensor/carmetrics_OLD2/soc/config": config("carmetrics_OLD2", "soc", via="other"),
+        "ha/sensor/carmetrics_OLD3/soc/config": config("carmetrics_OLD3", "range"),
+        "ha/sensor/carmetrics_OLD4/soc/config": b"not json",
+        "ha/sensor/plug_1/power/config": config("plug_1", "power"),
+        "ha/sensor/x/carmetrics_OLD5/soc/config": config("carmetrics_OLD5", "soc"),
+    }
+    assert sweep.ghosts(ours, retained, {VIN}) == {
+        "OLD1": {
+            "cm/home/OLD1/battery_soc",
+            "cm/home/OLD1/command/result",
+            "ha/sensor/carmetrics_OLD1/battery_soc/config",
+        }
+    }
+    assert sweep.ghosts(ours, retained, {VIN, "OLD1"}) == {}
+
+
+async def test_the_retained_read_is_bounded() -> None:
+    from exporter.mqtt import sweep
+
+    class Msg:
+        def __init__(self, i: int, retain: bool = True) -> None:
+            self.topic = aiomqtt.Topic(f"cm/V{i}/state")
+            self.payload = b"{}"
+            self.retain = retain
+
+    class Reader:
+        def __init__(self, n: int) -> None:
+            self.subscribed: list[tuple[str, int]] = []
+            self.messages = self._gen(n)
+
+        async def subscribe(self, topics: list[tuple[str, int]]) -> None:
+            self.subscribed = topics
+
+        async def _gen(self, n: int) -> Any:
+            for i in range(n):
+                yield Msg(i, retain=i % 2 == 0)
+            await asyncio.Event().wait()  # then nothing more: the quiet spell ends the read
+
+    r = Reader(10)
+    got = await sweep.retained(r, ["cm/+/#"], quiet=0.01)  # type: ignore[arg-type]
+    assert r.subscribed == [("cm/+/#", 0)]
+    assert sorted(got) == [f"cm/V{i}/state" for i in (0, 2, 4, 6, 8)]  # live messages skipped
+    capped = await sweep.retained(Reader(10), ["cm/+/#"], quiet=5, max_messages=4)  # type: ignore[arg-type]
+    assert sorted(capped) == ["cm/V0/state", "cm/V2/state"]

@@ -3,9 +3,11 @@ the history, and the command cooldown protects the car in wall time (issue 15)."
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.clock import ScaledClock
@@ -35,7 +37,26 @@ def test_a_demo_history_refuses_reports_older_than_its_last_row(tmp_path: Path) 
     again.write_now([_snap(T0 - 86400), _snap(T0 + 60 * 9), _snap(T0 + 3600)])
     times = [r[0] for r in again.query("SELECT ts FROM samples ORDER BY ts")]
     assert times == [T0 + 60 * i for i in range(10)] + [T0 + 3600]
-    assert again.skipped_older == 2
+    assert again.skipped_older == 1  # the report at T0 + 540 is the one the file already holds
+    again.close()
+
+
+def test_a_resumed_demo_serving_its_last_report_again_is_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A demo resumed from its saved state first serves each car's last report, which the file
+    already holds: a duplicate, not a report from another timeline."""
+    db = tmp_path / "h.db"
+    first = History(db, one_timeline=True)
+    first.open()
+    first.write_now([_snap(T0), _snap(T0 + 60)])
+    first.close()
+    again = History(db, one_timeline=True)
+    again.open()
+    with caplog.at_level(logging.WARNING):
+        assert again.write_now([_snap(T0 + 60), _snap(T0 + 120)]) == 1
+    assert again.skipped_older == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     again.close()
 
 

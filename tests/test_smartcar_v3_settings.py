@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import tomllib
+from pathlib import Path
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from exporter.clock import ManualClock
 from exporter.config import AccountConfig, ConfigError, Secret
+from exporter.providers.base import MemoryTokenStore, ProviderContext
 from exporter.providers.smartcar.v3_connect import authorize_url, parse_redirect
 from exporter.providers.smartcar.v3_settings import api_version, from_account_v3
+from tests.fakes import FakeSink
 
 APP_ID = "5b2f0c1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"
 GOOD: dict[str, Any] = {
@@ -97,3 +102,53 @@ def test_redirect_user_id_in_both_spellings_and_errors() -> None:
     r = parse_redirect({"error": "access_denied", "error_description": "no", "state": "s"})
     assert r.error == "access_denied" and r.user_id is None
     assert parse_redirect({"code": "c", "state": "s"}).error == "missing_user_id"
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "words"),
+    [
+        ("token_renew_days = 30", "token_renew_days", "api_version = 2"),
+        ('client_id = "has space"', "client_id", "client_"),
+        ('application_id = "client_abc"', "application_id", "UUID"),
+        ("signals_cost = 0", "signals_cost", "positive"),
+        ("command_timeout = nan", "command_timeout", "finite"),
+    ],
+)
+def test_check_config_reports_what_run_reports(
+    tmp_path: Path, line: str, key: str, words: str
+) -> None:
+    """check-config (the loader and preflight) and run (the provider's settings) read a v3 account
+    through one model: the same mistake, the same line."""
+    from exporter.config import load
+    from exporter.preflight import preflight
+    from exporter.providers.smartcar.entry import account_settings
+    from exporter.tokens import KEY_ENV, generate_key
+
+    ctx = ProviderContext(cast(Any, None), ManualClock(), MemoryTokenStore(), FakeSink())
+    path = tmp_path / "config.toml"
+
+    def write(*, bad: bool) -> None:
+        body = "".join(f"{k} = {v!r}\n" for k, v in GOOD.items() if not (bad and k == key))
+        extra = line + "\n" if bad else ""
+        path.write_text(f'[[accounts]]\nprovider = "smartcar"\n{body}{extra}')
+
+    write(bad=False)
+    env = {"CARMETRICS_ACCOUNTS__0__CLIENT_SECRET": "cs-1", KEY_ENV: generate_key()}
+    cfg = load(path, env)
+    preflight(cfg, env)  # the good account passes both
+    account_settings(cfg.accounts[0], ctx)
+    write(bad=True)
+    with pytest.raises(ConfigError) as checked:
+        preflight(load(path, env), env)
+    msg = str(checked.value)
+    assert msg.startswith(f"accounts[0].{key}") and words in msg and "\n" not in msg
+    bad = AccountConfig(
+        name="a",
+        provider="smartcar",
+        index=0,
+        settings={**cfg.accounts[0].settings, **tomllib.loads(line)},
+        secrets=cfg.accounts[0].secrets,
+    )
+    with pytest.raises(ConfigError) as ran:
+        account_settings(bad, ctx)
+    assert str(ran.value) == msg

@@ -176,8 +176,8 @@ def command(
     \b
     Commands: lock unlock climate_start climate_stop charge_start charge_stop charge_limit
               horn flash find windows_close seat_heating
-    Exit status: 0 done, 1 refused by the exporter, 3 rejected by the cloud/car,
-                 4 car did not reach the state, 5 --wait ended first.
+    Exit status: 0 done, 1 refused by the exporter, 2 wrong usage, 3 rejected by
+                 the cloud/car, 4 car did not reach the state, 5 --wait ended first.
 
     \b
     Example (pre-condition the cabin and wait for the car to confirm):

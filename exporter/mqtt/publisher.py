@@ -9,7 +9,9 @@ state of every car is published in full (the broker may have restarted without i
 messages), never a replay of everything that happened meanwhile.
 
 Reconnects back off from ``reconnect_min`` to ``reconnect_max`` in wall time (the broker lives in
-real time even when the demo's cars run fast).
+real time even when the demo's cars run fast). After each connect, once ``ready`` is set (the
+runtime has listed every account), the cars that left while the exporter was away are cleared too
+(``exporter.mqtt.sweep``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from exporter.commands.service import CommandService
 from exporter.health import Health
 from exporter.hub import Hub
 from exporter.logs import mask_vin
+from exporter.mqtt import sweep
 from exporter.mqtt import topics as t
 from exporter.mqtt.bridge import CommandBridge, limit_step
 from exporter.mqtt.diagnostics import budget_left, status
@@ -67,6 +70,7 @@ class Publisher:
         export_location: bool = False,
         max_data_age: float = 7 * 86400.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -76,9 +80,13 @@ class Publisher:
         self.location = export_location
         self.max_data_age = max_data_age
         self._sleep = sleep
+        # set when the hub knows every car there is (runtime.all_listed); None: never sweep
+        self.ready = ready
+        self.swept = 0  # ghost cars cleared (left while the exporter was away)
         self.topics = t.Topics(settings.topic_prefix, settings.discovery_prefix)
         bridge_id = settings.topic_prefix.replace("/", "_") + "_bridge"
         self.discovery = Discovery(self.topics, bridge_id=bridge_id, qos=settings.qos)
+        self.ours = sweep.Ours(self.topics, bridge_id)
         self.bridge = (
             CommandBridge(service, self._result)
             if service is not None and settings.commands
@@ -272,7 +280,9 @@ class Publisher:
                 self._stale_configs.add(m.vin)
 
     # --- the connection ---------------------------------------------------------------------------
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, *, sweeping: bool = False) -> aiomqtt.Client:
+        """The connection; ``sweeping``: a second, short one that only reads retained messages
+        (its own id and no last will, so the status topic and command routing never see it)."""
         s = self.settings
         tls: ssl.SSLContext | None = None
         if s.tls:
@@ -284,8 +294,10 @@ class Publisher:
             s.port,
             username=s.username,
             password=s.password.reveal() if s.password is not None else None,
-            identifier=s.client_id,
-            will=aiomqtt.Will(self.topics.status, "offline", s.qos, retain=True),
+            identifier=f"{s.client_id}-sweep" if sweeping else s.client_id,
+            will=None
+            if sweeping
+            else aiomqtt.Will(self.topics.status, "offline", s.qos, retain=True),
             clean_session=True,
             keepalive=s.keepalive,
             tls_context=tls,
@@ -344,6 +356,8 @@ class Publisher:
             asyncio.create_task(self._send_loop(client), name="mqtt-send"),
             asyncio.create_task(self._receive_loop(client), name="mqtt-receive"),
         ]
+        if self.ready is not None:
+            tasks.append(asyncio.create_task(self._sweep(self.ready), name="mqtt-sweep"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
@@ -403,6 +417,31 @@ class Publisher:
                 log.warning("mqtt: retained command ignored", extra={"vin": mask_vin(vin)})
                 continue
             self.bridge.handle(vin, payload)
+
+    async def _sweep(self, ready: asyncio.Event) -> None:
+        """Once per connection, when every account is listed: clear the retained topics of cars
+        this exporter published once but knows no more. A failed read is only logged (the next
+        connect tries again); it never drops the connection that publishes."""
+        await ready.wait()
+        try:
+            async with self._client(sweeping=True) as reader:
+                found = await sweep.retained(reader, self.ours.filters())
+        except (aiomqtt.MqttError, OSError) as exc:
+            log.warning("mqtt: could not look for cars that left", extra={"error": str(exc)})
+            return
+        except Exception:  # a bug here must not take the publishing connection down with it
+            log.exception("mqtt: looking for cars that left failed")
+            return
+        gone = sweep.ghosts(self.ours, found, self.hub.vehicles)
+        for vin, topics in gone.items():
+            self._removed[vin] = self._removed.get(vin, set()) | topics
+        self.swept += len(gone)
+        if gone:
+            log.info(
+                "mqtt: clearing cars that left while the exporter was away",
+                extra={"cars": len(gone), "topics": sum(len(v) for v in gone.values())},
+            )
+            self._wake.set()
 
     async def _status_tick(self) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""The ``[mqtt]`` config table, validated with errors that name the key.
+"""The ``[mqtt]`` config table: a settings model (``exporter.settings``), errors name the key.
 
 MQTT is off unless ``url`` is set. The broker password, like every secret, comes only from the
 environment or a file; who may send commands is the broker's business (its password file and ACL),
@@ -26,39 +26,143 @@ so the exporter has no token of its own for MQTT.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Annotated, Final, Self
+from urllib.parse import SplitResult, urlsplit
 
-from exporter.config import ENV_PREFIX, Config, ConfigError, Secret
-from exporter.settings import EnvValue, ShadowingEnvValue
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from exporter.config import ENV_PREFIX, Config, Secret
+from exporter.settings import Section, invalid, read_section
 
 SECTION: Final = "mqtt"
-_KEYS: Final = frozenset(
-    {
-        "url",
-        "username",
-        "password",
-        "password_file",
-        "tls_ca_file",
-        "tls_cert_file",
-        "tls_key_file",
-        "topic_prefix",
-        "discovery_prefix",
-        "discovery",
-        "commands",
-        "qos",
-        "retain",
-        "client_id",
-        "keepalive",
-        "reconnect_min",
-        "reconnect_max",
-        "status_interval",
-    }
-)
 _PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
+_URL: Final = "expected mqtt://host[:port] or mqtts://host[:port]"
+_TOPIC: Final = "a topic (levels separated by '/')"
+
+
+def _key(name: str) -> str:
+    return f"{SECTION}.{name}"
+
+
+def _check_topic(value: str, default: object) -> str:
+    """A topic prefix: one or more non-empty levels, no wildcards (they are not valid in a
+    published topic), no leading/trailing slash."""
+    if any(not level for level in value.split("/")) or any(c in value for c in "+#\0"):
+        raise invalid(
+            f"expected a topic such as {default!r} "
+            "(levels separated by '/', no '+', '#' or empty level)"
+        )
+    return value
+
+
+FilePath = Annotated[str, Field(min_length=1, description="the path of a file")]
+
+
+def _split(url: str) -> SplitResult | None:
+    """``url`` parsed if it is mqtt(s)://host[:port] (with or without credentials), else None."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        return None
+    if parts.scheme not in _PORTS or not parts.hostname or parts.path not in ("", "/"):
+        return None
+    return parts
+
+
+class MqttSection(Section):
+    """``[mqtt]`` as written (see the module docstring). Off (nothing else checked but each key's
+    type) unless ``url`` is set."""
+
+    url: str | None = Field(default=None, description="mqtt://host[:port] or mqtts://host[:port]")
+    username: str | None = Field(default=None, min_length=1, description="a non-empty name")
+    password: Secret | None = None
+    tls_ca_file: FilePath | None = None
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+    topic_prefix: str = Field(default="carmetrics", min_length=1, description=_TOPIC)
+    discovery_prefix: str = Field(default="homeassistant", min_length=1, description=_TOPIC)
+    discovery: bool = True
+    commands: bool = False  # like the HTTP API: nobody commands a car unless the owner says so
+    qos: int = Field(default=1, ge=0, le=2, description="0, 1 or 2")
+    retain: bool = True
+    client_id: str = Field(
+        default="carmetrics", min_length=1, max_length=92, description="a short non-empty name"
+    )
+    keepalive: float = Field(default=60, ge=5)
+    reconnect_min: float = Field(default=1.0, ge=0.01)
+    reconnect_max: float = Field(default=60.0, ge=0.01)
+    status_interval: float = Field(default=60.0, ge=1)
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _topic(cls, value: str, info: ValidationInfo) -> str:
+        return _check_topic(value, cls.model_fields[str(info.field_name)].default)
+
+    @model_validator(mode="after")
+    def _complete(self, info: ValidationInfo) -> Self:
+        if self.url is None:
+            return self
+        parts = _split(self.url)
+        if parts is None:
+            raise invalid(_URL, field="url", value=self.url)
+        if parts.username or parts.password:
+            raise invalid(
+                f"put no credentials in the URL; use {_key('username')} and "
+                f"{ENV_PREFIX}MQTT__PASSWORD or {_key('password_file')}",
+                field="url",
+            )
+        if self.password is not None and self.username is None:
+            raise invalid(f"a password needs {_key('username')} as well", field="password")
+        given = {k: v for k, v in self.files(_base(info)).items() if v is not None}
+        for key, path in given.items():
+            if not path.is_file():
+                raise invalid("no such file", field=key, value=getattr(self, key))
+        if given and parts.scheme != "mqtts":
+            raise invalid("TLS options need an mqtts:// url", field=next(iter(given)))
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            has, lacks = ("tls_cert_file", "tls_key_file")[
+                :: 1 if self.tls_key_file is None else -1
+            ]
+            raise invalid(
+                f"needs {_key(lacks)} as well (a client certificate and its key: both or neither)",
+                field=has,
+            )
+        if self.topic_prefix == self.discovery_prefix:
+            raise invalid(
+                f"must differ from {_key('discovery_prefix')}",
+                field="topic_prefix",
+                value=self.topic_prefix,
+            )
+        if self.commands and self.username is None and self.tls_cert_file is None:
+            raise invalid(
+                f"turning commands on needs {_key('username')} (or a TLS client certificate): commands are "
+                "authorised by the broker's logins and ACL, and an anonymous client cannot be "
+                "told apart from any other",
+                field="commands",
+            )
+        if self.reconnect_max < self.reconnect_min:
+            raise invalid(
+                f"must be at least {_key('reconnect_min')} ({self.reconnect_min:g})",
+                field="reconnect_max",
+                value=self.reconnect_max,
+            )
+        return self
+
+    def files(self, base: Path) -> dict[str, Path | None]:
+        """The TLS files, relative paths taken from the config file's folder."""
+        out: dict[str, Path | None] = {}
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            value: str | None = getattr(self, key)
+            out[key] = None if value is None else base / value  # an absolute path stays itself
+        return out
+
+
+def _base(info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base")
+    return Path(base) if base is not None else Path.cwd()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +178,7 @@ class MqttSettings:
     topic_prefix: str = "carmetrics"
     discovery_prefix: str = "homeassistant"
     discovery: bool = True
-    commands: bool = False  # like the HTTP API: nobody commands a car unless the owner says so
+    commands: bool = False
     qos: int = 1
     retain: bool = True
     client_id: str = "carmetrics"
@@ -88,178 +192,39 @@ class MqttSettings:
         return bool(self.host)
 
 
-def _key(name: str) -> str:
-    return f"{SECTION}.{name}"
-
-
-def _bool(t: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = t.get(name, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{_key(name)} = {value!r}: expected true or false")
-    return value
-
-
-def _number(t: Mapping[str, Any], name: str, default: float, *, minimum: float) -> float:
-    value = t.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"{_key(name)} = {value!r}: expected a number >= {minimum:g}")
-    return float(value)
-
-
-def _prefix(t: Mapping[str, Any], name: str, default: str) -> str:
-    """A topic prefix: one or more non-empty levels, no wildcards (they are not valid in a
-    published topic), no leading/trailing slash."""
-    value = t.get(name, default)
-    if (
-        not isinstance(value, str)
-        or not value
-        or any(not level for level in value.split("/"))
-        or any(c in value for c in "+#\0")
-    ):
-        raise ConfigError(
-            f"{_key(name)} = {value!r}: expected a topic such as {default!r} "
-            "(levels separated by '/', no '+', '#' or empty level)"
-        )
-    return value
-
-
-def _path(t: Mapping[str, Any], name: str, base: Path) -> Path | None:
-    value = t.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{_key(name)} = {value!r}: expected the path of a file")
-    p = Path(value)
-    p = p if p.is_absolute() else base / p
-    if not p.is_file():
-        raise ConfigError(f"{_key(name)} = {value!r}: no such file")
-    return p
-
-
-def _password(t: Mapping[str, Any], base: Path) -> Secret | None:
-    raw = t.get("password")
-    if raw is not None and (not isinstance(raw, EnvValue) or isinstance(raw, ShadowingEnvValue)):
-        raise ConfigError(
-            f"{_key('password')}: secrets are not allowed in the config file; set "
-            f"{ENV_PREFIX}MQTT__PASSWORD or point {_key('password_file')} at a file holding it"
-        )
-    if raw is None and "password_file" in t:
-        path = _path(t, "password_file", base)
-        assert path is not None
-        try:
-            raw = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{_key('password_file')} = {t['password_file']!r}: cannot read it ({exc.strerror})"
-            ) from None
-        if not raw:
-            raise ConfigError(
-                f"{_key('password_file')} = {t['password_file']!r}: the file is empty"
-            )
-    if raw is None:
-        return None
-    if not isinstance(raw, str) or not raw:
-        raise ConfigError(f"{ENV_PREFIX}MQTT__PASSWORD: expected a non-empty password")
-    return Secret(raw)
-
-
-def _base(config: Config) -> Path:
+def config_base(config: Config) -> Path:
+    """Where relative paths of the config point from: the config file's folder (as preflight)."""
     src = Path(config.source)
     return src.resolve().parent if src.is_file() else Path.cwd()
 
 
 def load_settings(config: Config) -> MqttSettings:
-    """Validate ``config.extra['mqtt']``; ConfigError names the offending key. (A password written
-    into the TOML file itself is refused earlier, by the config loader.)"""
-    t = config.extra.get(SECTION, {})
-    if not isinstance(t, dict):
-        raise ConfigError(f"{SECTION}: expected a table ([{SECTION}])")
-    for key in t:
-        if key not in _KEYS:
-            raise ConfigError(
-                f"{_key(key)}: unknown key; expected one of: {', '.join(sorted(_KEYS))}"
-            )
-    d = MqttSettings()
-    url = t.get("url")
-    if url is None:
-        return d
-    parts = urlsplit(url) if isinstance(url, str) else None
-    try:
-        port = parts.port if parts is not None else None
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or parts.scheme not in _PORTS
-        or not parts.hostname
-        or parts.path not in ("", "/")
-    ):
-        raise ConfigError(
-            f"{_key('url')} = {url!r}: expected mqtt://host[:port] or mqtts://host[:port]"
-        )
-    if parts.username or parts.password:
-        raise ConfigError(
-            f"{_key('url')}: put no credentials in the URL; use {_key('username')} and "
-            f"{ENV_PREFIX}MQTT__PASSWORD or {_key('password_file')}"
-        )
-    tls = parts.scheme == "mqtts"
-    base = _base(config)
-    username = t.get("username")
-    if username is not None and (not isinstance(username, str) or not username):
-        raise ConfigError(f"{_key('username')} = {username!r}: expected a non-empty name")
-    password = _password(t, base)
-    if password is not None and username is None:
-        raise ConfigError(f"{_key('password')}: a password needs {_key('username')} as well")
-    files = {k: _path(t, k, base) for k in ("tls_ca_file", "tls_cert_file", "tls_key_file")}
-    given = [k for k, v in files.items() if v is not None]
-    if given and not tls:
-        raise ConfigError(f"{_key(given[0])}: TLS options need an mqtts:// url")
-    if (files["tls_cert_file"] is None) != (files["tls_key_file"] is None):
-        raise ConfigError(
-            f"{_key('tls_cert_file')} and {_key('tls_key_file')}: give both or neither"
-        )
-    qos = t.get("qos", d.qos)
-    if qos not in (0, 1, 2) or isinstance(qos, bool):
-        raise ConfigError(f"{_key('qos')} = {qos!r}: expected 0, 1 or 2")
-    client_id = t.get("client_id", d.client_id)
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= 23 * 4:
-        raise ConfigError(f"{_key('client_id')} = {client_id!r}: expected a short non-empty name")
-    topic_prefix = _prefix(t, "topic_prefix", d.topic_prefix)
-    discovery_prefix = _prefix(t, "discovery_prefix", d.discovery_prefix)
-    if topic_prefix == discovery_prefix:
-        raise ConfigError(
-            f"{_key('topic_prefix')} = {topic_prefix!r}: must differ from {_key('discovery_prefix')}"
-        )
-    s = MqttSettings(
+    """Validate ``config.extra['mqtt']`` (the same check ``check-config`` and ``run`` make, in
+    ``exporter.preflight``); ConfigError names the offending key."""
+    base = config_base(config)
+    m = read_section(MqttSection, config.extra.get(SECTION), SECTION, base=base)
+    parts = _split(m.url) if m.url is not None else None
+    if parts is None or parts.hostname is None:
+        return MqttSettings()
+    files = m.files(base)
+    return MqttSettings(
         host=parts.hostname,
-        port=port or _PORTS[parts.scheme],
-        tls=tls,
-        username=username,
-        password=password,
+        port=parts.port or _PORTS[parts.scheme],
+        tls=parts.scheme == "mqtts",
+        username=m.username,
+        password=m.password,
         tls_ca_file=files["tls_ca_file"],
         tls_cert_file=files["tls_cert_file"],
         tls_key_file=files["tls_key_file"],
-        topic_prefix=topic_prefix,
-        discovery_prefix=discovery_prefix,
-        discovery=_bool(t, "discovery", d.discovery),
-        commands=_bool(t, "commands", d.commands),
-        qos=int(qos),
-        retain=_bool(t, "retain", d.retain),
-        client_id=client_id,
-        keepalive=int(_number(t, "keepalive", d.keepalive, minimum=5)),
-        reconnect_min=_number(t, "reconnect_min", d.reconnect_min, minimum=0.01),
-        reconnect_max=_number(t, "reconnect_max", d.reconnect_max, minimum=0.01),
-        status_interval=_number(t, "status_interval", d.status_interval, minimum=1),
+        topic_prefix=m.topic_prefix,
+        discovery_prefix=m.discovery_prefix,
+        discovery=m.discovery,
+        commands=m.commands,
+        qos=m.qos,
+        retain=m.retain,
+        client_id=m.client_id,
+        keepalive=int(m.keepalive),
+        reconnect_min=m.reconnect_min,
+        reconnect_max=m.reconnect_max,
+        status_interval=m.status_interval,
     )
-    if s.commands and s.username is None and s.tls_cert_file is None:
-        raise ConfigError(
-            f"{_key('commands')} = true needs {_key('username')} (or a TLS client certificate): "
-            "commands are authorised by the broker's logins and ACL, and an anonymous client "
-            "cannot be told apart from any other"
-        )
-    if s.reconnect_max < s.reconnect_min:
-        raise ConfigError(
-            f"{_key('reconnect_max')} = {s.reconnect_max:g}: must be at least "
-            f"{_key('reconnect_min')} ({s.reconnect_min:g})"
-        )
-    return s

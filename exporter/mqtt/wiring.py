@@ -33,6 +33,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
         service=service,
         export_location=runtime.config.export_location,
         max_data_age=runtime.config.max_data_age,
+        ready=runtime.all_listed,
     )
     app[PUBLISHER] = publisher
 

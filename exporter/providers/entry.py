@@ -1,7 +1,7 @@
 """A registry entry: how one kind of provider is configured, built and given web routes.
 
 Its own module so that each provider package can declare its ``ENTRY`` without importing the
-registry (which imports every provider package).
+registry; it imports nothing at run time, so the registry stays as light as the config loader.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from exporter.config import AccountConfig
-from exporter.providers.base import Provider, ProviderContext
-
 if TYPE_CHECKING:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
+    from exporter.config import AccountConfig
+    from exporter.providers.base import Provider, ProviderContext
     from exporter.settings import AccountSection
     from exporter.snapshot import VehicleInfo
 

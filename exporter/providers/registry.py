@@ -7,21 +7,31 @@ also add web routes (an OAuth callback, a webhook endpoint). Adding a provider i
 Tests register throw-away providers with :func:`register`. An entry's ``model`` names its account
 keys (an ``exporter.settings.AccountSection``), so the config loader validates an account without
 knowing the provider.
+
+The shipped providers are :class:`Shipped` entries, named by where their parts live: the config
+loader (``check-config``, the analysis commands, ``run``'s first step) imports only the account
+model; the implementation, with aiohttp and the cloud clients, is imported when a provider is built.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from exporter.config import AccountConfig, ConfigError
-from exporter.providers import smart, smartcar
-from exporter.providers.base import Provider, ProviderContext
 from exporter.providers.entry import ProviderEntry, WebContext
+
+if TYPE_CHECKING:
+    from exporter.providers.base import Provider, ProviderContext
+    from exporter.settings import AccountSection
 
 __all__ = [
     "ENTRIES",
     "PROVIDERS",
     "ProviderEntry",
+    "Shipped",
     "WebContext",
     "build",
     "entry_for",
@@ -30,9 +40,44 @@ __all__ = [
 ]
 
 
-ENTRIES: dict[str, ProviderEntry[Any]] = {
-    smart.ENTRY.name: smart.ENTRY,
-    smartcar.ENTRY.name: smartcar.ENTRY,
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A provider of this package: ``model`` and ``entry`` are ``"module:name"`` paths, imported
+    on first use (the model's module must not import the implementation)."""
+
+    name: str
+    model_path: str
+    entry_path: str
+
+    @functools.cached_property
+    def model(self) -> type[AccountSection]:
+        model: type[AccountSection] = _load(self.model_path)
+        return model
+
+    @functools.cached_property
+    def entry(self) -> ProviderEntry[Any]:
+        entry: ProviderEntry[Any] = _load(self.entry_path)
+        if entry.name != self.name or entry.model is not self.model:
+            raise RuntimeError(f"{self.entry_path} does not match its registry line {self}")
+        return entry
+
+
+ENTRIES: dict[str, ProviderEntry[Any] | Shipped] = {
+    "smart": Shipped(
+        "smart",
+        "exporter.providers.smart.settings:SmartAccount",
+        "exporter.providers.smart.entry:ENTRY",
+    ),
+    "smartcar": Shipped(
+        "smartcar",
+        "exporter.providers.smartcar.settings:SmartcarAccount",
+        "exporter.providers.smartcar.entry:ENTRY",
+    ),
 }
 # The config loader's view of the same table (provider name -> entry with its ``model``).
 PROVIDERS = ENTRIES
@@ -48,13 +93,14 @@ def unregister(name: str) -> None:
 
 
 def entry_for(account: AccountConfig) -> ProviderEntry[Any]:
+    """The full entry (the implementation imported now, if it was not yet)."""
     entry = ENTRIES.get(account.provider)
     if entry is None:
         raise ConfigError(
             f"{account.key('provider')} = {account.provider!r}: unknown provider; expected one "
             f"of: {', '.join(sorted(ENTRIES))}"
         )
-    return entry
+    return entry.entry if isinstance(entry, Shipped) else entry
 
 
 def build(account: AccountConfig, ctx: ProviderContext) -> Provider:

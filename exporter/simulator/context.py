@@ -6,7 +6,7 @@ clouds' factories plainly (no string imports, no import cycle).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,11 @@ class CloudHandle:
     service: Any = None  # the cloud object itself, for in-process control in tests
     # further host groups served by the same cloud (e.g. "smartcar_v3": iam, vehicle_api, ...)
     extra_urls: dict[str, dict[str, str]] = field(default_factory=dict)
+    # what the cloud must remember across a restart (``exporter.simulator.persist``): ``dump``
+    # gives a JSON-able dict without a secret in it, ``load`` takes it back into a fresh cloud
+    # (KeyError/TypeError/ValueError when it is malformed)
+    dump: Callable[[], dict[str, Any]] | None = None
+    load: Callable[[Mapping[str, Any]], None] | None = None
 
 
 CloudFactory = Callable[[SimContext], Awaitable[CloudHandle | None]]

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from exporter.clock import Clock
@@ -35,6 +36,19 @@ _WEIGHTS: Final = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 _YEAR: Final = {2023: "P", 2024: "R", 2025: "S", 2026: "T", 2027: "V"}
 
 ChangeCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing done to a car from outside: a remote command or a cable plugged in."""
+
+    t: float
+    vin: str
+    kind: str  # "command" | "plug"
+    name: str  # the command, or the plug kind ("AC", "DC")
+    params: dict[str, Any] = field(default_factory=dict)
+    deferred: bool = False
+    refuse: str = ""
 
 
 def vin_check_digit(vin: str) -> str:
@@ -76,13 +90,20 @@ class Fleet:
         self.demo = demo
         self._cars: dict[str, SimVehicle] = {}
         self._callbacks: list[ChangeCallback] = []
+        # what was done to the cars from outside (commands, plugs), in order: with the seed and
+        # each car's start this is the fleet's whole history, so a restarted simulator can
+        # replay it (``exporter.simulator.persist``)
+        self.events: list[Event] = []
         for spec in specs:
             self.add(spec)
 
     # ------------------------------------------------------------------ membership
 
-    def add(self, spec: VehicleSpec | str, *, cloud: str | None = None) -> str:
-        """Create one more car; returns its VIN. ``cloud`` defaults to the model's usual cloud."""
+    def add(
+        self, spec: VehicleSpec | str, *, cloud: str | None = None, t0: float | None = None
+    ) -> str:
+        """Create one more car; returns its VIN. ``cloud`` defaults to the model's usual cloud;
+        ``t0`` (default: now) is when its life starts (a restored car starts where it first did)."""
         sp = spec_for(spec)
         cloud = cloud or sp.cloud
         index = len(self._cars)
@@ -98,13 +119,17 @@ class Fleet:
             vin,
             sp,
             seed=self.seed,
-            t0=self.clock.now(),
+            t0=self.clock.now() if t0 is None else t0,
             city=city,
             cloud=cloud,
             index=index,
             demo=self.demo,
         )
         return vin
+
+    def discard(self, vin: str) -> None:
+        """Forget a car that was never used (the runner rebuilds it with its saved start)."""
+        self._cars.pop(vin, None)
 
     @property
     def vins(self) -> list[str]:
@@ -177,7 +202,11 @@ class Fleet:
         ``deferred``/``refuse``: see ``SimVehicle.apply_command`` (the car judges it later)."""
         car = self.vehicle(vin)
         before = car.reports
-        result = car.apply_command(name, params, self.clock.now(), deferred=deferred, refuse=refuse)
+        now = self.clock.now()
+        self.events.append(
+            Event(now, vin, "command", name, dict(params or {}), deferred, refuse or "")
+        )
+        result = car.apply_command(name, params, now, deferred=deferred, refuse=refuse)
         if car.reports != before:
             self._notify(vin)
         return result
@@ -185,7 +214,24 @@ class Fleet:
     def plug_in(self, vin: str, kind: str = "AC") -> bool:
         """Test/demo control: plug a cable into a parked car now (AC: its home wallbox; DC: a
         150 kW charger); it charges from its next report on. False when driving or plugged."""
-        return self.vehicle(vin).plug_in(self.clock.now(), kind)
+        now = self.clock.now()
+        self.events.append(Event(now, vin, "plug", kind))
+        return self.vehicle(vin).plug_in(now, kind)
+
+    def replay(self, events: Iterable[Event]) -> None:
+        """Do again, at their own times, what was done to the cars before a restart (in order;
+        each car catches up to the event first, exactly as it did the first time)."""
+        for e in events:
+            car = self.vehicle(e.vin)
+            if e.kind == "command":
+                car.apply_command(
+                    e.name, e.params, e.t, deferred=e.deferred, refuse=e.refuse or None
+                )
+            elif e.kind == "plug":
+                car.plug_in(e.t, e.name)
+            else:
+                raise ValueError(f"unknown fleet event {e.kind!r}")
+            self.events.append(e)
 
     def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
         """Call ``callback(vin)`` whenever a car uploaded at least one new report; returns an

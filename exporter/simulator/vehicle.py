@@ -150,6 +150,7 @@ class SimVehicle:
         self._dep_gen = 0
         self._dep_pending = False
         self._climate_token = 0
+        self.t0 = t0  # when its life started (a restarted simulator rebuilds it from here)
         self._t = grid_floor(t0)
         self._intents: deque[Intent] = deque()
         self._drive: _Drive | None = None

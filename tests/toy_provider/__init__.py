@@ -9,8 +9,14 @@ a shipped provider adds to ``exporter.providers.registry.ENTRIES``; the test reg
 from __future__ import annotations
 
 from exporter.providers.entry import ProviderEntry
-from tests.toy_provider.provider import ToyProvider, ToySettings, account_settings, build
+from tests.toy_provider.provider import (
+    ToyAccount,
+    ToyProvider,
+    ToySettings,
+    account_settings,
+    build,
+)
 
-ENTRY = ProviderEntry("toy", account_settings, build)
+ENTRY = ProviderEntry("toy", account_settings, build, model=ToyAccount)
 
-__all__ = ["ENTRY", "ToyProvider", "ToySettings"]
+__all__ = ["ENTRY", "ToyAccount", "ToyProvider", "ToySettings"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Self
 
 import aiohttp
+from pydantic import Field, ValidationInfo, model_validator
 
 from exporter.config import AccountConfig, ConfigError
 from exporter.providers.base import (
@@ -15,7 +17,25 @@ from exporter.providers.base import (
     UpstreamUnavailable,
     VehicleNotLinked,
 )
+from exporter.settings import AccountSection, invalid, missing, read_section, required
 from exporter.snapshot import Snapshot, VehicleInfo
+
+LOOPBACK: Final = "http://127.0.0.1:<port>"
+
+
+class ToyAccount(AccountSection):
+    """``[[accounts]] provider = "toy"``: the keys the config loader and check-config validate."""
+
+    url: str | None = Field(default=None, description=LOOPBACK)
+
+    @model_validator(mode="after")
+    def _loopback(self, info: ValidationInfo) -> Self:
+        if self.url is None:
+            if required(self, info):
+                raise missing("url", f"expected {LOOPBACK}")
+        elif not self.url.startswith("http://127.0.0.1:"):
+            raise invalid(f"expected {LOOPBACK}", field="url", value=self.url)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +46,10 @@ class ToySettings:
 
 def account_settings(account: AccountConfig, ctx: ProviderContext) -> ToySettings:
     """``url``: the toy cloud's base URL (loopback only: it is a test cloud)."""
-    url = account.setting("url", None, kind=str)
-    if not url or not url.startswith("http://127.0.0.1:"):
-        raise ConfigError(f"{account.key('url')} = {url!r}: expected http://127.0.0.1:<port>")
-    return ToySettings(account.name, url.rstrip("/"))
+    m = read_section(ToyAccount, account.raw(), account.where)
+    if m.url is None:  # a simulator account, too, needs it by now
+        raise ConfigError(f"{account.key('url')} is missing: expected {LOOPBACK}")
+    return ToySettings(account.name, m.url.rstrip("/"))
 
 
 def build(settings: ToySettings, ctx: ProviderContext) -> ToyProvider:

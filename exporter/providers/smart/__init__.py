@@ -1,62 +1,31 @@
 """The smart (#1/#3/#5) cloud provider: signing, EU/INTL login, token ladder, parsing, commands.
 
-:data:`ENTRY` is its line in ``exporter.providers.registry``; everything else in this package is
-internal.
+Importing the package costs nothing: the config loader reads the account keys from
+``exporter.providers.smart.settings`` without loading the client (aiohttp and all), and the
+registry imports :mod:`exporter.providers.smart.entry` (``ENTRY``) only when it builds a provider.
+The names below are still importable from here; each is loaded on first use.
 """
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import replace
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
-
-from exporter.config import AccountConfig, ConfigError, Secret
-from exporter.providers.base import ProviderContext
-from exporter.providers.entry import ProviderEntry
-from exporter.providers.smart.breaker import BreakerRegistry
-from exporter.providers.smart.hosts import SmartHosts
-from exporter.providers.smart.provider import SmartProvider
-from exporter.providers.smart.settings import SmartAccount, SmartSettings, read_settings
+if TYPE_CHECKING:
+    from exporter.providers.smart.entry import (
+        ENTRY,
+        SmartHosts,
+        SmartProvider,
+        account_settings,
+        build,
+    )
 
 __all__ = ["ENTRY", "SmartHosts", "SmartProvider", "account_settings", "build"]
 
-
-def account_settings(account: AccountConfig, ctx: ProviderContext) -> SmartSettings:
-    """Validate ``account``; a simulator account gets the simulator's URLs and demo login (never
-    written to any file). Raises ConfigError naming the key."""
-    sim_urls = None
-    if account.simulator and account.settings.get("hosts"):
-        # a simulator account pointed at a standalone simulator (`bench.simproc`) by its own
-        # hosts table: loopback is allowed, the login is the account's own
-        return read_settings(account)
-    if account.simulator:
-        if ctx.simulator is None or "smart" not in ctx.simulator.urls:
-            raise ConfigError(f"{account.key('simulator')} = true but no simulator is running")
-        sim_urls = ctx.simulator.urls["smart"]
-        region = str(account.settings.get("region", "EU")).lower()
-        login = ctx.simulator.logins.get(f"smart_{region}") or {}
-        values = dict(account.settings)
-        secrets = dict(account.secrets)
-        if "username" not in values and "username" in login:
-            values["username"] = login["username"]
-        if "password" not in secrets and "password" in login:
-            secrets["password"] = Secret(login["password"])
-        account = replace(account, settings=values, secrets=secrets)
-    return read_settings(account, None, sim_urls)
+_LAZY: Final = frozenset(__all__)
 
 
-# One login breaker registry per runtime (its HTTP session): accounts of one process that share a
-# username share its quiet window, while separate runtimes in one process (tests, benches, each on
-# its own clock) never inherit another's window.
-_BREAKERS: weakref.WeakKeyDictionary[aiohttp.ClientSession, BreakerRegistry] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def build(settings: SmartSettings, ctx: ProviderContext) -> SmartProvider:
-    breakers = _BREAKERS.setdefault(ctx.session, BreakerRegistry())
-    return SmartProvider(settings, ctx.session, ctx.clock, ctx.tokens, breakers=breakers)
-
-
-ENTRY = ProviderEntry("smart", account_settings, build, model=SmartAccount)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module("exporter.providers.smart.entry"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,6 @@
-"""Smartcar's own metrics: request budget, re-authentication, vehicle errors, webhook traffic.
+"""Smartcar's own metrics: request budget, vehicle errors, webhook traffic.
+
+``carmetrics_reauth_required`` is every provider's (``exporter.reconnect``).
 
 A custom collector over the providers' state (read on each scrape, never calling Smartcar), so
 values that belong to a car disappear with the car. Names follow the Prometheus guidelines: counts
@@ -22,7 +24,6 @@ METRIC_NAMES = (
     "carmetrics_api_budget_limit_calls",
     "carmetrics_api_budget_reset_timestamp_seconds",
     "carmetrics_api_min_poll_interval_seconds",
-    "carmetrics_reauth_required",
     "carmetrics_vehicle_error",
     "carmetrics_webhook_events_total",
     "carmetrics_webhook_last_event_timestamp_seconds",
@@ -70,11 +71,6 @@ class SmartcarCollector(Collector):
             "Shortest poll interval the budget (and webhooks) currently allow.",
             labels=["provider", "vin"],
         )
-        reauth = GaugeMetricFamily(
-            "carmetrics_reauth_required",
-            "1 while the owner must reconnect the car through Smartcar Connect.",
-            labels=["vin"],
-        )
         errors = GaugeMetricFamily(
             "carmetrics_vehicle_error",
             "1 while a Smartcar VEHICLE_ERROR is active (0 once RESOLVED).",
@@ -109,7 +105,6 @@ class SmartcarCollector(Collector):
                 left.add_metric([p.name, vin], p.budget.remaining(vin))
                 limit.add_metric([p.name, vin], p.budget.per_vehicle)
                 floor.add_metric([p.name, vin], p.min_poll_interval(vin))
-                reauth.add_metric([vin], 1.0 if vin in p.reauth else 0.0)
                 for key, active in sorted(p.error_states(vin).items()):
                     errors.add_metric([vin, key], 1.0 if active else 0.0)
                 seen = p.webhook_seen.get(vin)
@@ -122,7 +117,6 @@ class SmartcarCollector(Collector):
             limit,
             reset,
             floor,
-            reauth,
             errors,
             hooks,
             last_hook,

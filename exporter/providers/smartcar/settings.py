@@ -7,10 +7,11 @@ here. Anything else stops start-up.
 
 from __future__ import annotations
 
-import math
+import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, model_validator
@@ -45,9 +46,23 @@ V3_URLS: Final = {
 }
 MODES: Final = ("live", "simulated", "test")
 Mode = Literal["live", "simulated", "test"]
-Positive = Annotated[float, Field(gt=0, description="a positive number")]
-Count = Annotated[int, Field(gt=0, description="a positive whole number")]
+POSITIVE: Final = "a positive number"
+WHOLE: Final = "a positive whole number"
+Positive = Annotated[float, Field(gt=0, description=POSITIVE)]
+Count = Annotated[int, Field(gt=0, description=WHOLE)]
 Scopes = Annotated[list[str], Field(description="a list of permission names")]
+API_VERSIONS: Final = "3 (Smartcar API v3, the default) or 2 (the retiring v2.0 API)"
+# v3's API client id (smartcar-v3.md §1.1): "client_..." in the Dashboard's API Credentials tab
+CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{3,128}$")
+V3_CLIENT_ID: Final = (
+    "copy the API client ID (it starts with client_) from the Smartcar Dashboard, "
+    "API Credentials tab"
+)
+APPLICATION_ID: Final = (
+    "expected the Application ID, a UUID (the client id of the v2 Dashboard); Connect needs it"
+)
+# keys only v2 reads: in a v3 account they are a mistake (or a forgotten api_version = 2)
+V2_ONLY: Final = frozenset({"token_renew_days", "reauth_probe_interval"})
 
 
 class SmartcarAccount(AccountSection):
@@ -70,18 +85,22 @@ class SmartcarAccount(AccountSection):
     budget_calls_per_vehicle: Count = 500
     # kept back for commands and a manual refresh
     budget_reserve_calls: int = Field(default=20, ge=0)
-    budget_app_calls_per_month: Count | None = None
+    budget_app_calls_per_month: Count | None = Field(default=None, description=WHOLE)
     token_renew_days: Positive = 30.0
     reauth_probe_interval: Positive = 86400.0
     urls: dict[str, str] | None = None
-    # API v3 keys (api_version = 3), validated in detail by v3_settings.from_account_v3
-    api_version: Literal[2, 3] | None = None
+    # API v3 keys (api_version = 3, the default); v3_settings.from_account_v3 builds from them
+    api_version: int | None = Field(default=None, description=API_VERSIONS)
     application_id: str | None = None
-    signals_cost: Count | None = None
-    command_timeout: Positive | None = None
+    signals_cost: Count | None = Field(default=None, description=WHOLE)
+    command_timeout: Positive | None = Field(default=None, description=POSITIVE)
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> Self:
+        if self.api_version not in (None, 2, 3):
+            raise invalid(f"expected {API_VERSIONS}", field="api_version", value=self.api_version)
+        if self.api_version != 2:
+            self._v3(info)
         client_id = "copy the Client ID of your application from the Smartcar Dashboard"
         if self.client_id is not None and not self.client_id:
             raise missing("client_id", client_id)
@@ -126,6 +145,27 @@ class SmartcarAccount(AccountSection):
                 value=self.token_renew_days,
             )
         return self
+
+    def _v3(self, info: ValidationInfo) -> None:
+        """What only a v3 account must satisfy (smartcar-v3.md §1.1)."""
+        for key in sorted(V2_ONLY & self.model_fields_set):
+            allowed = sorted(set(type(self).model_fields) - V2_ONLY - {"provider", "name"})
+            raise invalid(
+                "unknown key for a smartcar v3 account (a v2 key: set api_version = 2 to keep "
+                f"using v2); expected one of: {', '.join(allowed)}",
+                field=key,
+            )
+        if self.client_id is not None and not CLIENT_ID_RE.match(self.client_id):
+            raise invalid(V3_CLIENT_ID, field="client_id", value=self.client_id)
+        if self.application_id is not None:
+            try:
+                uuid.UUID(self.application_id)
+            except ValueError:
+                raise invalid(
+                    APPLICATION_ID, field="application_id", value=self.application_id
+                ) from None
+        elif required(self, info):  # a simulator account gets the simulator's demo app
+            raise missing("application_id", APPLICATION_ID)
 
 
 @dataclass(frozen=True)
@@ -262,39 +302,3 @@ def from_account(
         api_url=checked["api"],
         simulator=m.simulator,
     )
-
-
-# --- for v3_settings, still a hand-written validator (to move onto a model like SmartcarAccount) --
-
-
-def _redirect(value: object, key: str) -> str:
-    try:
-        return _check_redirect(value)
-    except PydanticCustomError as exc:
-        ctx = exc.context or {}
-        raise ConfigError(f"{key} = {value!r}: {ctx.get('why') or REGISTERED}") from None
-
-
-def _positive(account: AccountConfig, name: str, default: float, *, integer: bool = False) -> Any:
-    value = account.setting(name, default, kind=(int, float))
-    bad = isinstance(value, bool) or not math.isfinite(value) or value <= 0
-    if bad or (integer and int(value) != value):
-        want = "a positive whole number" if integer else "a positive number"
-        raise ConfigError(f"{account.key(name)} = {value!r}: expected {want}")
-    return int(value) if integer else float(value)
-
-
-def _str_list(account: AccountConfig, name: str) -> tuple[str, ...] | None:
-    value = account.setting(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{account.key(name)} = {value!r}: expected a list of permission names")
-    return tuple(value)
-
-
-def _bool(account: AccountConfig, name: str, default: bool) -> bool:
-    value = account.setting(name, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{account.key(name)} = {value!r}: expected true or false")
-    return value

@@ -289,6 +289,16 @@ class SmartcarV3Provider(BaseProvider):
             out[vin] = href[href.index("/connect/smartcar/reconnect") :]
         return out
 
+    def _mark_reauth(self, vin: str, code: str) -> None:
+        """Remember that only the owner can fix the car's connection; said once in the log."""
+        if vin not in self.reauth:
+            log.warning(
+                "smartcar connection needs the owner to reconnect: open %s",
+                self.reconnect_url(vin),
+                extra={"vin": mask_vin(vin), "code": code, "account": self.account},
+            )
+        self.reauth[vin] = code
+
     def known_vins(self) -> list[str]:
         return list(self._vehicles)
 
@@ -328,7 +338,7 @@ class SmartcarV3Provider(BaseProvider):
             if exc.code == "BILLING:VEHICLE_REQUEST_LIMIT":
                 self.budget.exhausted(vin)
             if isinstance(exc, ReauthRequired):  # only the owner can fix it: a new Connect
-                self.reauth[vin] = exc.code
+                self._mark_reauth(vin, exc.code)
                 exc.reauth_url = exc.reauth_url or self.reconnect_url(vin)
             return PollResult(error=exc)
         now = self.clock.now()
@@ -339,7 +349,7 @@ class SmartcarV3Provider(BaseProvider):
                 # error [DOC get-signal example: CONNECTED_SERVICES_ACCOUNT, REAUTHENTICATE])
                 failed = v3_provider_error(common)
                 if isinstance(failed, ReauthRequired):
-                    self.reauth[vin] = failed.code
+                    self._mark_reauth(vin, failed.code)
                     failed.reauth_url = self.reconnect_url(vin)
                 return PollResult(error=failed)
             # e.g. the signal store is still empty (filled once the car is subscribed)

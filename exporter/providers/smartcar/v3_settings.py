@@ -1,5 +1,6 @@
-"""A Smartcar API v3 account's settings (``api_version = 3``, the default), validated with errors
-that name ``accounts[i].<key>``.
+"""A Smartcar API v3 account's settings (``api_version = 3``, the default), built from the same
+account model as v2 (``SmartcarAccount``, whose v3 rules apply unless ``api_version = 2``), so
+``check-config`` and ``run`` report a mistake with the same line naming ``accounts[i].<key>``.
 
 v3 credentials (smartcar-v3.md §1.1): the API ``client_id`` (``client_...``) and ``client_secret``
 get the application token at iam; the ``application_id`` (a UUID, the legacy v2 client id) is what
@@ -10,50 +11,34 @@ the same allowlist as v2, with v3's hosts.
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
+
+from pydantic_core import PydanticCustomError
 
 from exporter.config import AccountConfig, ConfigError, Secret
 from exporter.providers.smartcar.settings import (
-    MODES,
+    API_VERSIONS,
+    APPLICATION_ID,
+    CLIENT_ID_RE,
+    REGISTERED,
+    V2_ONLY,
+    V3_CLIENT_ID,
     V3_HOSTS,
     V3_URLS,
-    _bool,
-    _positive,
-    _redirect,
-    _str_list,
-    check_url,
+    SmartcarAccount,
 )
+from exporter.settings import missing, read_error, read_section
+from exporter.urls import check_base_url
 
-V3_KEYS: Final = frozenset(
-    {
-        "api_version",
-        "client_id",
-        "application_id",
-        "redirect_uri",
-        "mode",
-        "scopes",
-        "required_scopes",
-        "make",
-        "single_select",
-        "location",
-        "commands",
-        "webhooks",
-        "webhook_id",
-        "webhook_poll_interval",
-        "budget_calls_per_vehicle",
-        "budget_reserve_calls",
-        "budget_app_calls_per_month",
-        "signals_cost",
-        "command_timeout",
-        "urls",
-    }
-)
-CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{3,128}$")
+__all__ = ["CLIENT_ID_RE", "V2_ONLY", "SmartcarV3Settings", "api_version", "from_account_v3"]
+
+# Billed calls per GET /signals: 1 in the reading of the docs our reference gives; per-signal
+# billing is an open question (smartcar-v3.md §2.4, §7 q6), so it is a setting.
+DEFAULT_SIGNALS_COST: Final = 1
+DEFAULT_COMMAND_TIMEOUT: Final = 310.0  # the official SDK's timeout [SDK-PY helpers.py]
 
 
 @dataclass(frozen=True)
@@ -79,8 +64,8 @@ class SmartcarV3Settings:
     budget_app_calls_per_month: int | None = None
     # Billed calls per GET /signals: 1 in the reading of the docs our reference gives; per-signal
     # billing is an open question (smartcar-v3.md §2.4, §7 q6), so it is a setting.
-    signals_cost: int = 1
-    command_timeout: float = 310.0  # the official SDK's timeout [SDK-PY helpers.py]
+    signals_cost: int = DEFAULT_SIGNALS_COST
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     iam_url: str = V3_URLS["iam"]
     vehicle_api_url: str = V3_URLS["vehicle_api"]
     management_api_url: str = V3_URLS["management_api"]
@@ -98,12 +83,9 @@ class SmartcarV3Settings:
 
 def api_version(account: AccountConfig) -> int:
     """``api_version``: 3 (default) or 2 (applications that have not migrated yet)."""
-    value = account.setting("api_version", 3)
+    value = account.settings.get("api_version", 3)
     if value not in (2, 3) or isinstance(value, bool):
-        raise ConfigError(
-            f"{account.key('api_version')} = {value!r}: expected 3 (Smartcar API v3, the default) "
-            "or 2 (the retiring v2.0 API)"
-        )
+        raise ConfigError(f"{account.key('api_version')} = {value!r}: expected {API_VERSIONS}")
     return int(value)
 
 
@@ -113,90 +95,55 @@ def from_account_v3(
     sim_urls: Mapping[str, str] | None = None,
     default_redirect: str | None = None,
 ) -> SmartcarV3Settings:
-    for key in account.settings:
-        if key not in V3_KEYS:
-            hint = " (a v2 key: set api_version = 2 to keep using v2)" if key in _V2_ONLY else ""
-            raise ConfigError(
-                f"{account.key(key)}: unknown key for a smartcar v3 account{hint}; expected one "
-                "of: " + ", ".join(sorted(V3_KEYS))
-            )
-    client_id = account.setting("client_id", None, kind=str)
-    if not client_id or not CLIENT_ID_RE.match(client_id):
-        raise ConfigError(
-            f"{account.key('client_id')} = {client_id!r}: copy the API client ID (it starts with "
-            "client_) from the Smartcar Dashboard, API Credentials tab"
-        )
-    app_id = account.setting("application_id", None, kind=str)
-    try:
-        uuid.UUID(str(app_id))
-    except ValueError:
-        raise ConfigError(
-            f"{account.key('application_id')} = {app_id!r}: expected the Application ID, a UUID "
-            "(the client id of the v2 Dashboard); Connect needs it"
-        ) from None
-    secret = account.secret("client_secret")
-    assert secret is not None
-    mode = account.setting("mode", "simulated" if account.simulator else "live", kind=str)
-    if mode not in MODES:
-        raise ConfigError(f"{account.key('mode')} = {mode!r}: expected one of {', '.join(MODES)}")
-    redirect = account.setting("redirect_uri")
-    if redirect is None and account.simulator:
-        redirect = default_redirect
-    redirect = _redirect(redirect, account.key("redirect_uri"))
-    webhooks = _bool(account, "webhooks", False)
-    amt = account.secret("management_token", required=webhooks)
-    urls: dict[str, Any] = dict(V3_URLS)
-    for key, value in account.setting("urls", {}, kind=dict).items():
-        if key not in V3_URLS:
-            raise ConfigError(
-                f"{account.key('urls')}.{key}: unknown host key; expected "
-                + ", ".join(sorted(V3_URLS))
-            )
-        urls[key] = value
-    if account.simulator and sim_urls:
-        urls.update({k: v for k, v in sim_urls.items() if k in V3_URLS})
-    checked = {
-        k: check_url(v, f"{account.key('urls')}.{k}", simulator=account.simulator, hosts=V3_HOSTS)
-        for k, v in urls.items()
-    }
-    per_vehicle = _positive(account, "budget_calls_per_vehicle", 500, integer=True)
-    reserve = account.setting("budget_reserve_calls", 20, kind=int)
-    if isinstance(reserve, bool) or not 0 <= reserve < per_vehicle:
-        raise ConfigError(
-            f"{account.key('budget_reserve_calls')} = {reserve!r}: expected 0 or more and "
-            f"fewer than budget_calls_per_vehicle ({per_vehicle})"
-        )
-    app_calls = account.setting("budget_app_calls_per_month")
-    if app_calls is not None:
-        app_calls = _positive(account, "budget_app_calls_per_month", 1, integer=True)
+    """Validate ``account`` (a v3 one) against ``SmartcarAccount``. ``sim_urls`` are the
+    simulator's base URLs, used only for a ``simulator = true`` account; ``default_redirect``
+    fills a missing ``redirect_uri`` for a simulator account (the exporter's own callback)."""
+    raw = account.raw()
+    if account.simulator:
+        raw.setdefault("redirect_uri", default_redirect)
+        urls = {**(raw.get("urls") or {}), **(sim_urls or {})}
+        raw["urls"] = {k: v for k, v in urls.items() if k in V3_URLS} or None
+    m = read_section(SmartcarAccount, raw, account.where)
+    try:  # a simulator account, too, needs these by now (the simulator gives them)
+        if m.client_id is None:
+            raise missing("client_id", V3_CLIENT_ID)
+        if m.application_id is None:
+            raise missing("application_id", APPLICATION_ID)
+        if m.client_secret is None:
+            raise missing("client_secret")
+        if m.webhooks and m.management_token is None:
+            raise missing("management_token")
+        if m.redirect_uri is None:
+            raise missing("redirect_uri", REGISTERED)
+        urls = {**V3_URLS, **(m.urls or {})}
+        checked = {k: check_base_url(v, V3_HOSTS, simulator=m.simulator) for k, v in urls.items()}
+    except PydanticCustomError as exc:
+        raise read_error(exc, SmartcarAccount, account.where) from None
     return SmartcarV3Settings(
         account=account.name,
-        client_id=client_id,
-        client_secret=secret,
-        application_id=str(app_id),
-        redirect_uri=redirect,
-        management_token=amt,
-        mode=mode,
-        scopes=_str_list(account, "scopes"),
-        required_scopes=_str_list(account, "required_scopes"),
-        make=account.setting("make", None, kind=str),
-        single_select=_bool(account, "single_select", False),
-        location=_bool(account, "location", False),
-        commands=_bool(account, "commands", False),
-        webhooks=webhooks,
-        webhook_id=account.setting("webhook_id", None, kind=str),
-        webhook_poll_interval=_positive(account, "webhook_poll_interval", 12 * 3600.0),
-        budget_calls_per_vehicle=per_vehicle,
-        budget_reserve_calls=int(reserve),
-        budget_app_calls_per_month=app_calls,
-        signals_cost=_positive(account, "signals_cost", 1, integer=True),
-        command_timeout=_positive(account, "command_timeout", 310.0),
+        client_id=m.client_id,
+        client_secret=m.client_secret,
+        application_id=m.application_id,
+        redirect_uri=m.redirect_uri,
+        management_token=m.management_token,
+        mode=m.mode or ("simulated" if m.simulator else "live"),
+        scopes=tuple(m.scopes) if m.scopes is not None else None,
+        required_scopes=tuple(m.required_scopes) if m.required_scopes is not None else None,
+        make=m.make,
+        single_select=m.single_select,
+        location=m.location,
+        commands=m.commands,
+        webhooks=m.webhooks,
+        webhook_id=m.webhook_id,
+        webhook_poll_interval=m.webhook_poll_interval,
+        budget_calls_per_vehicle=m.budget_calls_per_vehicle,
+        budget_reserve_calls=m.budget_reserve_calls,
+        budget_app_calls_per_month=m.budget_app_calls_per_month,
+        signals_cost=m.signals_cost or DEFAULT_SIGNALS_COST,
+        command_timeout=m.command_timeout or DEFAULT_COMMAND_TIMEOUT,
         iam_url=checked["iam"],
         vehicle_api_url=checked["vehicle_api"],
         management_api_url=checked["management_api"],
         connect_url=checked["connect"],
-        simulator=account.simulator,
+        simulator=m.simulator,
     )
-
-
-_V2_ONLY: Final = frozenset({"token_renew_days", "reauth_probe_interval"})

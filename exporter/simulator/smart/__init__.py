@@ -9,6 +9,8 @@ api_v1, api_v2, sg_app_api, ota.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 from exporter.simulator.context import CloudHandle, SimContext
 from exporter.simulator.smart.cloud import SmartCloud, SmartCloudConfig
@@ -55,4 +57,15 @@ async def start_cloud(ctx: SimContext) -> CloudHandle | None:
         vins=vins,
         close=cloud.close,
         service=cloud,
+        dump=lambda: {
+            "tokens": cloud.identity.dump(),
+            "grants": sorted(list(g) for g in cloud.grants),
+        },
+        load=lambda data: _load(cloud, data),
     )
+
+
+def _load(cloud: SmartCloud, data: Mapping[str, Any]) -> None:
+    grants = {(str(user), str(vin)) for user, vin in data["grants"]}
+    cloud.identity.load(data["tokens"])
+    cloud.grants |= grants

@@ -272,7 +272,7 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         vin = payload.get("vin") if isinstance(payload, dict) else None
         if not isinstance(vin, str) or not vin:
             return wire.error("1400")
-        if payload.get("sessionToken") != call.token.value:
+        if not cloud.identity.matches(call.token, payload.get("sessionToken")):
             return wire.error("1402", "The access token is invalid")
         call.vin = vin
         problem = _vin_rules(cloud, call, v2=v2, endpoint="select")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from exporter.clock import Clock
+from exporter.simulator.persist import digest, lookup
 
 DAY: Final = 86400.0
 
@@ -119,20 +121,24 @@ class Identity:
 
     def get(self, value: str | None, kind: str) -> Token | None:
         """The token if it exists, is of ``kind`` and is not expired or revoked."""
-        if not value:
-            return None
-        tok = self._tokens.get(value)
+        tok = lookup(self._tokens, value)  # a restarted simulator knows it by digest
         if tok is None or tok.kind != kind or tok.expires <= self.clock.now():
             return None
         return tok
 
     def known(self, value: str | None, kind: str) -> Token | None:
         """The token even if expired (to tell "expired" from "never issued")."""
-        tok = self._tokens.get(value or "")
+        tok = lookup(self._tokens, value)
         return tok if tok is not None and tok.kind == kind else None
 
+    @staticmethod
+    def matches(token: Token, value: object) -> bool:
+        """Is ``value`` this token (its value, or, for a token from before a restart, whose value
+        is only known as a digest, the value of that digest)?"""
+        return isinstance(value, str) and bool(value) and digest(value) == digest(token.value)
+
     def expire(self, value: str) -> None:
-        tok = self._tokens.get(value)
+        tok = lookup(self._tokens, value)
         if tok is not None:
             tok.expires = min(tok.expires, self.clock.now())
 
@@ -152,6 +158,42 @@ class Identity:
                 tok.expires = now
                 n += 1
         return n
+
+    def dump(self) -> dict[str, Any]:
+        """Every live token by digest (``exporter.simulator.persist``: never a value on disk)."""
+        now = self.clock.now()
+        return {
+            digest(t.value): {
+                "kind": t.kind,
+                "account": t.account.username,
+                "expires": t.expires,
+                "region": t.region,
+                "client_id": t.client_id,
+                "parent": digest(t.parent) if t.parent else "",
+                "used": t.used,
+            }
+            for t in self._tokens.values()
+            if t.expires > now
+        }
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Take back ``dump``'s tokens (KeyError/TypeError/ValueError on a malformed one)."""
+        restored = {}
+        for key, raw in data.items():
+            acc = self.account(str(raw["account"]))
+            if acc is None:
+                raise ValueError("a saved token names an unknown account")
+            restored[str(key)] = Token(
+                str(key),
+                str(raw["kind"]),
+                acc,
+                float(raw["expires"]),
+                str(raw["region"]),
+                str(raw["client_id"]),
+                str(raw["parent"]),
+                bool(raw["used"]),
+            )
+        self._tokens.update(restored)
 
     def purge(self) -> None:
         """Drop tokens that expired more than a day ago."""

@@ -16,6 +16,7 @@ from typing import Any, Final
 from exporter.clock import Clock
 from exporter.simulator.context import CloudHandle, SimContext
 from exporter.simulator.fleet import Fleet
+from exporter.simulator.smartcar import memory
 from exporter.simulator.smartcar.car import DOORS, WHEELS, CarReading, CarRefused
 from exporter.simulator.smartcar.server import SmartcarSimulator
 from exporter.simulator.smartcar.state import SimApp, SmartcarCloud
@@ -233,7 +234,10 @@ async def start_cloud(ctx: SimContext) -> CloudHandle | None:
     cloud, creds = demo_cloud(ctx.fleet, ctx.clock, vins=vins, seed=ctx.cfg.seed)
     cloud.shared_faults = ctx.faults
     v3, v3_creds = demo_v3(cloud, ctx.cfg.seed)
-    sim = SmartcarSimulator(cloud, host=ctx.host, v3=v3, **ctx.options.get("smartcar", {}))
+    options = dict(ctx.options.get("smartcar", {}))
+    if ctx.cfg.connect_port or ctx.cfg.connect_listen != "127.0.0.1":
+        options.setdefault("connect_bind", (ctx.cfg.connect_listen, ctx.cfg.connect_port))
+    sim = SmartcarSimulator(cloud, host=ctx.host, v3=v3, **options)
     urls = await sim.start()
     return CloudHandle(
         name="smartcar",
@@ -243,4 +247,6 @@ async def start_cloud(ctx: SimContext) -> CloudHandle | None:
         close=sim.stop,
         service=sim,
         extra_urls={"smartcar_v3": sim.v3_urls},
+        dump=lambda: memory.dump(sim),
+        load=lambda data: memory.load(sim, data),
     )

@@ -70,10 +70,13 @@ class SmartcarSimulator:
         host: str = "127.0.0.1",
         v3: V3Cloud | None = None,
         v3_retry_delays: tuple[float, ...] = v3_webhooks.RETRY_DELAYS,
+        connect_bind: tuple[str, int] | None = None,
         **emitter_options: Any,
     ) -> None:
         self.cloud = cloud
         self.host = host
+        # Connect is the one host a browser opens: it may need a fixed, published address
+        self.connect_bind = connect_bind
         self.emitter = WebhookEmitter(cloud, **emitter_options)
         self.v3 = V3Cloud(cloud) if v3 is None else v3
         self.v3_emitter = V3Emitter(self.v3, retry_delays=v3_retry_delays)
@@ -97,11 +100,16 @@ class SmartcarSimulator:
         for name, app in self.apps.items():
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, self.host, 0)
+            host, port = self.host, 0
+            if name == "connect" and self.connect_bind is not None:
+                host, port = self.connect_bind
+            site = web.TCPSite(runner, host, port)
             await site.start()
             self._runners.append(runner)
             port = runner.addresses[0][1]
-            self.urls[name] = f"http://{self.host}:{port}"
+            if host in ("", "0.0.0.0", "::"):  # every interface: the browser's way in is loopback
+                host = "127.0.0.1"
+            self.urls[name] = f"http://{host}:{port}"
         await self.emitter.start()
         return dict(self.urls)
 

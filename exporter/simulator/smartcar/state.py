@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from exporter.clock import Clock, ScaledClock
+from exporter.simulator.persist import lookup
 from exporter.simulator.smartcar import catalog
 from exporter.simulator.smartcar.car import Car, StaticCar
 from exporter.simulator.smartcar.errors import ApiFault
@@ -340,7 +341,7 @@ class SmartcarCloud:
         """Rotate: a new pair each time; the used refresh token dies ``refresh_grace`` later."""
         self.token_calls += 1
         self._scripted_token_fault()
-        rt = self.refresh.get(refresh_token)
+        rt = lookup(self.refresh, refresh_token)  # a restarted simulator knows it by digest
         now = self.clock.now()
         dead = rt is None or rt.client_id != app.client_id or now >= rt.expires_at
         if rt is not None and rt.used_at is not None and now > rt.used_at + self.refresh_grace:
@@ -364,7 +365,7 @@ class SmartcarCloud:
 
     # --- API auth and limits ----------------------------------------------------------------------
     def bearer(self, token: str) -> AccessToken | None:
-        at = self.access.get(token)
+        at = lookup(self.access, token)
         if at is None or self.clock.now() >= at.expires_at:
             return None
         return at

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from exporter.simulator.persist import lookup
 from exporter.simulator.smartcar import catalog
 from exporter.simulator.smartcar.state import SimApp, SmartcarCloud, TokenError
 
@@ -169,7 +170,7 @@ class V3Cloud:
         return {"access_token": value, "token_type": "Bearer", "expires_in": int(self.token_ttl)}
 
     def app_token(self, value: str) -> AppToken | None:
-        tok = self.tokens.get(value)
+        tok = lookup(self.tokens, value)  # a restarted simulator knows it by digest
         if tok is None or self.cloud.clock.now() >= tok.expires_at:
             return None
         return tok
