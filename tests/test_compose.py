@@ -398,6 +398,8 @@ def test_fleet_config_under_the_compose_environment(
     shard = read_section(ShardSection, config.extra["shard"], "shard")
     assert shard.mode == "auto" and shard.heartbeat is not None
     assert shard.heartbeat < shard.lease / 2
+
+
 async def test_connect_a_car_leads_the_hosts_browser_to_a_published_port(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
