@@ -188,6 +188,13 @@ def cli() -> None:
     help="Use a standalone simulator (`carmetrics simulate`): the `info` URL of its JSON line, "
     "or a file holding the line (overrides simulator.url).",
 )
+@click.option(
+    "--shard",
+    type=click.Choice(["off", "auto"]),
+    default=None,
+    help="auto: share the accounts with the other instances on the same PostgreSQL --db "
+    "(overrides shard.mode; docs/SCALING.md).",
+)
 def run(
     config_path: Path | None,
     port: int | None,
@@ -196,6 +203,7 @@ def run(
     log_level: str | None,
     log_format: str | None,
     simulator_url: str | None,
+    shard: str | None,
 ) -> None:
     """Poll the configured accounts, serve /metrics and record the history.
 
@@ -204,6 +212,7 @@ def run(
       carmetrics run --config config.toml --port 8477 --db /data/carmetrics.db
       carmetrics simulate > sim.json &     # in another process, then:
       carmetrics run --simulator-url "$(jq -r .info sim.json)"
+      carmetrics run --config fleet.toml --db postgresql://carmetrics@db/carmetrics --shard auto
     """
     cfg = _load_config(
         config_path,
@@ -214,6 +223,9 @@ def run(
         log_level=log_level,
         log_format=log_format,
     )
+    if shard is not None:
+        table = dict(cfg.extra.get("shard") or {})
+        cfg = replace(cfg, extra={**cfg.extra, "shard": {**table, "mode": shard}})
     logsetup.setup(cfg.log_level, cfg.log_format)
     import logging
 

@@ -4,7 +4,9 @@ Start: history (migrations) -> embedded simulator (demo) -> token store -> provi
 the registry; login and vehicle discovery in the background, so /metrics answers at once even while a
 cloud is down) -> scheduler. Each account is re-listed every ``[poll] relist`` seconds and at once
 after a poll said a car is gone (not_linked, re-auth required), so cars come and go while it runs.
-Stop (SIGTERM/Ctrl-C): scheduler -> providers -> history flush -> HTTP session -> simulator, so every
+With ``[shard] mode = "auto"`` the providers are started only for the accounts whose lease this
+instance wins, and stopped when it lets them go (``exporter.fleet``).
+Stop (SIGTERM/Ctrl-C): fleet hand-back (sharding) -> scheduler -> providers -> history flush -> HTTP session -> simulator, so every
 report already received reaches the disk.
 """
 
@@ -14,9 +16,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -51,6 +54,9 @@ from exporter.simulator.runner import start_simulator
 from exporter.snapshot import Snapshot, VehicleInfo
 from exporter.tokens import tokens_from_config
 
+if TYPE_CHECKING:
+    from exporter.fleet.member import FleetMember
+
 log = logging.getLogger(__name__)
 
 SIMULATOR_SAVE_EVERY = 300.0  # real seconds between two saves of the embedded simulator's state
@@ -81,6 +87,15 @@ class Runtime:
     _listed: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
+    _account_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # VIN -> clock time of its first poll here (a fleet instance taking over an account keeps the
+    # cadence its previous holder left off at)
+    first_due: dict[str, float] = field(default_factory=dict)
+    # account -> clock time before which none of its cars without an entry above is polled
+    not_before: dict[str, float] = field(default_factory=dict)
+    # called with a VIN when a car left its account (not when this instance only let it go)
+    removed_listeners: list[Callable[[str], None]] = field(default_factory=list)
+    fleet: FleetMember | None = None  # when [shard] mode = "auto"
     _saved_simulator: dict[str, Any] | None = None  # read at create, replayed at start
     _remote: RemoteSimulator | None = None  # a standalone simulator ([simulator] url)
     _reconnect_told: set[str] = field(
@@ -171,14 +186,13 @@ class Runtime:
     # --- health (read by /healthz) ----------------------------------------------------------------
     def alive(self) -> bool:
         """True while the loops that must never end (scheduler, history writer) still run."""
-        loops = [t for t in self._tasks if t.get_name() in {"scheduler", "history"}]
+        loops = [t for t in self._tasks if t.get_name() in {"scheduler", "history", "fleet"}]
         return all(not t.done() for t in loops)
 
     def failed_tasks(self) -> int:
         """Background tasks that ended with an error (the soak counts them)."""
-        return sum(
-            1 for t in self._tasks if t.done() and not t.cancelled() and t.exception() is not None
-        )
+        tasks = [*self._tasks, *self._account_tasks.values()]
+        return sum(1 for t in tasks if t.done() and not t.cancelled() and t.exception() is not None)
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,12 +207,18 @@ class Runtime:
             self.simulator = await self._start_simulator()
             self._tasks.append(asyncio.create_task(self._keep_saving(), name="simulator-state"))
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+        from exporter.fleet.settings import load_settings as shard_settings
+
+        shard = shard_settings(self.config)
+        if shard is not None:
+            # accounts are started as this instance wins their leases (exporter.fleet)
+            from exporter.fleet.member import FleetMember
+
+            self.fleet = FleetMember(self, shard)
+            await self.fleet.start()
+            return
         for account in self.config.accounts:
-            provider = self.build_provider(account)
-            self.providers[account.name] = provider
-            self._tasks.append(
-                asyncio.create_task(self.add_provider(provider), name=f"add-{account.name}")
-            )
+            await self.attach_account(account.name)
 
     async def _start_simulator(self) -> Any:
         """The embedded simulator, continuing from its saved state when there is a usable one."""
@@ -230,6 +250,8 @@ class Runtime:
 
     async def _save_simulator(self) -> None:
         """Write the simulator's state beside the history; a failure costs only the continuity."""
+        if not isinstance(self.config.db, Path):
+            return  # a PostgreSQL history has no file to keep the state beside
         path = state_path(self.config.db)
         if path is None:
             return
@@ -242,10 +264,13 @@ class Runtime:
             )
 
     async def stop(self) -> None:
-        for task in reversed(self._tasks):
+        if self.fleet is not None:
+            await self.fleet.stop()  # hands every account back before the loops end
+        for task in reversed([*self._tasks, *self._account_tasks.values()]):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._account_tasks.values(), return_exceptions=True)
         self._tasks.clear()
+        self._account_tasks.clear()
         for provider in self.providers.values():
             try:
                 await provider.close()
@@ -257,6 +282,60 @@ class Runtime:
             await self._save_simulator()
             await self.simulator.close()
         log.info("stopped", extra={"rows_written": self.history.rows_written})
+
+    # --- accounts ---------------------------------------------------------------------------------
+    async def attach_account(
+        self,
+        name: str,
+        next_polls: Mapping[str, float] | None = None,
+        not_before: float | None = None,
+    ) -> None:
+        """Start polling one configured account: its provider logs in and lists its cars in the
+        background. ``next_polls`` (VIN -> clock time) delays a car's first poll here, and
+        ``not_before`` that of every other car of the account."""
+        account = next(a for a in self.config.accounts if a.name == name)
+        self.first_due.update(next_polls or {})
+        if not_before is not None:
+            self.not_before[name] = not_before
+        provider = self.build_provider(account)
+        self.providers[name] = provider
+        self._account_tasks[name] = asyncio.create_task(
+            self.add_provider(provider), name=f"add-{name}"
+        )
+
+    async def detach_account(self, name: str, *, cancel: bool) -> dict[str, float]:
+        """Stop polling one account and forget its cars' series (their history stays); returns
+        VIN -> when each car was due next. ``cancel`` abandons polls in flight (see
+        :meth:`Scheduler.drop`)."""
+        task = self._account_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._relist.pop(name, None)
+        self._asked_relist_at.pop(name, None)
+        self.not_before.pop(name, None)
+        # by the account's name, not its provider object: a detach cut short (a stop that ran
+        # out of time) is finished by the next one
+        vins = [
+            v
+            for v in self.scheduler.vins
+            if (p := self.scheduler.provider_of(v)) is not None and p.account == name
+        ]
+        due = await self.scheduler.drop(vins, cancel=cancel)
+        others = [v for v, info in self.hub.vehicles.items() if info.account == name]
+        for vin in {*vins, *others}:
+            self.hub.forget(vin)
+            self.health.vehicles.pop(vin, None)
+            self.first_due.pop(vin, None)
+        provider = self.providers.pop(name, None)
+        if provider is None:
+            return due
+        self.health.api_up.pop((provider.name, name), None)
+        try:
+            await provider.close()
+        except Exception:
+            log.exception("provider close failed", extra={"account": name})
+        return due
 
     # --- providers --------------------------------------------------------------------------------
     def public_url(self) -> str:
@@ -367,7 +446,9 @@ class Runtime:
     def vehicle_added(self, provider: Provider, info: VehicleInfo) -> None:
         known = info.vin in self.scheduler.vins
         self.hub.register(info)
-        self.scheduler.add(info.vin, provider)
+        due = self.first_due.pop(info.vin, self.not_before.get(provider.account))
+        delay = 0.0 if due is None else max(0.0, due - self.clock.now())
+        self.scheduler.add(info.vin, provider, delay)
         if not known:
             log.info(
                 "vehicle added",
@@ -381,6 +462,8 @@ class Runtime:
         self.scheduler.remove(vin)
         self.hub.forget(vin)
         self.health.vehicles.pop(vin, None)
+        for cb in self.removed_listeners:
+            cb(vin)
         log.info("vehicle removed", extra={"vin": mask_vin(vin)})
 
     def _poll_failed(self, vin: str, exc: ProviderError) -> None:
@@ -420,9 +503,10 @@ async def _saved_simulator(config: Config) -> dict[str, Any] | None:
 
 
 def _state_warning(config: Config, why: str) -> None:
+    where = state_path(config.db) if isinstance(config.db, Path) else config.db
     log.warning(
         "simulator state not used; starting a fresh simulator",
-        extra={"file": str(state_path(config.db)), "error": why},
+        extra={"file": str(where), "error": why},
     )
 
 
