@@ -237,7 +237,7 @@ async def test_the_command_audit_keeps_its_rows_in_postgresql(postgres: Cluster)
     from exporter.commands.record import CommandRecord, Outcome, Status
 
     log = AuditLog(target(postgres))
-    assert log.open(now=JAN, keep_keys_since=JAN - 3600) == []
+    assert log.open(now=JAN, keep_keys_since=JAN - 3600, in_flight_for=720) == []
     rec = CommandRecord(
         id="c1", vin=VIN, provider="smart", account="a", command="lock", params={"x": 1},
         caller="ops", requested_at=JAN, idempotency_key="k1",
@@ -249,9 +249,15 @@ async def test_the_command_audit_keeps_its_rows_in_postgresql(postgres: Cluster)
     assert got is not None and got.status is Status.SENT and got.cloud_accepted is True
     assert [r.id for r in await log.recent(VIN, 5)] == ["c1"]
     log.close()
-    # a restart closes out what the previous run left in flight, and keeps the key's record
+    # another instance starting on the shared table leaves a command that may still be in
+    # another instance's hands alone...
+    other = AuditLog(target(postgres))
+    kept = other.open(now=JAN + 60, keep_keys_since=JAN - 3600, in_flight_for=720)
+    assert [(r.id, r.status) for r in kept] == [("c1", Status.SENT)]
+    other.close()
+    # ...and closes it out once no instance can still be working on it; the key's record stays
     again = AuditLog(target(postgres))
-    kept = again.open(now=JAN + 60, keep_keys_since=JAN - 3600)
+    kept = again.open(now=JAN + 721, keep_keys_since=JAN - 3600, in_flight_for=720)
     assert [(r.id, r.status, r.outcome) for r in kept] == [
         ("c1", Status.DONE, Outcome.NOT_VERIFIED)
     ]

@@ -25,7 +25,7 @@ def test_both_backends_create_the_described_columns(tmp_path: Path, postgres: Cl
         backend(target).preflight()
         EncryptedTokenStore(backend(target).token_rows(), keys).close()
         audit = AuditLog(target)
-        audit.open(now=0.0, keep_keys_since=0.0)
+        audit.open(now=0.0, keep_keys_since=0.0, in_flight_for=720.0)
         audit.close()
     with sqlite3.connect(db) as lite, psycopg.connect(postgres.dsn) as post:
         for table in TABLES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -110,9 +111,12 @@ class AuditStore(Protocol):
 
     errors: tuple[type[BaseException], ...]
 
-    def open(self, now: float, since: float) -> list[tuple[Any, ...]]:
-        """Create the table, close out unfinished commands, return the rows whose
-        Idempotency-Key must still be honoured."""
+    #: True when other exporter instances may write the same table (a fleet on PostgreSQL)
+    shared: bool
+
+    def open(self, now: float, since: float, unfinished_before: float) -> list[tuple[Any, ...]]:
+        """Create the table, close out commands left unfinished that were requested before
+        ``unfinished_before``, return the rows whose Idempotency-Key must still be honoured."""
         ...
 
     def write(self, row: tuple[Any, ...]) -> None: ...
@@ -134,12 +138,13 @@ class SqliteAudit:
     """The audit table in the SQLite history file (WAL lets it share the file with the writer)."""
 
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    shared = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
 
-    def open(self, now: float, since: float) -> list[tuple[Any, ...]]:
+    def open(self, now: float, since: float, unfinished_before: float) -> list[tuple[Any, ...]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn = connect(self.path)
         with conn:
@@ -148,8 +153,8 @@ class SqliteAudit:
             for outcome, status, detail in _CLOSE_OUT:
                 conn.execute(
                     f"UPDATE {TABLE} SET status='done', outcome=?, finished_at=?, detail=? "
-                    "WHERE status=?",
-                    (outcome, now, detail, status),
+                    "WHERE status=? AND requested_at < ?",
+                    (outcome, now, detail, status, unfinished_before),
                 )
         return list(
             conn.execute(
@@ -201,10 +206,15 @@ class AuditLog:
         self.write_errors = 0
 
     # --- lifecycle --------------------------------------------------------------------------------
-    def open(self, now: float, keep_keys_since: float) -> list[CommandRecord]:
+    def open(self, now: float, keep_keys_since: float, in_flight_for: float) -> list[CommandRecord]:
         """Create the table, close out commands a previous run left unfinished, and return the
-        records whose Idempotency-Key must still be honoured (requested after the given time)."""
-        rows = self._executor.submit(self.store.open, now, keep_keys_since).result()
+        records whose Idempotency-Key must still be honoured (requested after the given time).
+
+        A file of our own holds no command in flight at start-up, so every unfinished one is
+        closed. A table other instances share may hold theirs: only commands older than the
+        longest a command can stay in flight (``in_flight_for`` s) are closed."""
+        before = now - in_flight_for if self.store.shared else math.inf
+        rows = self._executor.submit(self.store.open, now, keep_keys_since, before).result()
         self._open = True
         return [_record(r) for r in rows]
 

@@ -232,6 +232,8 @@ _UPSERT: Final = (
 
 
 class PgAudit:
+    shared = True  # a fleet's instances share it
+
     def __init__(self, target: PgTarget) -> None:
         import psycopg
 
@@ -244,7 +246,7 @@ class PgAudit:
             self._conn = connect(self.target, autocommit=True)
         return self._conn
 
-    def open(self, now: float, since: float) -> list[tuple[Any, ...]]:
+    def open(self, now: float, since: float, unfinished_before: float) -> list[tuple[Any, ...]]:
         conn = self._c()
         with conn.transaction():
             for stmt in COMMAND_AUDIT.ddl("postgres"):
@@ -252,8 +254,8 @@ class PgAudit:
             for outcome, status, detail in _CLOSE_OUT:
                 conn.execute(
                     f"UPDATE {TABLE} SET status='done', outcome=%s, finished_at=%s, detail=%s "
-                    "WHERE status=%s",
-                    (outcome, now, detail, status),
+                    "WHERE status=%s AND requested_at < %s",
+                    (outcome, now, detail, status, unfinished_before),
                 )
         return list(
             conn.execute(
