@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# carmetrics: the exporter + SQLite history. Small (python slim, no compilers in the final image),
+# carmetrics: the exporter + SQLite (or PostgreSQL) history. Small (python slim, no compilers in the final image),
 # non-root, with a HEALTHCHECK on /healthz. Built and run by docker-compose.yml.
 
 # --- build: turn the project and its dependencies into wheels ---------------------------------------
@@ -8,7 +8,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 COPY analysis ./analysis
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# with the "postgres" extra: one image serves the SQLite file and --db postgresql://...
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres]'
 
 # --- run ---------------------------------------------------------------------------------------------
 FROM python:3.11-slim
@@ -18,7 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CARMETRICS_EXPORTER__PORT=8477 \
     CARMETRICS_EXPORTER__DB=/data/carmetrics.db
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels carmetrics \
+    pip install --no-cache-dir --no-index --find-links=/wheels 'carmetrics[postgres]' \
  && groupadd --system --gid 10001 carmetrics \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin carmetrics \

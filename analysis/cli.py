@@ -22,6 +22,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import pandas as pd
 
+from exporter.cli import DB, DB_HELP
+from exporter.dbtarget import DbTarget, PgTarget
+
 from .bundle import Analysis
 from .derive import derive as derive_tables
 from .journal import load_journal
@@ -34,11 +37,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Context:
-    db: Path
+    db: DbTarget
     settings: Settings
 
 
-def _context(config_path: Path | None, db: Path | None, tz: str | None = None) -> Context:
+def _context(config_path: Path | None, db: str | None, tz: str | None = None) -> Context:
     """Config the same way the rest of carmetrics reads it (./config.toml if present)."""
     from exporter.config import ConfigError
     from exporter.config import load as load_config
@@ -62,12 +65,30 @@ def _context(config_path: Path | None, db: Path | None, tz: str | None = None) -
                 param_hint="--tz",
             ) from None
         settings = replace(settings, timezone=tz, timezones={})
-    db_path = db or cfg.db
-    if not db_path.exists():
+    from exporter.cli import db_target
+
+    db_path = db_target(db, cfg) if db is not None else cfg.db
+    if isinstance(db_path, PgTarget):
+        _check_pg(db_path)
+    elif not db_path.exists():
         raise click.ClickException(
             f"history database {db_path} does not exist (run `carmetrics run` first or pass --db)"
         )
     return Context(db_path, settings)
+
+
+def _check_pg(target: PgTarget) -> None:
+    """Reach the database once, so a wrong password or host is one line, not a traceback."""
+    from exporter.history import HistoryError
+
+    from .load import pg_connect
+
+    try:
+        pg_connect(target).close()
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"{exc} (run `carmetrics run --db ...` first)") from None
 
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdwm])\s*$", re.IGNORECASE)
@@ -159,9 +180,10 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--db",
-            type=click.Path(path_type=Path, dir_okay=False),
+            type=DB,
             default=None,
-            help="SQLite history (default: exporter.db from the config, else ./carmetrics.db).",
+            help="History: an SQLite file or a postgresql:// URL (default: exporter.db from "
+            "the config, else ./carmetrics.db).",
         ),
         click.option("--vin", default=None, help="Only this vehicle (default: all)."),
         click.option(
@@ -198,7 +220,7 @@ def _concat(frames: list[pd.DataFrame], empty: Callable[[], pd.DataFrame]) -> pd
 @_common
 def trips(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -224,7 +246,7 @@ def trips(
 @_common
 def charges(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -257,7 +279,7 @@ def charges(
 )
 def drain(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -295,7 +317,7 @@ def drain(
 )
 def efficiency(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -321,7 +343,7 @@ def efficiency(
 @_common
 def battery(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -353,7 +375,7 @@ def battery(
 )
 def summary(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -386,7 +408,7 @@ def summary(
 )
 def places(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -436,7 +458,7 @@ def places(
 @_common
 def costs(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -467,7 +489,7 @@ def costs(
     default=None,
     help="Path of config.toml (default: ./config.toml if present).",
 )
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--db", type=DB, default=None, help=DB_HELP)
 @click.option("--vin", default=None, help="Only this vehicle (default: all).")
 @click.option("--since", default=None, help="From this local date/time, or an age: 30d, 12h.")
 @click.option("--until", default=None, help="Up to this local date/time (inclusive).")
@@ -480,7 +502,7 @@ def costs(
 @TZ_OPTION
 def report(
     config_path: Path | None,
-    db: Path | None,
+    db: str | None,
     vin: str | None,
     since: str | None,
     until: str | None,
@@ -509,12 +531,12 @@ def report(
     default=None,
     help="Path of config.toml (default: ./config.toml if present).",
 )
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--db", type=DB, default=None, help=DB_HELP)
 @click.option("--vin", default=None, help="Only this vehicle (default: all).")
 @click.option("--rebuild", is_flag=True, help="Recompute everything instead of only new data.")
 @TZ_OPTION
 def derive(
-    config_path: Path | None, db: Path | None, vin: str | None, rebuild: bool, tz: str | None
+    config_path: Path | None, db: str | None, vin: str | None, rebuild: bool, tz: str | None
 ) -> None:
     """Materialise `trips` and `charging_sessions` tables in the history file (incremental).
 

@@ -22,16 +22,18 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, cast
 
 import numpy as np
 import pandas as pd
 import sqlite_utils
 
 from exporter import history_layout as layout
+from exporter.dbtarget import PgTarget
 
 from .charges import CHARGE_COLUMNS
 from .charges import detect as detect_charges
@@ -142,7 +144,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def derive(
-    db_path: Path | str,
+    db_path: Path | str | PgTarget,
     settings: Settings | None = None,
     *,
     vin: str | None = None,
@@ -151,33 +153,119 @@ def derive(
 ) -> list[DeriveResult]:
     """Bring the ``trips`` and ``charging_sessions`` tables up to date; returns what was done."""
     s = settings or Settings()
-    conn = _connect(db_path)
+    if isinstance(db_path, PgTarget):
+        from .pg_derive import PgStore
+
+        store: Store = PgStore(db_path)
+    else:
+        store = _Store(_connect(db_path))
     try:
-        ensure_schema(conn)
-        store = _Store(conn)
+        store.ensure_schema()
         chosen = [v for v in store.vins() if vin is None or v == vin]
         iterator = progress(chosen) if progress is not None else chosen
-        return [_derive_vin(conn, store, v, s, rebuild) for v in iterator]
+        return [_derive_vin(store, v, s, rebuild) for v in iterator]
     finally:
-        conn.close()
+        store.close()
 
 
-def _vehicle_info(conn: sqlite3.Connection, vin: str) -> tuple[str | None, str | None]:
-    try:
-        row = conn.execute("SELECT model, series FROM vehicles WHERE vin = ?", (vin,)).fetchone()
-    except sqlite3.OperationalError:
-        return None, None
-    return (row[0], row[1]) if row else (None, None)
+class Store:
+    """The questions derive asks of a history, and the writes it makes: SQL common to both
+    backends lives here (``?`` placeholders; ``_sql`` adapts them), what differs is overridden."""
+
+    conn: Any
+
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    def one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self.conn.execute(self._sql(sql), params).fetchone()
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return list(self.conn.execute(self._sql(sql), params).fetchall())
+
+    def run(self, sql: str, params: Sequence[object] = ()) -> None:
+        self.conn.execute(self._sql(sql), params)
+
+    def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self.conn.executemany(self._sql(sql), rows)
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        return cast(AbstractContextManager[Any], self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- per backend ------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        raise NotImplementedError
+
+    def vins(self) -> list[str]:
+        raise NotImplementedError
+
+    def first(self, vin: str) -> float | None:
+        raise NotImplementedError
+
+    def last(self, vin: str) -> float | None:
+        raise NotImplementedError
+
+    def last_before(self, vin: str, t: float) -> float | None:
+        raise NotImplementedError
+
+    def changes(self, vin: str) -> _Changes:
+        raise NotImplementedError
+
+    def late(self, vin: str, ch: _Changes, last_token: int, last_ts: float) -> float | None:
+        raise NotImplementedError
+
+    def handled(self, ch: _Changes) -> None:
+        raise NotImplementedError
+
+    def read(self, vin: str, since: float | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def insert(self, table: str, cols: list[str], records: list[tuple[object, ...]]) -> None:
+        raise NotImplementedError
+
+    def save_state(self, row: tuple[object, ...]) -> None:
+        self.run(
+            "INSERT INTO derive_state VALUES (?,?,?,?,?,?) ON CONFLICT(vin) DO UPDATE SET "
+            "version=excluded.version, fingerprint=excluded.fingerprint, "
+            "max_rowid=excluded.max_rowid, max_ts=excluded.max_ts, derived_at=excluded.derived_at",
+            row,
+        )
+
+    # --- common -----------------------------------------------------------------------------------
+    def vehicle_info(self, vin: str) -> tuple[str | None, str | None]:
+        row = self.one("SELECT model, series FROM vehicles WHERE vin = ?", (vin,))
+        return (row[0], row[1]) if row else (None, None)
 
 
-class _Store:
-    """The questions derive asks of the samples, answered from whichever layout the file has: the
-    compact ``sample_data`` (by its (vehicle, ts_ms) key, never decoding a row) or a version-1
-    ``samples`` table."""
+class _Store(Store):
+    """The SQLite history: the compact ``sample_data`` (answered by its (vehicle, ts_ms) key,
+    never decoding a row) or a version-1 ``samples`` table."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.compact = bool(columns_of(conn, layout.TABLE))
+
+    def ensure_schema(self) -> None:
+        ensure_schema(self.conn)
+
+    def vehicle_info(self, vin: str) -> tuple[str | None, str | None]:
+        try:
+            return super().vehicle_info(vin)
+        except sqlite3.OperationalError:
+            return None, None
+
+    def read(self, vin: str, since: float | None) -> pd.DataFrame:
+        return read_samples(self.conn, vin, since=since)
+
+    def insert(self, table: str, cols: list[str], records: list[tuple[object, ...]]) -> None:
+        # Plain executemany: sqlite-utils' insert_all measured ~1.6x slower here (it re-reads the
+        # table's shape on each call) for nothing gained; sqlite-utils keeps the schema in shape.
+        placeholders = ", ".join("?" for _ in cols)
+        names = ", ".join(f'"{c}"' for c in cols)
+        self.many(f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({placeholders})", records)
 
     def vins(self) -> list[str]:
         if self.compact:
@@ -275,25 +363,23 @@ def _opt(cur: sqlite3.Cursor) -> float | None:
     return None if v is None else float(v)
 
 
-def _derive_vin(
-    conn: sqlite3.Connection, store: _Store, vin: str, s: Settings, rebuild: bool
-) -> DeriveResult:
-    model, series = _vehicle_info(conn, vin)
+def _derive_vin(store: Store, vin: str, s: Settings, rebuild: bool) -> DeriveResult:
+    model, series = store.vehicle_info(vin)
     capacity = s.capacity_for(vin, model, series)
     fp = fingerprint(s, vin, capacity)
     changes = store.changes(vin)
     max_ts = store.last(vin)
-    state = conn.execute(
+    state = store.one(
         "SELECT version, fingerprint, max_rowid, max_ts FROM derive_state WHERE vin = ?", (vin,)
-    ).fetchone()
+    )
     full = rebuild or state is None or state[0] != VERSION or state[1] != fp
     if full:
         oldest = store.first(vin)
         cut, window = float(oldest if oldest is not None else "-inf"), float("-inf")
     else:
         late = store.late(vin, changes, int(state[2]), float(state[3]))
-        cut, window = _window(conn, store, vin, s, last_ts=float(state[3]), late=late)
-    df = _read(conn, vin, window, model, series)
+        cut, window = _window(store, vin, s, last_ts=float(state[3]), late=late)
+    df = _read(store, vin, window, model, series)
     p = prepare(df, s)
     new = {
         "trips": detect_trips(p, s),
@@ -302,9 +388,9 @@ def _derive_vin(
     first = store.first(vin)
     window_is_start = full or not len(df) or (first is not None and p.t[0] <= first)
     written = {}
-    with conn:
+    with store.transaction():
         for table, cols in TABLES.items():
-            conn.execute(f"DELETE FROM {table} WHERE vin = ? AND start_ts >= ?", (vin, cut))
+            store.run(f"DELETE FROM {table} WHERE vin = ? AND start_ts >= ?", (vin, cut))
             rows = new[table]
             # A session cut in half by the window's first sample is a fragment of a final row.
             if not window_is_start and len(rows):
@@ -314,25 +400,17 @@ def _derive_vin(
                     first_sample_ts=p.t[rows["_lo"].to_numpy(dtype=np.int64)],
                     last_sample_ts=p.t[rows["_hi"].to_numpy(dtype=np.int64)],
                 )
-                (kept_end,) = conn.execute(
-                    f"SELECT max(end_ts) FROM {table} WHERE vin = ?", (vin,)
-                ).fetchone()
+                (kept_end,) = store.one(f"SELECT max(end_ts) FROM {table} WHERE vin = ?", (vin,))
                 if kept_end is not None:
                     rows = rows.loc[rows["start_ts"] >= kept_end - 1e-6]
-            written[table] = _insert(conn, table, [*cols, *EXTRA], rows)
-        conn.execute(
-            "INSERT INTO derive_state VALUES (?,?,?,?,?,?) ON CONFLICT(vin) DO UPDATE SET "
-            "version=excluded.version, fingerprint=excluded.fingerprint, "
-            "max_rowid=excluded.max_rowid, max_ts=excluded.max_ts, derived_at=excluded.derived_at",
-            (vin, VERSION, fp, changes.token, float(max_ts or 0.0), time.time()),
-        )
+            written[table] = _insert(store, table, [*cols, *EXTRA], rows)
+        store.save_state((vin, VERSION, fp, changes.token, float(max_ts or 0.0), time.time()))
         store.handled(changes)
     return DeriveResult(vin, len(df), written["trips"], written["charging_sessions"], full)
 
 
 def _window(
-    conn: sqlite3.Connection,
-    store: _Store,
+    store: Store,
     vin: str,
     s: Settings,
     *,
@@ -352,11 +430,11 @@ def _window(
     firsts: list[float] = []
     ends: list[float] = []
     for table in TABLES:
-        row = conn.execute(
+        row = store.one(
             f"SELECT start_ts, end_ts, first_sample_ts, last_sample_ts, ongoing FROM {table} "
             "WHERE vin = ? ORDER BY start_ts DESC LIMIT 1",
             (vin,),
-        ).fetchone()
+        )
         if row is None:
             continue
         start, end, first, last, ongoing = row
@@ -368,11 +446,11 @@ def _window(
     if late is not None:
         # Rows the late sample may belong to, or that follow it, are redone from their anchors.
         for table in TABLES:
-            row = conn.execute(
+            row = store.one(
                 f"SELECT min(start_ts), min(first_sample_ts) FROM {table} "
                 "WHERE vin = ? AND end_ts >= ?",
                 (vin, late),
-            ).fetchone()
+            )
             if row[0] is not None:
                 starts.append(row[0])
                 firsts.append(row[1])
@@ -389,15 +467,15 @@ def _window(
 
 
 def _read(
-    conn: sqlite3.Connection, vin: str, since: float, model: str | None, series: str | None
+    store: Store, vin: str, since: float, model: str | None, series: str | None
 ) -> pd.DataFrame:
-    df = read_samples(conn, vin, since=since if since > float("-inf") else None)
+    df = store.read(vin, since if since > float("-inf") else None)
     df["model"] = model
     df["series"] = series
     return df
 
 
-def _insert(conn: sqlite3.Connection, table: str, cols: list[str], rows: pd.DataFrame) -> int:
+def _insert(store: Store, table: str, cols: list[str], rows: pd.DataFrame) -> int:
     if rows.empty:
         return 0
     out = rows[cols].copy()
@@ -408,11 +486,7 @@ def _insert(conn: sqlite3.Connection, table: str, cols: list[str], rows: pd.Data
         tuple(None if (isinstance(v, float) and np.isnan(v)) else _py(v) for v in rec)
         for rec in out.itertuples(index=False, name=None)
     ]
-    # Plain executemany: sqlite-utils' insert_all measured ~1.6x slower here (it re-reads the table's
-    # shape on each call) for nothing gained; sqlite-utils keeps the schema in shape instead.
-    placeholders = ", ".join("?" for _ in cols)
-    names = ", ".join(f'"{c}"' for c in cols)
-    conn.executemany(f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({placeholders})", records)
+    store.insert(table, cols, records)
     return len(records)
 
 

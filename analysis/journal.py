@@ -18,6 +18,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from exporter.dbtarget import PgTarget
 from exporter.history_layout import JOURNAL_TABLE
 
 from .load import columns_of, connect_readonly
@@ -35,16 +36,20 @@ _ODO_OVERLAP_M: Final = 500.0  # a whole-km odometer: spans overlapping less tha
 
 
 def load_journal(
-    db_path: Path | str,
+    db_path: Path | str | PgTarget,
     vin: str | None = None,
     since: float | None = None,
     until: float | None = None,
 ) -> pd.DataFrame:
     """The stored journal trips (SI units, ``route`` as stored), by vin and start; empty when the
-    file has no journal (a file from before schema version 3, opened read-only)."""
+    history has no journal (a file from before schema version 3 opened read-only, or PostgreSQL,
+    which does not keep journals yet)."""
+    none = pd.DataFrame(columns=["vin", "trip_id", "start_ts", "end_ts", "route"])
+    if isinstance(db_path, PgTarget):
+        return none
     with connect_readonly(db_path) as conn:
         if not columns_of(conn, JOURNAL_TABLE):
-            return pd.DataFrame(columns=["vin", "trip_id", "start_ts", "end_ts", "route"])
+            return none
         where, params = ["1 = 1"], []
         for cond, value in (("vin = ?", vin), ("start_ts >= ?", since), ("start_ts <= ?", until)):
             if value is not None:
@@ -57,7 +62,7 @@ def load_journal(
                 params=params,
             )
         except (sqlite3.Error, pd.errors.DatabaseError):
-            return pd.DataFrame(columns=["vin", "trip_id", "start_ts", "end_ts", "route"])
+            return none
 
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:

@@ -12,12 +12,13 @@ import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
 from exporter import history_layout as layout
+from exporter.dbtarget import PgTarget
 from exporter.signals import BY_NAME, Kind
 
 from .clean import clean
@@ -54,6 +55,19 @@ def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
     return conn
 
 
+def pg_connect(target: PgTarget) -> Any:
+    """A connection to a PostgreSQL history; a ``FileNotFoundError`` (the analysis commands'
+    "no history here" line) when its schema was never created."""
+    from exporter.pg import schema
+    from exporter.pg.connect import connect
+
+    conn = connect(target, autocommit=True)
+    if schema.version(conn) == 0:
+        conn.close()
+        raise FileNotFoundError(f"history database {target} holds no carmetrics history yet")
+    return conn
+
+
 def to_unix(value: TimeLike, tz: str = "UTC") -> float | None:
     """Unix seconds from a number, an ISO string/datetime (naive = in ``tz``) or None."""
     if value is None:
@@ -71,16 +85,24 @@ def columns_of(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
-def vehicles(db_path: Path | str) -> pd.DataFrame:
+def vehicles(db_path: Path | str | PgTarget) -> pd.DataFrame:
     """The ``vehicles`` table (vin, provider, make, model, year, series, ...), empty when absent."""
+    if isinstance(db_path, PgTarget):
+        from .pg_load import vehicles as pg_vehicles
+
+        return pg_vehicles(db_path)
     with connect_readonly(db_path) as conn:
         if "vin" not in columns_of(conn, "vehicles"):
             return pd.DataFrame(columns=["vin", "model", "series"])
         return pd.read_sql_query("SELECT * FROM vehicles ORDER BY vin", conn)
 
 
-def vins(db_path: Path | str) -> list[str]:
+def vins(db_path: Path | str | PgTarget) -> list[str]:
     """Every VIN with samples, in order."""
+    if isinstance(db_path, PgTarget):
+        from .pg_load import vins as pg_vins
+
+        return pg_vins(db_path)
     with connect_readonly(db_path) as conn:
         if columns_of(conn, layout.TABLE):  # the view would decode every row to say this
             sql = (
@@ -93,7 +115,7 @@ def vins(db_path: Path | str) -> list[str]:
 
 
 def load(
-    db_path: Path | str,
+    db_path: Path | str | PgTarget,
     vin: str | Iterable[str] | None = None,
     since: TimeLike = None,
     until: TimeLike = None,
@@ -109,10 +131,15 @@ def load(
     pick the usable battery capacity). Naive ``since``/``until`` are read in ``tz``. Unless
     ``raw``, bad rows are cleaned (see ``analysis.clean``).
     """
+    lo, hi = to_unix(since, tz), to_unix(until, tz)
+    if isinstance(db_path, PgTarget):
+        from .pg_load import read_samples as pg_read
+
+        with pg_connect(db_path) as pg:
+            df = pg_read(pg, vin, since=lo, until=hi, columns=columns)
+        return df if raw else clean(df)
     with connect_readonly(db_path) as conn:
-        df = read_samples(
-            conn, vin, since=to_unix(since, tz), until=to_unix(until, tz), columns=columns
-        )
+        df = read_samples(conn, vin, since=lo, until=hi, columns=columns)
     return df if raw else clean(df)
 
 
@@ -152,6 +179,20 @@ def read_samples(
         )
     finally:
         conn.execute("ROLLBACK")
+    return frame(names, reps, rows, present, states, veh, wanted)
+
+
+def frame(
+    names: list[str],
+    reps: list[int],
+    rows: list[tuple[float, ...]] | np.ndarray,
+    present: list[str],
+    states: dict[str, tuple[str, ...]],
+    veh: list[tuple[str, str | None, str | None]],
+    wanted: list[str],
+) -> pd.DataFrame:
+    """The analysis frame from rows read by either backend (one float per value, +inf for
+    NULL, enum states as their index), so both give the same frame for the same history."""
     data = np.array(rows, dtype=np.float64).reshape(len(rows), len(present) + 1)
     data[np.isinf(data)] = np.nan
     info = {str(v): (m, sr) for v, m, sr in veh}

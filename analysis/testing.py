@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from exporter.dbtarget import DbTarget
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -206,12 +207,13 @@ class Car:
         return df
 
 
-def write_history(db_path: Path | str, frames: list[pd.DataFrame]) -> None:
-    """Store rows through the exporter's own history writer, as the live pipeline would."""
-    from exporter.history import History
+def write_history(db_path: DbTarget | str, frames: list[pd.DataFrame]) -> None:
+    """Store rows through the exporter's own history writer (of either backend), as the live
+    pipeline would."""
+    from exporter.backend import backend
     from exporter.snapshot import Snapshot, VehicleInfo
 
-    hist = History(db_path)
+    hist = backend(db_path).writer()
     hist.open()
     try:
         for df in frames:

@@ -6,6 +6,7 @@ one account is polled serially) and the Smartcar plan limits lifted. Running it 
 keeps its CPU off the measured client, as a real cloud would be.
 
     python -m bench.simproc --smart 5000 --accounts 8 --smartcar 0 --speed 60
+    python -m bench.simproc --smart 300 --accounts 30 --request-log sim.jsonl   # the fleet drill
     -> one JSON line: {"urls": {...}, "accounts": [{"username", "password", "vins"}], "smartcar": {...}}
 
 ``start(...)`` does the same from a bench script and returns the parsed line and the process.
@@ -51,6 +52,10 @@ async def _serve(args: argparse.Namespace) -> None:
         smart_vins = [fleet.add(MODELS[i % len(MODELS)], cloud="smart") for i in range(args.smart)]
         # no WAF throttling: a benchmark logs many accounts in at once, on purpose
         cloud = SmartCloud(fleet, faults, clock, SmartCloudConfig(login_limit=0))
+        if args.request_log:
+            journal = open(args.request_log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            closers.append(_closer(journal))
+            cloud.request_log = lambda entry: journal.write(json.dumps(entry) + "\n")
         n = max(1, min(args.accounts, len(smart_vins)))
         for a in range(n):
             vins = smart_vins[a::n]
@@ -102,6 +107,13 @@ async def _serve(args: argparse.Namespace) -> None:
             await close()
 
 
+def _closer(handle: Any) -> Any:
+    async def close() -> None:
+        handle.close()
+
+    return close
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--smart", type=int, default=10, help="smart cars (spread over --accounts)")
@@ -112,6 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument("--hang-seconds", type=float, default=40.0, help="real seconds a timeout hangs")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--request-log",
+        default="",
+        help="append one JSON line per smart login and per car status read to this file",
+    )
     p.add_argument("--redirect", default="http://127.0.0.1:9/connect/smartcar/callback")
     args = p.parse_args(argv)
     import logging

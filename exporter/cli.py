@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -22,8 +23,12 @@ from exporter import __version__
 from exporter import logs as logsetup
 from exporter.commands.cli import command, vehicles
 from exporter.config import Config, ConfigError, load
+from exporter.dbtarget import DbTarget
 from exporter.lazygroup import LazyCommand, LazyGroup
 from exporter.tokens_cli import tokens
+
+if TYPE_CHECKING:
+    from exporter.backend import Backend
 
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -66,8 +71,33 @@ def _load_config(
         raise click.ClickException(f"configuration error: {exc}") from None
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "db" in changes:
-        changes["db"] = Path(changes["db"]).resolve()
+        changes["db"] = db_target(changes["db"], cfg)
     return replace(cfg, **changes) if changes else cfg
+
+
+def db_target(text: str | Path, cfg: Config) -> DbTarget:
+    """``--db``: a file (relative to the working directory) or a ``postgresql://`` URL, whose
+    password comes from where the configuration's does (CARMETRICS_DB_PASSWORD or the file)."""
+    from exporter.dbtarget import parse
+
+    try:
+        target = parse(text, where="--db", base=Path.cwd(), password=cfg.db_password)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+    return target.resolve() if isinstance(target, Path) else target
+
+
+class DbOption(click.ParamType[str]):
+    """A history file path or a ``postgresql://`` URL (click.Path would fold the URL's ``//``)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(value)
+
+
+DB = DbOption()
+DB_HELP = "History: an SQLite file, or a postgresql:// URL (password from CARMETRICS_DB_PASSWORD)."
 
 
 config_option = click.option(
@@ -148,12 +178,7 @@ def cli() -> None:
     "--port", type=int, default=None, help="HTTP port for /metrics (overrides exporter.port)."
 )
 @click.option("--listen", default=None, help="Address to bind (overrides exporter.listen).")
-@click.option(
-    "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="SQLite history file.",
-)
+@click.option("--db", type=DB, default=None, help=DB_HELP)
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default=None)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
 @click.option(
@@ -163,14 +188,22 @@ def cli() -> None:
     help="Use a standalone simulator (`carmetrics simulate`): the `info` URL of its JSON line, "
     "or a file holding the line (overrides simulator.url).",
 )
+@click.option(
+    "--shard",
+    type=click.Choice(["off", "auto"]),
+    default=None,
+    help="auto: share the accounts with the other instances on the same PostgreSQL --db "
+    "(overrides shard.mode; docs/SCALING.md).",
+)
 def run(
     config_path: Path | None,
     port: int | None,
     listen: str | None,
-    db: Path | None,
+    db: str | None,
     log_level: str | None,
     log_format: str | None,
     simulator_url: str | None,
+    shard: str | None,
 ) -> None:
     """Poll the configured accounts, serve /metrics and record the history.
 
@@ -179,6 +212,7 @@ def run(
       carmetrics run --config config.toml --port 8477 --db /data/carmetrics.db
       carmetrics simulate > sim.json &     # in another process, then:
       carmetrics run --simulator-url "$(jq -r .info sim.json)"
+      carmetrics run --config fleet.toml --db postgresql://carmetrics@db/carmetrics --shard auto
     """
     cfg = _load_config(
         config_path,
@@ -189,6 +223,9 @@ def run(
         log_level=log_level,
         log_format=log_format,
     )
+    if shard is not None:
+        table = dict(cfg.extra.get("shard") or {})
+        cfg = replace(cfg, extra={**cfg.extra, "shard": {**table, "mode": shard}})
     logsetup.setup(cfg.log_level, cfg.log_format)
     import logging
 
@@ -249,11 +286,17 @@ def simulate(
 
         handle = await start_simulator(sim)
         host = InfoHost(handle.info(), handle.clock)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # handlers of our own: SIGTERM (docker stop) closes cleanly too, and SIGINT works even
+        # when the parent started us with it ignored (Python then raises no KeyboardInterrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         try:
             await host.start()
             click.echo(json.dumps(host.info))
             sys.stdout.flush()
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await host.close()
             await handle.close()
@@ -321,107 +364,102 @@ def check_config(config_path: Path | None) -> None:
 
 @cli.group(cls=LazyGroup, lazy=DB_ANALYSIS)
 def db() -> None:
-    """Maintain the SQLite history (migrate, backup, prune, info)."""
+    """Maintain the history, SQLite or PostgreSQL (migrate, backup, prune, info, derive)."""
+
+
+def _backend(config_path: Path | None, db_path: str | None) -> Backend:
+    from exporter.backend import backend
+
+    return backend(_load_config(config_path, db=db_path).db)
+
+
+@contextlib.contextmanager
+def _one_line() -> Iterator[None]:
+    """A history that cannot be used is one line and exit 1, never a traceback."""
+    from exporter.history import HistoryError
+
+    try:
+        yield
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @db.command("migrate")
 @config_option
-@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
-def db_migrate(config_path: Path | None, db_path: Path | None) -> None:
+@click.option("--db", "db_path", type=DB, default=None, help=DB_HELP)
+def db_migrate(config_path: Path | None, db_path: str | None) -> None:
     """Create or upgrade the history schema.
 
     \b
     Example:
       carmetrics db migrate --db carmetrics.db
     """
-    from exporter.history import connect, migrate
-
-    cfg = _load_config(config_path, db=db_path)
-    conn = connect(cfg.db)
-    try:
-        click.echo(f"{cfg.db}: schema version {migrate(conn)}")
-    finally:
-        conn.close()
+    with _one_line():
+        store = _backend(config_path, db_path)
+        click.echo(f"{store.target}: schema version {store.migrate()}")
 
 
 @db.command("backup")
 @config_option
-@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--db", "db_path", type=DB, default=None, help=DB_HELP)
 @click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
-def db_backup(config_path: Path | None, db_path: Path | None, dest: Path) -> None:
-    """Write a consistent one-file copy of the history (safe while the exporter runs).
+def db_backup(config_path: Path | None, db_path: str | None, dest: Path) -> None:
+    """Write a consistent one-file copy of the history (safe while the exporter runs; for
+    PostgreSQL use pg_dump).
 
     \b
     Example:
       carmetrics db backup /backups/carmetrics-$(date +%F).db
     """
-    from exporter.history import backup
-
-    cfg = _load_config(config_path, db=db_path)
-    backup(cfg.db, dest)
+    with _one_line():
+        _backend(config_path, db_path).backup(dest)
     click.echo(f"backup written to {dest}")
 
 
 @db.command("prune")
 @config_option
-@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--db", "db_path", type=DB, default=None, help=DB_HELP)
 @click.option(
     "--older-than-days", type=float, required=True, help="Delete raw samples older than this."
 )
-def db_prune(config_path: Path | None, db_path: Path | None, older_than_days: float) -> None:
-    """Delete raw samples older than N days (derived trips/charging sessions are kept).
+def db_prune(config_path: Path | None, db_path: str | None, older_than_days: float) -> None:
+    """Delete raw samples older than N days (derived trips/charging sessions are kept; in
+    PostgreSQL whole monthly partitions are dropped).
 
     \b
     Example:
       carmetrics db prune --older-than-days 730
     """
-    from exporter.history import prune
-
-    cfg = _load_config(config_path, db=db_path)
-    click.echo(f"deleted {prune(cfg.db, older_than_days * 86400)} samples")
+    with _one_line():
+        n = _backend(config_path, db_path).prune(older_than_days * 86400)
+    click.echo(f"deleted {n} samples")
 
 
 @db.command("info")
 @config_option
-@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
-def db_info(config_path: Path | None, db_path: Path | None) -> None:
+@click.option("--db", "db_path", type=DB, default=None, help=DB_HELP)
+def db_info(config_path: Path | None, db_path: str | None) -> None:
     """Print schema version, rows and bytes per table, and the time span per vehicle.
 
     \b
     Example:
       carmetrics db info --db carmetrics.db
     """
-    from exporter.history import connect
-    from exporter.history_info import tables
-
-    cfg = _load_config(config_path, db=db_path)
-    if not cfg.db.exists():
-        raise click.ClickException(f"{cfg.db} does not exist")
-    wal = Path(f"{cfg.db}-wal")
-    wal_size = wal.stat().st_size if wal.exists() else 0
-    conn = connect(cfg.db, readonly=True)  # reads through the WAL: rows not yet checkpointed count
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        size = _human_size(cfg.db.stat().st_size)
-        extra = f" + {_human_size(wal_size)} write-ahead log" if wal_size else ""
-        click.echo(f"{cfg.db}: schema version {version}, {size}{extra}")
-        for vin, n, t0, t1 in conn.execute(
-            "SELECT vin, count(*), min(ts), max(ts) FROM samples GROUP BY vin"
-        ):
-            click.echo(f"  {vin}: {n} rows, {_utc(t0)} .. {_utc(t1)}")
-        for t in tables(conn):
-            on_disk = "" if t.bytes is None else f", {_human_size(t.bytes)}"
-            click.echo(f"  table {t.name}: {t.rows:,} rows{on_disk}")
-    finally:
-        conn.close()
+    with _one_line():
+        info = _backend(config_path, db_path).info()
+    size = f", {info.size}" if info.size else ""
+    click.echo(f"{info.where}: schema version {info.version}{size}")
+    for vin, n, t0, t1 in info.vehicles:
+        click.echo(f"  {vin}: {n} rows, {_utc(t0)} .. {_utc(t1)}")
+    for t in info.tables:
+        on_disk = "" if t.bytes is None else f", {_human_size(t.bytes)}"
+        click.echo(f"  table {t.name}: {t.rows:,} rows{on_disk}")
 
 
 def _human_size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
+    from exporter.sqlite_backend import human_size
+
+    return human_size(n)
 
 
 def _utc(t: float) -> str:

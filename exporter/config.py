@@ -19,10 +19,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
+from exporter.dbtarget import PASSWORD_ENV, DbTarget
+from exporter.dbtarget import parse as parse_db
 from exporter.settings import (
     ENV_PREFIX,
     AccountSection,
@@ -137,11 +139,18 @@ class SimulatorConfig(Section):
 
 
 class ExporterSection(Section):
+    env_names: ClassVar[dict[str, str]] = {"db_password": PASSWORD_ENV}
     listen: str = Field(
         default="127.0.0.1", min_length=1, description="an address such as 127.0.0.1"
     )
     port: int = Field(default=8477, ge=0, le=65535, description="a TCP port number 0-65535")
-    db: str = Field(default="carmetrics.db", min_length=1, description="a file path")
+    db: str = Field(
+        default="carmetrics.db",
+        min_length=1,
+        description="a file path or a postgresql:// URL (without a password)",
+    )
+    # the PostgreSQL password: CARMETRICS_DB_PASSWORD or db_password_file, never the file
+    db_password: Secret | None = None
     max_data_age: float = Field(default=7 * 86400.0, ge=60)
 
 
@@ -158,7 +167,8 @@ class MetricsSection(Section):
 class Config:
     listen: str = "127.0.0.1"
     port: int = 8477
-    db: Path = Path("carmetrics.db")
+    db: DbTarget = Path("carmetrics.db")  # a file, or a PostgreSQL database (exporter.dbtarget)
+    db_password: Secret | None = None  # for a --db URL given on the command line
     log_level: str = "INFO"
     log_format: str = "text"
     export_location: bool = False
@@ -257,6 +267,8 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
         # one name for the command API token on the server and in `carmetrics command`; the
         # generic override CARMETRICS_COMMANDS__TOKEN stays accepted
         env = {**env, f"{ENV_PREFIX}COMMANDS__TOKEN": env[API_TOKEN_ENV]}
+    if PASSWORD_ENV in env and f"{ENV_PREFIX}EXPORTER__DB_PASSWORD" not in env:
+        env = {**env, f"{ENV_PREFIX}EXPORTER__DB_PASSWORD": env[PASSWORD_ENV]}
     data = _apply_env(data, env)
     return _build(data, base, source)
 
@@ -299,7 +311,7 @@ def _build(data: dict[str, Any], base: Path, source: str) -> Config:
     metrics = read_section(MetricsSection, data.get("metrics"), "metrics", base=base)
     poll = read_section(PollConfig, data.get("poll"), "poll", base=base)
     sim = read_section(SimulatorConfig, data.get("simulator"), "simulator", base=base)
-    db_path = Path(exp.db) if Path(exp.db).is_absolute() else base / exp.db
+    db_path = parse_db(exp.db, where="exporter.db", base=base, password=exp.db_password)
 
     raw_accounts = data.get("accounts", [])
     if not isinstance(raw_accounts, list):
@@ -358,6 +370,7 @@ def _build(data: dict[str, Any], base: Path, source: str) -> Config:
         listen=exp.listen,
         port=exp.port,
         db=db_path,
+        db_password=exp.db_password,
         log_level=log.level,
         log_format=log.format,
         export_location=metrics.export_location,

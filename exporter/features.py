@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 from exporter.commands.settings import CommandsSection
+from exporter.fleet.settings import ShardSection
 from exporter.mqtt.settings import MqttSection
 from exporter.settings import Section
 from exporter.tokens import TokensSection
@@ -19,6 +20,7 @@ from exporter.tokens import TokensSection
 FEATURE_SECTIONS: Final[dict[str, type[Section] | None]] = {
     "commands": CommandsSection,
     "tokens": TokensSection,
+    "shard": ShardSection,
     "analysis": None,
     "places": None,
     "tariffs": None,

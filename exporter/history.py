@@ -41,6 +41,7 @@ __all__ = [
     "SIGNAL_COLUMNS",
     "History",
     "HistoryError",
+    "HistoryWriter",
     "backup",
     "connect",
     "create_private",
@@ -219,12 +220,19 @@ def _reclaim(conn: sqlite3.Connection) -> None:
         log.warning("history VACUUM after the upgrade failed", extra={"error": str(e)})
 
 
-class History:
-    """Batched, single-writer history. ``add`` is cheap and non-blocking; ``flush`` commits."""
+class HistoryWriter:
+    """Batched, single-writer history. ``add`` is cheap and non-blocking; ``flush`` commits.
+
+    The batching, the early rows, the one-timeline rule and the retry of a failed batch are the
+    same for every backend; a subclass says how a batch reaches its storage (``_connect``,
+    ``_write``, ``_disconnect``) and how its errors read (``_errors``, ``_describe``).
+    """
+
+    _errors: tuple[type[BaseException], ...] = ()
 
     def __init__(
         self,
-        path: Path | str,
+        target: object,
         *,
         batch_size: int = 500,
         flush_interval: float = 1.0,
@@ -233,7 +241,7 @@ class History:
         """``one_timeline``: refuse reports older than the file's last row per car (see
         ``_keeps``); on for the embedded demo, whose simulator restarts its own timeline. Off for
         real cars, whose late reports (a webhook retried across a restart) are welcome."""
-        self.path = Path(path)
+        self.target = target
         self.one_timeline = one_timeline
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -244,7 +252,6 @@ class History:
         self._codec: layout.Codec | None = None  # the file's encodings, known once it is open
         self._early: list[Snapshot] = []  # reports added before open(), encoded by it
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
-        self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         self.rows_written = 0
@@ -255,20 +262,50 @@ class History:
         self.skipped_older = 0
         self.last_write: float | None = None
 
+    # --- what a backend provides --------------------------------------------------------------------
+    def _connect(self) -> tuple[layout.Codec, dict[str, int]]:
+        """Open and migrate the storage (writer thread); the codec and, with ``one_timeline``,
+        the newest stored ts_ms per VIN."""
+        raise NotImplementedError
+
+    def _write(self, rows: list[list[Any]], vehicles: list[tuple[Any, ...]]) -> int:
+        """Store one batch in one transaction (writer thread); returns the rows newly stored.
+        Raises one of ``_errors`` and leaves ``rows`` as they were when the batch failed."""
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    # the car's own trip journal (``journal_trips``): a backend that keeps it says so and provides
+    # the two hooks below; the runtime reads journals only into such a backend
+    stores_journal: bool = False
+
+    def _write_journal(self, rows: list[tuple[Any, ...]]) -> None:
+        """Upsert ``journal_trips`` rows in one transaction (writer thread)."""
+        raise NotImplementedError
+
+    def _journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
+        """(newest stored journal trip start, ids of trips with a stored route) (writer thread)."""
+        return None, frozenset()
+
+    def _describe(self, exc: BaseException) -> HistoryError:
+        raise NotImplementedError
+
+    def _prepare_open(self) -> None:
+        """Before the writer thread opens the storage (e.g. make the file's directory)."""
+
     # --- lifecycle --------------------------------------------------------------------------------
     def open(self) -> None:
-        """Open and migrate the file; raises HistoryError (one line: what, which file, what to do)."""
+        """Open and migrate the storage; raises HistoryError (one line: what, where, what to do)."""
+        errors: tuple[type[BaseException], ...] = (OSError, *self._errors)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._prepare_open()
             self._executor.submit(self._open).result()
-        except (OSError, sqlite3.Error) as exc:
-            raise describe(self.path, exc) from None
+        except errors as exc:
+            raise self._describe(exc) from None
 
     def _open(self) -> None:
-        self._conn = connect(self.path)
-        migrate(self._conn)
-        codec = layout.codec(self._conn)
-        floor = last_report_ms(self._conn) if self.one_timeline else {}
+        codec, floor = self._connect()
         with self._lock:
             self._codec = codec
             self._floor = floor
@@ -315,17 +352,10 @@ class History:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._flush)
 
     def close(self) -> None:
-        """Write everything still pending and close the file (called on shutdown, also on SIGTERM)."""
+        """Write everything still pending and close the storage (on shutdown, also on SIGTERM)."""
         self._executor.submit(self._flush).result()
-        self._executor.submit(self._close).result()
+        self._executor.submit(self._disconnect).result()
         self._executor.shutdown(wait=True)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):  # a damaged file must not crash the shutdown
-                self._conn.execute("PRAGMA optimize")
-            self._conn.close()
-            self._conn = None
 
     # --- writing ----------------------------------------------------------------------------------
     def add(self, snap: Snapshot) -> None:
@@ -370,27 +400,98 @@ class History:
     async def journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
         """(start of the newest stored journal trip, ids of the trips whose route is stored) for
         ``vin``: where a fetch resumes and which tracks need no second read."""
-
-        def run() -> tuple[float | None, frozenset[str]]:
-            assert self._conn is not None
-            newest = self._conn.execute(
-                f"SELECT max(start_ts) FROM {layout.JOURNAL_TABLE} WHERE vin = ?", (vin,)
-            ).fetchone()[0]
-            routed = self._conn.execute(
-                f"SELECT trip_id FROM {layout.JOURNAL_TABLE} WHERE vin = ? AND route IS NOT NULL",
-                (vin,),
-            )
-            return newest, frozenset(r[0] for r in routed)
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._journal_known, vin)
 
     def _flush(self) -> int:
         with self._lock:
             rows, self._pending = self._pending, []
             vehicles, self._pending_vehicles = list(self._pending_vehicles.values()), {}
             journal, self._pending_journal = self._pending_journal, []
-        if not rows and not vehicles and not journal:
+        if journal:
+            try:
+                self._write_journal(journal)
+            except self._errors as exc:  # kept for the next flush, as sample rows are
+                log.debug("journal rows not written yet", extra={"error": str(exc)})
+                with self._lock:
+                    self._pending_journal[:0] = journal
+        if not rows and not vehicles:
             return 0
+        try:
+            written = self._write(rows, vehicles)
+        except self._errors as exc:
+            self.write_errors += 1
+            self._failing += 1
+            if self._failing == 1:  # once per streak: a damaged file fails every second
+                log.error(
+                    "history write failed; rows kept for the next attempt: %s",
+                    self._describe(exc),
+                    extra={"rows": len(rows)},
+                )
+            else:
+                log.debug("history write failed again", extra={"attempt": self._failing})
+            with self._lock:
+                self._pending[:0] = rows
+                for v in vehicles:
+                    self._pending_vehicles.setdefault(v[0], v)
+            return 0
+        if self._failing:
+            log.info("history writes resumed", extra={"failed_attempts": self._failing})
+            self._failing = 0
+        self.rows_written += written
+        self.last_write = time.time()
+        return written
+
+    def write_now(self, snaps: Iterable[Snapshot]) -> int:
+        """Synchronous insert for tools and tests that do not run the event loop."""
+        for s in snaps:
+            self.add(s)
+        return self._executor.submit(self._flush).result()
+
+
+class History(HistoryWriter):
+    """The SQLite history writer (one connection, owned by the writer thread)."""
+
+    _errors = (sqlite3.Error,)
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        one_timeline: bool = False,
+    ) -> None:
+        super().__init__(
+            Path(path),
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            one_timeline=one_timeline,
+        )
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def _describe(self, exc: BaseException) -> HistoryError:
+        return describe(self.path, exc)
+
+    def _prepare_open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _connect(self) -> tuple[layout.Codec, dict[str, int]]:
+        self._conn = connect(self.path)
+        migrate(self._conn)
+        codec = layout.codec(self._conn)
+        floor = last_report_ms(self._conn) if self.one_timeline else {}
+        return codec, floor
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # a damaged file must not crash the shutdown
+                self._conn.execute("PRAGMA optimize")
+            self._conn.close()
+            self._conn = None
+
+    def _write(self, rows: list[list[Any]], vehicles: list[tuple[Any, ...]]) -> int:
         conn = self._conn
         if conn is None:
             raise RuntimeError("history is not open")
@@ -416,34 +517,34 @@ class History:
                 assert self._codec is not None  # rows exist only once the codec does
                 conn.executemany(self._codec.insert_sql, rows)
                 written = conn.total_changes - before
-                if journal:
-                    conn.executemany(layout.JOURNAL_UPSERT_SQL, journal)
-        except sqlite3.Error as exc:
+        except sqlite3.Error:
             for r, key in zip(rows, keys, strict=True):  # ids of a rolled-back batch mean nothing
                 r[0] = key
-            self.write_errors += 1
-            self._failing += 1
-            if self._failing == 1:  # once per streak: a damaged file fails every second
-                log.error(
-                    "history write failed; rows kept for the next attempt: %s",
-                    describe(self.path, exc),
-                    extra={"rows": len(rows)},
-                )
-            else:
-                log.debug("history write failed again", extra={"attempt": self._failing})
-            with self._lock:
-                self._pending[:0] = rows
-                for v in vehicles:
-                    self._pending_vehicles.setdefault(v[0], v)
-                self._pending_journal[:0] = journal
-            return 0
-        if self._failing:
-            log.info("history writes resumed", extra={"failed_attempts": self._failing})
-            self._failing = 0
+            raise
         self._ids.update(ids)
-        self.rows_written += written
-        self.last_write = time.time()
         return written
+
+    stores_journal = True
+
+    def _write_journal(self, rows: list[tuple[Any, ...]]) -> None:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("history is not open")
+        with conn:
+            conn.executemany(layout.JOURNAL_UPSERT_SQL, rows)
+
+    def _journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("history is not open")
+        newest = conn.execute(
+            f"SELECT max(start_ts) FROM {layout.JOURNAL_TABLE} WHERE vin = ?", (vin,)
+        ).fetchone()[0]
+        routed = conn.execute(
+            f"SELECT trip_id FROM {layout.JOURNAL_TABLE} WHERE vin = ? AND route IS NOT NULL",
+            (vin,),
+        )
+        return newest, frozenset(r[0] for r in routed)
 
     def _vehicle_ids(
         self, conn: sqlite3.Connection, keys: list[tuple[str, str]]
@@ -461,12 +562,6 @@ class History:
                 got = (cur.lastrowid,)
             new[key] = int(got[0])
         return ids | new if new else ids
-
-    def write_now(self, snaps: Iterable[Snapshot]) -> int:
-        """Synchronous insert for tools and tests that do not run the event loop."""
-        for s in snaps:
-            self.add(s)
-        return self._executor.submit(self._flush).result()
 
     # --- reading (tools) --------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

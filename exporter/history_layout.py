@@ -216,6 +216,15 @@ def _unstorable(name: str) -> None:
         log.warning("history: value not storable, kept as NULL", extra={"signal": name})
 
 
+@dataclass(frozen=True)
+class Plan:
+    mul: list[tuple[str, int, float]]  # value = stored / f
+    div: list[tuple[str, int, float]]  # value = stored * f
+    bools: dict[int, list[tuple[str, int]]]  # flags column -> (name, 3**digit)
+    enums: list[tuple[str, int, dict[str, int]]]  # value = states[stored], or the stored string
+    timestamps: list[tuple[str, int]]  # value = (ts_ms + stored) / 1000
+
+
 class Codec:
     """Builds the stored row of a Snapshot for one file's encodings (and decodes it again in Python).
 
@@ -301,6 +310,11 @@ class Codec:
                 else:
                     _unstorable(name)
         return out
+
+    def plan(self) -> Plan:
+        """Where each signal sits in a ``row()`` and how it is scaled, per kind (for writers that
+        decode rows in bulk, as the PostgreSQL one does)."""
+        return Plan(self._mul, self._div, self._bool, self._enum, self._ts)
 
     def decode(self, row: Sequence[Any]) -> tuple[Any, ...]:
         """A ``row()`` as the ``samples`` view reads it back (version 1's columns), in Python."""

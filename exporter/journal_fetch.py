@@ -17,7 +17,7 @@ import logging
 from typing import Final
 
 from exporter.clock import Clock
-from exporter.history import History
+from exporter.history import HistoryWriter
 from exporter.logs import mask_vin
 from exporter.providers.base import ProviderError
 from exporter.scheduler import Scheduler, vehicle_state
@@ -33,7 +33,7 @@ RETRY_S: Final = 3600.0  # after a failure, at most this long until the next att
 
 
 class JournalFetcher:
-    def __init__(self, history: History, scheduler: Scheduler, clock: Clock) -> None:
+    def __init__(self, history: HistoryWriter, scheduler: Scheduler, clock: Clock) -> None:
         self.history = history
         self.scheduler = scheduler
         self.clock = clock

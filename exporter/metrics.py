@@ -33,7 +33,7 @@ from prometheus_client.utils import floatToGoString
 from exporter import __version__
 from exporter.clock import Clock
 from exporter.health import Health, VehicleHealth
-from exporter.history import History
+from exporter.history import HistoryWriter
 from exporter.hub import Hub
 from exporter.signals import SIGNALS, Signal
 from exporter.snapshot import Snapshot, VehicleInfo
@@ -237,7 +237,7 @@ class VehicleCollector(Collector):
         *,
         export_location: bool = False,
         max_data_age: float = 7 * 86400.0,
-        history: History | None = None,
+        history: HistoryWriter | None = None,
     ) -> None:
         self.hub = hub
         self.health = health

@@ -33,6 +33,7 @@ def preflight(config: Config, env: Mapping[str, str] | None = None) -> list[str]
     """Validate the whole configuration; ``ConfigError`` (one line) or the warnings to show."""
     from exporter.commands.settings import load_settings
     from exporter.features import FEATURE_SECTIONS
+    from exporter.fleet.settings import load_settings as load_shard_settings
     from exporter.providers.registry import PROVIDERS
     from exporter.settings import AccountSection, read_section
     from exporter.tokens import check_vault
@@ -50,4 +51,5 @@ def preflight(config: Config, env: Mapping[str, str] | None = None) -> list[str]
         if model is not None:
             read_section(model, config.extra.get(name), name, base=base)
     load_settings(config)  # cross-key rules of [commands]
+    load_shard_settings(config)  # sharding needs a PostgreSQL database
     return check_vault(config, env)

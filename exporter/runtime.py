@@ -4,7 +4,9 @@ Start: history (migrations) -> embedded simulator (demo) -> token store -> provi
 the registry; login and vehicle discovery in the background, so /metrics answers at once even while a
 cloud is down) -> scheduler. Each account is re-listed every ``[poll] relist`` seconds and at once
 after a poll said a car is gone (not_linked, re-auth required), so cars come and go while it runs.
-Stop (SIGTERM/Ctrl-C): scheduler -> providers -> history flush -> HTTP session -> simulator, so every
+With ``[shard] mode = "auto"`` the providers are started only for the accounts whose lease this
+instance wins, and stopped when it lets them go (``exporter.fleet``).
+Stop (SIGTERM/Ctrl-C): fleet hand-back (sharding) -> scheduler -> providers -> history flush -> HTTP session -> simulator, so every
 report already received reaches the disk.
 """
 
@@ -14,18 +16,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
 from exporter import remote_simulator
+from exporter.backend import backend
 from exporter.clock import Clock, FollowedClock, ManualClock, RealClock, ScaledClock
 from exporter.config import AccountConfig, Config, ConfigError
 from exporter.health import Health
-from exporter.history import History, last_report_time, preflight
+from exporter.history import HistoryWriter
 from exporter.hub import Hub, Outcome
 from exporter.hub_metrics import HubCollector
 from exporter.journal_fetch import JournalFetcher
@@ -52,6 +56,9 @@ from exporter.simulator.runner import start_simulator
 from exporter.snapshot import Snapshot, VehicleInfo
 from exporter.tokens import tokens_from_config
 
+if TYPE_CHECKING:
+    from exporter.fleet.member import FleetMember
+
 log = logging.getLogger(__name__)
 
 SIMULATOR_SAVE_EVERY = 300.0  # real seconds between two saves of the embedded simulator's state
@@ -66,7 +73,7 @@ class Runtime:
     session: aiohttp.ClientSession
     hub: Hub
     health: Health
-    history: History
+    history: HistoryWriter
     scheduler: Scheduler
     registry: CollectorRegistry
     tokens: TokenStore
@@ -83,6 +90,15 @@ class Runtime:
     _listed: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _relist: dict[str, asyncio.Event] = field(default_factory=dict)  # account -> "re-list now"
+    _account_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # VIN -> clock time of its first poll here (a fleet instance taking over an account keeps the
+    # cadence its previous holder left off at)
+    first_due: dict[str, float] = field(default_factory=dict)
+    # account -> clock time before which none of its cars without an entry above is polled
+    not_before: dict[str, float] = field(default_factory=dict)
+    # called with a VIN when a car left its account (not when this instance only let it go)
+    removed_listeners: list[Callable[[str], None]] = field(default_factory=list)
+    fleet: FleetMember | None = None  # when [shard] mode = "auto"
     _saved_simulator: dict[str, Any] | None = None  # read at create, replayed at start
     _remote: RemoteSimulator | None = None  # a standalone simulator ([simulator] url)
     _reconnect_told: set[str] = field(
@@ -95,7 +111,8 @@ class Runtime:
     async def create(cls, config: Config, clock: Clock | None = None) -> Runtime:
         """Build every piece (nothing started yet). ``clock`` overrides the choice made from config.
 
-        The history file is checked first (HistoryError: one line, nothing else opened yet)."""
+        The history (file or database) is checked first (HistoryError: one line, nothing else
+        opened yet)."""
         remote = None
         if config.simulator.url:  # a standalone simulator: its hosts, and its clock to follow
             remote, remote_now, remote_speed = await remote_simulator.connect(config.simulator.url)
@@ -104,7 +121,8 @@ class Runtime:
                 clock = FollowedClock(remote_now, remote_speed)
         if clock is None:
             _refuse_real_accounts_on_the_demo_clock(config)  # a config error before any file
-        await asyncio.to_thread(preflight, config.db)
+        store = backend(config.db)
+        await asyncio.to_thread(store.preflight)
         embedded = config.simulator.enabled and remote is None
         saved = await _saved_simulator(config) if embedded else None
         saved_at = saved.get("clock") if saved is not None else None
@@ -115,7 +133,7 @@ class Runtime:
                 # The demo starts a few weeks in the past and runs fast until it reaches "now";
                 # a restarted demo continues where its simulator (or else its history) stopped
                 start = time.time() - config.simulator.history_days * 86400
-                resumed = await asyncio.to_thread(last_report_time, config.db)
+                resumed = await asyncio.to_thread(store.last_report_time)
                 resumed = max(resumed or start, saved_at or start)
                 if resumed > start:
                     log.info("demo continues where it stopped", extra={"at": resumed})
@@ -129,11 +147,13 @@ class Runtime:
                 clock = RealClock()
         elif saved_at is not None and isinstance(clock, ManualClock):
             clock.set(saved_at)  # a test's clock continues where the saved simulator stopped
-        tokens = tokens_from_config(config)  # a ConfigError here leaves nothing to close
+        tokens = await asyncio.to_thread(
+            tokens_from_config, config
+        )  # ConfigError: nothing to close
         hub = Hub()
         health = Health()
         # a simulator (here or standalone) restarted afresh replays its first days: refuse them
-        history = History(config.db, one_timeline=config.simulator.enabled or remote is not None)
+        history = store.writer(one_timeline=config.simulator.enabled or remote is not None)
         scheduler = Scheduler(hub, health, clock, config.poll)
         collector = VehicleCollector(
             hub,
@@ -160,9 +180,10 @@ class Runtime:
         rt = cls(
             config, clock, session, hub, health, history, scheduler, registry, tokens, collector
         )
-        rt.journal = JournalFetcher(history, scheduler, clock)
-        hub.subscribe(rt.journal.on_report)
-        registry.register(JournalCollector(rt.journal))
+        if history.stores_journal:  # the cars' own trip logs, where the history can keep them
+            rt.journal = JournalFetcher(history, scheduler, clock)
+            hub.subscribe(rt.journal.on_report)
+            registry.register(JournalCollector(rt.journal))
         scheduler.on_failure(rt._poll_failed)
         hub.subscribe(lambda snap: rt._reconnect_told.discard(snap.vin))  # it works again
         rt._saved_simulator = saved
@@ -172,14 +193,13 @@ class Runtime:
     # --- health (read by /healthz) ----------------------------------------------------------------
     def alive(self) -> bool:
         """True while the loops that must never end (scheduler, history writer) still run."""
-        loops = [t for t in self._tasks if t.get_name() in {"scheduler", "history"}]
+        loops = [t for t in self._tasks if t.get_name() in {"scheduler", "history", "fleet"}]
         return all(not t.done() for t in loops)
 
     def failed_tasks(self) -> int:
         """Background tasks that ended with an error (the soak counts them)."""
-        return sum(
-            1 for t in self._tasks if t.done() and not t.cancelled() and t.exception() is not None
-        )
+        tasks = [*self._tasks, *self._account_tasks.values()]
+        return sum(1 for t in tasks if t.done() and not t.cancelled() and t.exception() is not None)
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -196,12 +216,18 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         if self.journal is not None:
             self._tasks.append(asyncio.create_task(self.journal.run(), name="journal"))
+        from exporter.fleet.settings import load_settings as shard_settings
+
+        shard = shard_settings(self.config)
+        if shard is not None:
+            # accounts are started as this instance wins their leases (exporter.fleet)
+            from exporter.fleet.member import FleetMember
+
+            self.fleet = FleetMember(self, shard)
+            await self.fleet.start()
+            return
         for account in self.config.accounts:
-            provider = self.build_provider(account)
-            self.providers[account.name] = provider
-            self._tasks.append(
-                asyncio.create_task(self.add_provider(provider), name=f"add-{account.name}")
-            )
+            await self.attach_account(account.name)
 
     async def _start_simulator(self) -> Any:
         """The embedded simulator, continuing from its saved state when there is a usable one."""
@@ -233,7 +259,11 @@ class Runtime:
 
     async def _save_simulator(self) -> None:
         """Write the simulator's state beside the history; a failure costs only the continuity."""
+        if not isinstance(self.config.db, Path):
+            return  # a PostgreSQL history has no file to keep the state beside
         path = state_path(self.config.db)
+        if path is None:
+            return
         try:
             await asyncio.to_thread(write_state, path, self.simulator.state())
         except (OSError, ValueError) as exc:
@@ -243,10 +273,13 @@ class Runtime:
             )
 
     async def stop(self) -> None:
-        for task in reversed(self._tasks):
+        if self.fleet is not None:
+            await self.fleet.stop()  # hands every account back before the loops end
+        for task in reversed([*self._tasks, *self._account_tasks.values()]):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._account_tasks.values(), return_exceptions=True)
         self._tasks.clear()
+        self._account_tasks.clear()
         for provider in self.providers.values():
             try:
                 await provider.close()
@@ -258,6 +291,60 @@ class Runtime:
             await self._save_simulator()
             await self.simulator.close()
         log.info("stopped", extra={"rows_written": self.history.rows_written})
+
+    # --- accounts ---------------------------------------------------------------------------------
+    async def attach_account(
+        self,
+        name: str,
+        next_polls: Mapping[str, float] | None = None,
+        not_before: float | None = None,
+    ) -> None:
+        """Start polling one configured account: its provider logs in and lists its cars in the
+        background. ``next_polls`` (VIN -> clock time) delays a car's first poll here, and
+        ``not_before`` that of every other car of the account."""
+        account = next(a for a in self.config.accounts if a.name == name)
+        self.first_due.update(next_polls or {})
+        if not_before is not None:
+            self.not_before[name] = not_before
+        provider = self.build_provider(account)
+        self.providers[name] = provider
+        self._account_tasks[name] = asyncio.create_task(
+            self.add_provider(provider), name=f"add-{name}"
+        )
+
+    async def detach_account(self, name: str, *, cancel: bool) -> dict[str, float]:
+        """Stop polling one account and forget its cars' series (their history stays); returns
+        VIN -> when each car was due next. ``cancel`` abandons polls in flight (see
+        :meth:`Scheduler.drop`)."""
+        task = self._account_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._relist.pop(name, None)
+        self._asked_relist_at.pop(name, None)
+        self.not_before.pop(name, None)
+        # by the account's name, not its provider object: a detach cut short (a stop that ran
+        # out of time) is finished by the next one
+        vins = [
+            v
+            for v in self.scheduler.vins
+            if (p := self.scheduler.provider_of(v)) is not None and p.account == name
+        ]
+        due = await self.scheduler.drop(vins, cancel=cancel)
+        others = [v for v, info in self.hub.vehicles.items() if info.account == name]
+        for vin in {*vins, *others}:
+            self.hub.forget(vin)
+            self.health.vehicles.pop(vin, None)
+            self.first_due.pop(vin, None)
+        provider = self.providers.pop(name, None)
+        if provider is None:
+            return due
+        self.health.api_up.pop((provider.name, name), None)
+        try:
+            await provider.close()
+        except Exception:
+            log.exception("provider close failed", extra={"account": name})
+        return due
 
     # --- providers --------------------------------------------------------------------------------
     def public_url(self) -> str:
@@ -368,7 +455,9 @@ class Runtime:
     def vehicle_added(self, provider: Provider, info: VehicleInfo) -> None:
         known = info.vin in self.scheduler.vins
         self.hub.register(info)
-        self.scheduler.add(info.vin, provider)
+        due = self.first_due.pop(info.vin, self.not_before.get(provider.account))
+        delay = 0.0 if due is None else max(0.0, due - self.clock.now())
+        self.scheduler.add(info.vin, provider, delay)
         if not known:
             log.info(
                 "vehicle added",
@@ -382,6 +471,8 @@ class Runtime:
         self.scheduler.remove(vin)
         self.hub.forget(vin)
         self.health.vehicles.pop(vin, None)
+        for cb in self.removed_listeners:
+            cb(vin)
         log.info("vehicle removed", extra={"vin": mask_vin(vin)})
 
     def _poll_failed(self, vin: str, exc: ProviderError) -> None:
@@ -410,17 +501,21 @@ class Runtime:
 
 async def _saved_simulator(config: Config) -> dict[str, Any] | None:
     """The embedded simulator's saved state, or None (a bad file: one warning, a fresh start)."""
+    path = state_path(config.db)
+    if path is None:
+        return None
     try:
-        return await asyncio.to_thread(read_state, state_path(config.db))
+        return await asyncio.to_thread(read_state, path)
     except StateError as exc:
         _state_warning(config, str(exc))
         return None
 
 
 def _state_warning(config: Config, why: str) -> None:
+    where = state_path(config.db) if isinstance(config.db, Path) else config.db
     log.warning(
         "simulator state not used; starting a fresh simulator",
-        extra={"file": str(state_path(config.db)), "error": why},
+        extra={"file": str(where), "error": why},
     )
 
 

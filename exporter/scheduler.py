@@ -84,6 +84,7 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.on_poll = on_poll
         self._failure_listeners: list[Callable[[str, ProviderError], None]] = []
+        self._polled_listeners: list[Callable[[str, float], None]] = []
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -91,6 +92,7 @@ class Scheduler:
         self._sem = asyncio.Semaphore(poll.concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._poll_done: dict[str, asyncio.Event] = {}
+        self._dropping: set[str] = set()  # let go of; a poll in flight is still finishing
 
     # --- membership -------------------------------------------------------------------------------
     def add(self, vin: str, provider: Provider, delay: float = 0.0) -> None:
@@ -105,6 +107,42 @@ class Scheduler:
     def remove(self, vin: str) -> None:
         """Stop polling ``vin`` (a poll in flight finishes; its result is still published)."""
         self._entries.pop(vin, None)
+
+    async def drop(self, vins: list[str], *, cancel: bool) -> dict[str, float]:
+        """Stop polling ``vins``; once none of their polls runs any more, VIN -> when each would
+        have been polled next (a poll that was in flight has rescheduled its car by then).
+
+        ``cancel`` abandons polls in flight (a lease that is already lost: another instance may
+        poll the car soon); otherwise they finish and their reports are still published (an
+        account handed over on purpose)."""
+        self._dropping.update(vins)
+        for vin in vins:
+            e = self._entries.get(vin)
+            if e is not None:
+                e.paused = True  # not dispatched again, still rescheduled by a poll in flight
+        running = [t for vin in vins if (t := self._inflight.get(vin)) is not None]
+        if cancel:
+            for task in running:
+                task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        due = {}
+        self._dropping.difference_update(vins)
+        for vin in vins:
+            e = self._entries.pop(vin, None)
+            if e is not None:
+                due[vin] = e.due
+        return due
+
+    def due(self, vin: str) -> float | None:
+        """When ``vin`` is polled next (clock time), or None when it is not scheduled."""
+        e = self._entries.get(vin)
+        return e.due if e is not None else None
+
+    def on_polled(self, cb: Callable[[str, float], None]) -> None:
+        """Call ``cb(vin, polled_at)`` after every scheduled poll, success or failure, once the
+        next poll is scheduled (a fleet member records both so a successor keeps the cadence)."""
+        self._polled_listeners.append(cb)
 
     def on_failure(self, cb: Callable[[str, ProviderError], None]) -> None:
         """Call ``cb(vin, error)`` after every failed poll (the runtime re-lists on not_linked)."""
@@ -129,7 +167,7 @@ class Scheduler:
         A request made while a poll of the vehicle runs is remembered and applied when it ends, unless
         the cloud answered with a Retry-After that forbids it."""
         e = self._entries.get(vin)
-        if e is None:
+        if e is None or vin in self._dropping:
             return
         e.paused = False
         due = max(self.clock.now() + delay, e.not_before)
@@ -174,6 +212,9 @@ class Scheduler:
                     if e is None or e.due != due or e.paused or vin in self._inflight:
                         continue  # superseded, removed, paused or already running
                     await self._sem.acquire()
+                    if self._entries.get(vin) is not e or e.paused or e.due != due:
+                        self._sem.release()  # removed, paused or moved while waiting for a slot
+                        continue
                     self._inflight[vin] = asyncio.create_task(
                         self._poll(vin, e.provider), name=f"poll-{vin}"
                     )
@@ -217,6 +258,7 @@ class Scheduler:
 
     async def _poll(self, vin: str, provider: Provider) -> None:
         h = self.health.vehicle(vin)
+        polled_at = self.clock.now()
         started = time.perf_counter()
         result: Outcome | ProviderError
         try:
@@ -243,6 +285,8 @@ class Scheduler:
             h.last_duration = time.perf_counter() - started
             self._inflight.pop(vin, None)
             self._sem.release()
+        for cb in self._polled_listeners:
+            cb(vin, polled_at)
         if self.on_poll is not None:
             self.on_poll(vin, result)
 

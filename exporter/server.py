@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("runtime", Runtime)
 _RENDER = web.AppKey("render_executor", ThreadPoolExecutor)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -59,11 +60,13 @@ async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers and its loops run. Cloud trouble is reported by metrics, not here."""
     rt = request.app[RUNTIME]
     alive = rt.alive()
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if alive else "degraded",
         "vehicles": len(rt.hub.vehicles),
         "version": __version__,
     }
+    if rt.fleet is not None:
+        body["shard"] = rt.fleet.health()
     return web.json_response(body, status=200 if alive else 503)
 
 
@@ -178,9 +181,18 @@ def _add_routes(app: web.Application, runtime: Runtime) -> None:
     mqtt_wiring.setup(app, runtime)
 
 
+@web.middleware
+async def _fleet_routing(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """In a fleet, a command or webhook for a car another instance holds goes there."""
+    fleet = request.app[RUNTIME].fleet
+    if fleet is None:
+        return await handler(request)
+    return await fleet.forwarder.handle(request, handler)
+
+
 def make_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
     """The aiohttp application. With ``manage_runtime`` the runtime is started and stopped with it."""
-    app = web.Application()
+    app = web.Application(middlewares=[_fleet_routing])
     app[RUNTIME] = runtime
     app[_RENDER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
     app.router.add_get("/", landing)

@@ -1,6 +1,6 @@
 """The token vault: OAuth tokens encrypted at rest, shared by every provider.
 
-Tokens are stored in the history SQLite file (their own table) sealed with AES-256-GCM; the row's
+Tokens are stored in the history (their own table, in the SQLite file or the PostgreSQL database) sealed with AES-256-GCM; the row's
 key is bound as associated data so a blob cannot be moved to another row. The key comes from the
 environment (``CARMETRICS_TOKENS__KEY``) or a key file; several comma-separated keys allow rotation
 (the first encrypts, all decrypt). Each ``save`` is durable when it returns, which is what lets a
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from exporter.config import Config, ConfigError, Secret
 from exporter.providers.base import MemoryTokenStore, TokenStore
 from exporter.settings import Section, read_section
+from exporter.tables import OAUTH_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +70,29 @@ def parse_keys(raw: str, source: str) -> list[bytes]:
     return keys
 
 
-class EncryptedTokenStore:
-    """A durable, encrypted ``TokenStore`` in its own table of an SQLite file.
+class TokenRows(Protocol):
+    """Where the sealed blobs live (one row per name). ``put`` is durable when it returns."""
 
-    Each ``save`` is its own ``BEGIN IMMEDIATE`` transaction on a connection with
-    ``synchronous=FULL``, so it is on disk when ``save`` returns: atomic rotation depends on it.
+    def get(self, name: str) -> bytes | None: ...
+
+    def put(self, name: str, blob: bytes) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def names(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteTokenRows:
+    """The vault's table in the SQLite history file.
+
+    Each ``put`` is its own ``BEGIN IMMEDIATE`` transaction on a connection with
+    ``synchronous=FULL``, so it is on disk when ``put`` returns: atomic rotation depends on it.
     The writes are tiny and rare (one per token refresh), so they run inline.
     """
 
-    def __init__(self, path: Path | str, keys: Sequence[bytes]) -> None:
-        if not keys:
-            raise ValueError("at least one key is needed")
-        self._ciphers = [AESGCM(k) for k in keys]
+    def __init__(self, path: Path | str) -> None:
         self._lock = threading.Lock()
         self.path = Path(path)
         from exporter.history import create_private
@@ -90,10 +103,54 @@ class EncryptedTokenStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            f"CREATE TABLE IF NOT EXISTS {_TABLE} ("
-            "name TEXT PRIMARY KEY, blob BLOB NOT NULL, updated_at REAL NOT NULL) STRICT"
-        )
+        for stmt in OAUTH_TOKENS.ddl("sqlite"):
+            self._db.execute(stmt)
+
+    def get(self, name: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT blob FROM {_TABLE} WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put(self, name: str, blob: bytes) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    f"INSERT INTO {_TABLE}(name, blob, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET "
+                    "blob = excluded.blob, updated_at = excluded.updated_at",
+                    (name, blob, time.time()),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._db.execute(f"DELETE FROM {_TABLE} WHERE name = ?", (name,))
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(f"SELECT name FROM {_TABLE} ORDER BY name")]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class EncryptedTokenStore:
+    """A durable, encrypted ``TokenStore`` over the history's ``oauth_tokens`` rows (an SQLite
+    file or a PostgreSQL database: ``rows``, or a path for the SQLite file)."""
+
+    def __init__(self, rows: TokenRows | Path | str, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("at least one key is needed")
+        self._ciphers = [AESGCM(k) for k in keys]
+        if isinstance(rows, Path | str):
+            rows = SqliteTokenRows(rows)
+        self.rows = rows
+        self.path = getattr(rows, "path", None)
 
     # --- sealing ----------------------------------------------------------------------------------
     def _seal(self, name: str, tokens: Mapping[str, object]) -> bytes:
@@ -110,34 +167,18 @@ class EncryptedTokenStore:
 
     # --- TokenStore -------------------------------------------------------------------------------
     def load(self, key: str) -> dict[str, object] | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT blob FROM {_TABLE} WHERE name = ?", (key,)).fetchone()
-        return None if row is None else self._open(key, row[0])
+        blob = self.rows.get(key)
+        return None if blob is None else self._open(key, blob)
 
     def save(self, key: str, tokens: dict[str, object]) -> None:
-        blob = self._seal(key, tokens)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    f"INSERT INTO {_TABLE}(name, blob, updated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET "
-                    "blob = excluded.blob, updated_at = excluded.updated_at",
-                    (key, blob, time.time()),
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self.rows.put(key, self._seal(key, tokens))
 
     def delete(self, key: str) -> None:
-        with self._lock:
-            self._db.execute(f"DELETE FROM {_TABLE} WHERE name = ?", (key,))
+        self.rows.delete(key)
 
     # --- housekeeping -----------------------------------------------------------------------------
     def names(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute(f"SELECT name FROM {_TABLE} ORDER BY name")]
+        return self.rows.names()
 
     def check(self) -> None:
         """Decrypt every row once so a wrong key fails at start-up, not at the first refresh."""
@@ -153,9 +194,16 @@ class EncryptedTokenStore:
                 self.save(name, data)
         return len(names)
 
+    def exclusive(self, key: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The rows' cross-instance lock of one token (``exporter.providers.base.exclusive``)."""
+        lock = getattr(self.rows, "exclusive", None)
+        if lock is None:
+            return contextlib.nullcontext()
+        got: contextlib.AbstractAsyncContextManager[Any] = lock(key)
+        return got
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.rows.close()
 
 
 def _open_blob(ciphers: Sequence[AESGCM], name: str, blob: bytes) -> dict[str, object]:
@@ -212,7 +260,7 @@ def _refuse_without_key(config: Config) -> None:
         )
 
 
-def _stored(db: Path) -> list[tuple[str, bytes]]:
+def sqlite_stored(db: Path) -> list[tuple[str, bytes]]:
     """The vault's rows, read without creating or changing the file; none if there is no vault."""
     if not db.is_file():
         return []
@@ -233,7 +281,13 @@ def check_vault(config: Config, env: Mapping[str, str] | None = None) -> list[st
     same ``ConfigError``, and returns warnings (stored connections that will not be read)."""
     env = os.environ if env is None else env
     found = _key_from_config(config, env)
-    rows = _stored(config.db)
+    from exporter.backend import backend
+    from exporter.history import HistoryError
+
+    try:
+        rows = backend(config.db).stored_tokens()
+    except HistoryError as exc:  # the database cannot be reached: run would stop there too
+        raise ConfigError(str(exc)) from None
     if found is None:
         _refuse_without_key(config)
         accounts = sorted({n.split(":")[1] for n, _ in rows if n.count(":") >= 2})
@@ -268,6 +322,8 @@ def tokens_from_config(config: Config, env: Mapping[str, str] | None = None) -> 
         _refuse_without_key(config)
         return MemoryTokenStore()
     raw, source = found
-    store = EncryptedTokenStore(config.db, parse_keys(raw, source))
+    from exporter.backend import backend
+
+    store = EncryptedTokenStore(backend(config.db).token_rows(), parse_keys(raw, source))
     store.check()
     return store

@@ -56,11 +56,10 @@ def genkey(out: Path | None) -> None:
 @click.option(
     "--db",
     "db",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
     required=True,
-    help="The carmetrics SQLite file holding the vault.",
+    help="The history holding the vault: an SQLite file or a postgresql:// URL.",
 )
-def rekey(db: Path) -> None:
+def rekey(db: str) -> None:
     """Re-encrypt every stored token with the first key of CARMETRICS_TOKENS__KEY.
 
     \b
@@ -70,9 +69,20 @@ def rekey(db: Path) -> None:
     raw = os.environ.get(KEY_ENV, "")
     if not raw:
         raise click.ClickException(f"{KEY_ENV} is not set")
-    store = EncryptedTokenStore(db, parse_keys(raw, KEY_ENV))
+    from exporter.backend import backend
+    from exporter.cli import _load_config
+    from exporter.history import HistoryError
+
+    keys = parse_keys(raw, KEY_ENV)
+    target = _load_config(None, db=db).db
+    if isinstance(target, Path) and not target.is_file():
+        raise click.ClickException(f"{target} does not exist")
     try:
-        n = store.rekey()
-    finally:
-        store.close()
+        store = EncryptedTokenStore(backend(target).token_rows(), keys)
+        try:
+            n = store.rekey()
+        finally:
+            store.close()
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"re-encrypted {n} token record(s)")

@@ -81,6 +81,11 @@ SELF_METRICS = {
     "carmetrics_api_budget_used_calls",
     "carmetrics_api_budget_limit_calls",
     "carmetrics_api_min_poll_interval_seconds",
+    # a fleet instance's health (exporter/fleet/metrics.py; tests/test_fleet_routing.py reads them)
+    "carmetrics_shard_accounts_configured",
+    "carmetrics_shard_accounts_held",
+    "carmetrics_shard_database_up",
+    "carmetrics_shard_takeovers_total",
 }
 KNOWN_METRICS = SELF_METRICS | {s.full_metric for s in SIGNALS}
 METRIC_NAME = re.compile(r"\bcarmetrics_[a-z0-9_]+")
@@ -96,6 +101,7 @@ PER_VEHICLE = {s.full_metric for s in SIGNALS} | {
         "carmetrics_db_write_errors_total",
         "carmetrics_db_last_write_timestamp_seconds",
     }
+    and not m.startswith("carmetrics_shard_")
 }
 
 

@@ -65,8 +65,41 @@ def project() -> dict[str, Any]:
 
 
 def test_package_imports_are_core_dependencies(project: dict[str, Any]) -> None:
+    """Core, or a user-facing extra (``postgres``): those modules are imported lazily, checked by
+    ``test_sqlite_users_never_import_the_postgres_extra``."""
     core = _requirement_names(project["dependencies"])
-    assert _undeclared(_imports("exporter", "analysis"), core) == {}
+    extras = {
+        name
+        for extra, reqs in project["optional-dependencies"].items()
+        if extra != "test"
+        for name in _requirement_names(reqs)
+    }
+    missing = _undeclared(_imports("exporter", "analysis"), core | extras)
+    assert missing == {}
+    optional = _undeclared(_imports("exporter", "analysis"), core)
+    assert set(optional) <= {"psycopg", "psycopg_pool", "pyarrow"}
+
+
+def test_sqlite_users_never_import_the_postgres_extra(tmp_path: Path) -> None:
+    """Start-up, a write and an analysis read on SQLite leave psycopg unloaded."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "import exporter.cli, exporter.runtime, exporter.commands.audit, analysis\n"
+        "from exporter.backend import backend\n"
+        "from analysis.testing import Car, write_history\n"
+        f"db = Path({str(tmp_path / 'h.db')!r})\n"
+        "backend(db).preflight()\n"
+        "car = Car(vin='V' * 17, now=1_775_000_000.0); car.sample(); car.park(600)\n"
+        "write_history(db, [car.frame()])\n"
+        "assert len(analysis.load(db)) > 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('psycopg')))\n"
+    )
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_test_and_bench_imports_are_declared(project: dict[str, Any]) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -708,3 +709,37 @@ async def test_auth_errors_are_typed(sim: SimulatorHandle, session: aiohttp.Clie
     # Sanity: everything above that is auth-related derives from the protocol's AuthError.
     assert issubclass(ReauthRequired, AuthError)
     assert math.isclose(br.GROWTH, 1.5)
+
+
+@pytest.mark.parametrize("region", ["EU", "INTL"])
+async def test_binding_headers_built_once_are_sent_unchanged_on_every_call(
+    sim: SimulatorHandle, session: aiohttp.ClientSession, region: str
+) -> None:
+    """The per-car cache of the X-Vehicle-* headers: every call sends what ``_binding`` builds,
+    INTL's x-client-id is added to a copy (the cached mapping never grows), and re-reading the
+    car list keeps only the cars still on the account."""
+    p = make(sim, session, region=region)
+    vins = [i.vin for i in await p.vehicles()]
+    sent: list[dict[str, str]] = []
+    call = p.api.call
+
+    async def spy(*args: Any, headers: Mapping[str, str] | None = None, **kw: Any) -> Any:
+        sent.append(dict(headers or {}))
+        return await call(*args, headers=headers, **kw)
+
+    p.api.call = spy  # type: ignore[method-assign]
+    for _ in range(2):
+        assert_matches_report(sim, vins[0], await p.snapshot(vins[0]))
+    rec = p._vehicles[vins[0]]
+    expected = p._binding(rec)
+    client_id = (await p.auth.session()).client_id if region == "INTL" else ""
+    if client_id:
+        expected["x-client-id"] = client_id
+    data_calls = [h for h in sent if any(k.lower() == "x-vehicle-identifier" for k in h)]
+    assert len(data_calls) >= 4
+    assert all(h == expected for h in data_calls)
+    assert dict(p._bindings[rec]) == p._binding(rec)  # not the copy with x-client-id
+    p.settings = dataclasses.replace(p.settings, vins=frozenset(vins[1:]))
+    await p.vehicles()
+    assert rec not in p._bindings
+    assert not any(vin == vins[0] for _, vin in p._paths)

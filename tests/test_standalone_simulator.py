@@ -180,3 +180,29 @@ def test_the_info_url_is_what_simulate_prints(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_simulate_stops_on_a_signal_even_if_started_with_sigint_ignored(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """``docker stop`` sends SIGTERM; a parent that ignores SIGINT passes that on to its children,
+    where Python then raises no KeyboardInterrupt: both must still end the simulator cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter.cli", "simulate"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CARMETRICS_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["info"]
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

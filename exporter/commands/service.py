@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from exporter.clock import Clock
 from exporter.commands.audit import AuditLog
@@ -46,6 +46,10 @@ from exporter.scheduler import Scheduler
 from exporter.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
+
+# the longest a send can take (the official Smartcar SDK waits 310 s for a command's final answer);
+# with the verify timeout, how long a command may stay unfinished in another instance's hands
+SEND_BOUND: Final = 600.0
 
 MAX_KEY_CHARS = 255
 
@@ -115,7 +119,8 @@ class CommandService:
     # --- lifecycle --------------------------------------------------------------------------------
     def open(self) -> None:
         now = self.clock.now()
-        for rec in self.audit.open(now, now - self.settings.idempotency_ttl):
+        in_flight = SEND_BOUND + self.settings.verify_timeout
+        for rec in self.audit.open(now, now - self.settings.idempotency_ttl, in_flight):
             if rec.idempotency_key:
                 self._keys[(rec.caller, rec.idempotency_key)] = rec
 

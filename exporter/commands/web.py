@@ -208,7 +208,7 @@ def build_service(runtime: Runtime, settings: CommandSettings | None = None) -> 
         runtime.clock,
         runtime.hub,
         runtime.scheduler,
-        AuditLog(runtime.history.path),
+        AuditLog(runtime.config.db),
         counter,
         limits_clock=RealClock() if isinstance(runtime.clock, ScaledClock) else runtime.clock,
     )

@@ -12,9 +12,10 @@ the per-code error counter.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from exporter.clock import Clock
 from exporter.hub import Outcome
@@ -309,6 +310,21 @@ class TokenStore(Protocol):
     def save(self, key: str, tokens: dict[str, object]) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+
+def exclusive(store: TokenStore, key: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    """Single flight of one token's renewal across every process sharing ``store``.
+
+    A store that other carmetrics instances share (the PostgreSQL vault) gives a lock held
+    until the block ends; a provider renews inside it and first re-reads the stored tokens, which
+    another instance may have renewed meanwhile, so one refresh token is never spent twice and one
+    account never logs in twice. A store only one process uses needs no lock.
+    """
+    lock = getattr(store, "exclusive", None)
+    if lock is None:
+        return contextlib.nullcontext()
+    got: contextlib.AbstractAsyncContextManager[Any] = lock(key)
+    return got
 
 
 class MemoryTokenStore:

@@ -29,7 +29,10 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+if TYPE_CHECKING:
+    from exporter.dbtarget import DbTarget
 
 from exporter.config import SimulatorConfig
 from exporter.simulator.fleet import Event, Fleet
@@ -46,8 +49,11 @@ class StateError(Exception):
     """The saved state cannot be used; the message says why in one line."""
 
 
-def state_path(db: Path) -> Path:
-    """Where the simulator state of the history ``db`` lives."""
+def state_path(db: DbTarget) -> Path | None:
+    """Where the simulator state of the history ``db`` lives: beside the file; a PostgreSQL
+    history has no file beside it, so the demo resumes from its history only (None)."""
+    if not isinstance(db, Path):
+        return None
     return db.with_name(db.name + ".simulator.json")
 
 

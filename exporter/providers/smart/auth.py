@@ -4,7 +4,8 @@ The ladder (reference §1.1 "Refresh"): a dead session (1402) is first renewed b
 ``session/secure`` with the stored OAuth token; if that token is dead too (1501/8500) the API
 refresh token buys a new one (PUT ``session/secure``); only then does a full credential login run,
 and only when the per-username circuit breaker allows it. Concurrent callers that hit 1402 with the
-same token share one renewal. New tokens are saved to the TokenStore *before* they are handed out,
+same token share one renewal, and instances sharing a PostgreSQL vault take the account's lock
+for it (``exporter.providers.base.exclusive``), so the account is renewed once for all. New tokens are saved to the TokenStore *before* they are handed out,
 so a crash never loses the only valid set, and a restart resumes without logging in.
 """
 
@@ -22,6 +23,7 @@ from exporter.providers.base import (
     ProviderError,
     RateLimited,
     TokenStore,
+    exclusive,
 )
 from exporter.providers.smart import login
 from exporter.providers.smart.breaker import LoginBreaker
@@ -150,13 +152,30 @@ class Authenticator:
         self.state = self._load() or TokenState(username, region.name, api.device_id)
         api.device_id = self.state.device_id
 
-    def _load(self) -> TokenState | None:
+    def _load(self, *, quiet: bool = False) -> TokenState | None:
         raw = self._store.load(self._key)
         state = TokenState.from_dict(raw) if raw else None
         if state is None or state.username != self._username or state.region != self._region.name:
             return None
-        log.info("smart %s: resuming with stored tokens", self._region.name)
+        if not quiet:
+            log.info("smart %s: resuming with stored tokens", self._region.name)
         return state
+
+    def _renewed_elsewhere(self) -> ApiSession | None:
+        """Take the stored tokens when another instance sharing the vault renewed them while
+        this one waited for the account's lock; their session, when still valid, ends the ladder
+        before any request (a second login would cost WAF budget and may end the first one's
+        session)."""
+        stored = self._load(quiet=True)
+        if stored is None or stored.to_dict() == self.state.to_dict():
+            return None
+        log.info("smart %s: tokens renewed by another instance; using them", self._region.name)
+        self.state = stored
+        self._api.device_id = stored.device_id
+        api = stored.api
+        if api is not None and not (api.expires_at and self._clock.now() >= api.expires_at):
+            return api
+        return None
 
     def _save(self) -> None:
         self._store.save(self._key, self.state.to_dict())
@@ -191,6 +210,13 @@ class Authenticator:
     # -- the ladder ----------------------------------------------------------------------------
 
     async def _ladder(self) -> ApiSession:
+        async with exclusive(self._store, self._key):
+            fresh = self._renewed_elsewhere()
+            if fresh is not None:
+                return fresh
+            return await self._climb()
+
+    async def _climb(self) -> ApiSession:
         oauth = self.state.oauth
         if oauth is not None and oauth.access_token:
             rung = "session re-POST" if self._region.name == "EU" else "re-authorize"

@@ -26,6 +26,10 @@ def account_settings(account: AccountConfig, ctx: ProviderContext) -> SmartSetti
     """Validate ``account``; a simulator account gets the simulator's URLs and demo login (never
     written to any file). Raises ConfigError naming the key."""
     sim_urls = None
+    if account.simulator and account.settings.get("hosts"):
+        # a simulator account pointed at a standalone simulator (`bench.simproc`) by its own
+        # hosts table: loopback is allowed, the login is the account's own
+        return read_settings(account)
     if account.simulator:
         if ctx.simulator is None or "smart" not in ctx.simulator.urls:
             raise ConfigError(f"{account.key('simulator')} = true but no simulator is running")

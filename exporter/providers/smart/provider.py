@@ -61,6 +61,8 @@ SOC: Final = "/remote-control/vehicle/status/soc/{vin}"
 STATE: Final = "/remote-control/vehicle/status/state/{vin}"
 DC_INFO: Final = "/geelyTCAccess/tcservices/vehicle/status/qrvs/{vin}"  # the #5's DC charge info
 TELEMATICS: Final = "/remote-control/vehicle/telematics/{vin}"
+STATUS_QUERY: Final = (("latest", "True"), ("target", "basic,more"))
+SOC_QUERY: Final = (("setting", "charging"),)
 UNBOUND_LIMIT: Final = 3  # 8040 is a race right after a refresh until it repeats this often
 
 
@@ -112,6 +114,11 @@ class SmartProvider(BaseProvider):
         self._selected: tuple[str, str] | None = None  # (vin, access token it was selected with)
         self._unbound: dict[str, int] = {}  # consecutive 8040 answers per VIN
         self._journal = JournalReader(self._journal_call, self._access_token, self.account)
+        # per car, built on its first call and reused by every poll (a record is immutable, so a
+        # replaced record - the other API host - gets its own entry): the binding headers, which
+        # are never changed after they are built, and each data path with the VIN filled in
+        self._bindings: dict[VehicleRecord, Mapping[str, str]] = {}
+        self._paths: dict[tuple[str, str], str] = {}
 
     # -- Provider protocol ---------------------------------------------------------------------
 
@@ -132,6 +139,9 @@ class SmartProvider(BaseProvider):
                 )
             records = [r for r in records if r.vin in wanted]
         self._vehicles = {r.vin: self._vehicles.get(r.vin, r) for r in records}
+        kept = set(self._vehicles.values())  # a car that left takes its cached headers with it
+        self._bindings = {r: h for r, h in self._bindings.items() if r in kept}
+        self._paths = {k: p for k, p in self._paths.items() if k[1] in self._vehicles}
         return [r.info(self.account) for r in self._vehicles.values()]
 
     async def poll(self, vin: str) -> PollResult:
@@ -142,11 +152,9 @@ class SmartProvider(BaseProvider):
 
     async def _poll(self, vin: str) -> PollResult:
         rec = await self._record(vin)
-        status = await self._vin_call(
-            rec, "GET", STATUS, query=[("latest", "True"), ("target", "basic,more")], user=True
-        )
+        status = await self._vin_call(rec, "GET", STATUS, query=STATUS_QUERY, user=True)
         try:
-            soc = await self._vin_call(rec, "GET", SOC, query=[("setting", "charging")])
+            soc = await self._vin_call(rec, "GET", SOC, query=SOC_QUERY)
         except ProviderError as exc:
             # the report itself (status) was read: keep it, with the last known charge
             # limit, and let the poll still count as failed for backoff/Retry-After
@@ -282,10 +290,10 @@ class SmartProvider(BaseProvider):
         user: bool = False,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        q = list(query) + ([("userId", session.user_id)] if user else [])
-        sent = dict(headers or {})
+        q = (*query, ("userId", session.user_id)) if user else tuple(query)
+        sent = headers
         if self.settings.region.name == "INTL" and session.client_id:
-            sent["x-client-id"] = session.client_id
+            sent = {**(headers or {}), "x-client-id": session.client_id}  # never the cached one
         return await self.api.call(
             method, base, path, query=q, body=body, token=session.access_token, headers=sent
         )
@@ -325,11 +333,13 @@ class SmartProvider(BaseProvider):
         polls of one account's cars run in parallel; ``session/update`` (under the account lock,
         because the account has one selected car) happens only for commands, when binding is off, or
         after the cloud said the car is not selected (8006/4038/8160)."""
-        path = path_template.format(vin=rec.vin)
+        path = self._paths.get((path_template, rec.vin))
+        if path is None:
+            path = self._paths[(path_template, rec.vin)] = path_template.format(vin=rec.vin)
         renewed = reselected = switched = False
         while True:
             session = await self.auth.session()
-            headers = self._binding(rec) if self.bind_vin_headers and bind else None
+            headers = self._headers_for(rec) if self.bind_vin_headers and bind else None
             try:
                 if select or reselected or not self.bind_vin_headers:
                     async with self._lock:
@@ -390,6 +400,13 @@ class SmartProvider(BaseProvider):
         body = {"vin": rec.vin, "sessionToken": session.access_token, "language": ""}
         await self._once("POST", self._base(rec), SELECT, session, body=body)
         self._selected = (rec.vin, session.access_token)
+
+    def _headers_for(self, rec: VehicleRecord) -> Mapping[str, str]:
+        """``_binding(rec)``, built once per record (the model code's quoting included)."""
+        got = self._bindings.get(rec)
+        if got is None:
+            got = self._bindings[rec] = self._binding(rec)
+        return got
 
     def _binding(self, rec: VehicleRecord) -> dict[str, str]:
         """Per-request VIN binding, so another client switching the account's car cannot break us.

@@ -132,7 +132,7 @@ class Transport:
                     resp.status,
                     resp.headers,  # read-only and case-insensitive; outlives the response
                     raw.decode("utf-8", errors="replace"),
-                    str(resp.url),
+                    url,  # redirects are not followed: the reply is the requested URL's
                 )
         except TimeoutError:
             log.warning(
@@ -231,7 +231,7 @@ class SignedApi:
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        qs = canonical_query(list(query))
+        qs = canonical_query(query)  # a tuple is cached as it is; a generator is read once
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         url = f"{base_url}{path}" + (f"?{qs}" if qs else "")
         for attempt in (1, 2):

@@ -12,7 +12,9 @@ go through Connect again, so the order of operations matters most:
 A crash between 2 and 3 leaves the old pair plus the intent marker on disk; the next start sees the
 marker and refreshes at once with the old refresh token, which the cloud still honours for its grace
 period. A failed commit keeps the new pair in memory and retries the commit before anything else.
-A burst of callers shares one refresh (:class:`~exporter.singleflight.SingleFlight`).
+A burst of callers shares one refresh (:class:`~exporter.singleflight.SingleFlight`); instances
+sharing a PostgreSQL vault also take the token's lock (``exporter.providers.base.exclusive``) and
+re-read the stored pair under it, so a refresh token is never spent twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 
 from exporter.clock import Clock
-from exporter.providers.base import ReauthRequired, TokenStore
+from exporter.providers.base import ReauthRequired, TokenStore, exclusive
 from exporter.singleflight import SingleFlight
 from exporter.tokens import TokenVaultError
 
@@ -219,6 +221,32 @@ class RotatingToken:
         return await self._flight.run(lambda: self._rotate_once(stale, force))
 
     async def _rotate_once(self, stale: str | None, force: bool) -> TokenPair:
+        async with exclusive(self.store, self.key):
+            if self._rotated_elsewhere() and self._pair is not None and not self.access_due():
+                return self._pair
+            return await self._rotate_locked(stale, force)
+
+    def _rotated_elsewhere(self) -> bool:
+        """Take the stored pair when another instance sharing the vault rotated it while this
+        one waited for the lock (its refresh token is the only live one now); True if taken."""
+        if self._unsaved is not None:
+            return False
+        data = self.store.load(self.key)
+        pair_data = data.get("pair") if data is not None else None
+        if not isinstance(pair_data, Mapping):
+            return False
+        stored = TokenPair.from_record(pair_data)
+        if self._pair is not None and stored.refresh_token == self._pair.refresh_token:
+            return False
+        extra = data.get("extra", {}) if data is not None else {}
+        self._extra = dict(extra) if isinstance(extra, Mapping) else self._extra
+        if data is not None and data.get("rotating_since") is not None:
+            stored = replace(stored, access_expires_at=0.0)  # that instance died mid-refresh
+        self._pair = stored
+        log.info("token pair rotated by another instance; using it", extra={"token_key": self.key})
+        return True
+
+    async def _rotate_locked(self, stale: str | None, force: bool) -> TokenPair:
         if self._unsaved is not None:
             # a previous commit failed: the new pair exists only here; commit it, then use it
             self.store.save(self.key, self._record(self._unsaved))

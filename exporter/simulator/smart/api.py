@@ -309,6 +309,7 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         )
         if not lost:
             cloud.report_served(vin, ms)
+            cloud.log_poll(call.account.username, vin, call.token.parent, ms)
         return render.vehicle_status(vin, car.spec, state)
 
     def soc_data(_call: Call, vin: str) -> Any:

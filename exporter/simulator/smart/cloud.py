@@ -10,7 +10,10 @@ simulator's own base URLs, so a client only swaps base URLs.
 from __future__ import annotations
 
 import collections
+import hashlib
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -144,6 +147,9 @@ class SmartCloud:
         self._runners: list[web.AppRunner] = []
         self.logins: dict[str, dict[str, str]] = {}
         self.captured: list[Captured] | None = None  # a list: every request is recorded there
+        # called with one dict per password login and per car report read (the fleet drill counts
+        # which session polled which car when; ``bench.simproc --request-log`` writes them out)
+        self.request_log: Callable[[dict[str, Any]], None] | None = None
 
     # ------------------------------------------------------------------ accounts
 
@@ -182,6 +188,26 @@ class SmartCloud:
             return True
         self._nonces[nonce] = now + self.config.nonce_ttl
         return False
+
+    def log_login(self, username: str) -> None:
+        if self.request_log is not None:
+            self.request_log({"event": "login", "t": time.time(), "account": username})
+
+    def log_poll(self, username: str, vin: str, session: str, update_ms: int) -> None:
+        """A car's status read: which login session (a digest, never the token) read which
+        report when (wall time, comparable across processes)."""
+        if self.request_log is not None:
+            digest = hashlib.sha256(session.encode()).hexdigest()[:12]
+            self.request_log(
+                {
+                    "event": "poll",
+                    "t": time.time(),
+                    "account": username,
+                    "vin": vin,
+                    "session": digest,
+                    "report_ms": update_ms,
+                }
+            )
 
     def report_served(self, vin: str, update_ms: int) -> None:
         served = self.served.setdefault(vin, Served())

@@ -261,6 +261,7 @@ def auth_app(cloud: SmartCloud) -> web.Application:
         acc = cloud.identity.account(str(form.get("loginID", "")))
         if acc is None or acc.region != "EU" or form.get("password") != acc.password:
             return _gigya_error(now, 403042, "Invalid LoginID", "invalid loginID or password")
+        cloud.log_login(acc.username)
         ident = cloud.identity
         token = ident.issue("login_token", acc, ident.lifetimes.login_token)
         return web.json_response(_login_result(acc.uid, acc.username, token.value, now))
@@ -360,6 +361,7 @@ def intl_app(cloud: SmartCloud) -> web.Application:
         acc = cloud.identity.account(str(body.get("email", ""))) if isinstance(body, dict) else None
         if acc is None or acc.region != "INTL" or body.get("password") != acc.password:
             return _intl("1001", None, "Incorrect email or password")
+        cloud.log_login(acc.username)
         ident = cloud.identity
         ttl = ident.lifetimes.intl_access
         access = ident.issue("intl_access", acc, ttl)
