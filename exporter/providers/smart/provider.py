@@ -337,6 +337,7 @@ class SmartProvider(BaseProvider):
         if path is None:
             path = self._paths[(path_template, rec.vin)] = path_template.format(vin=rec.vin)
         renewed = reselected = switched = False
+        rotated = 0
         while True:
             session = await self.auth.session()
             headers = self._headers_for(rec) if self.bind_vin_headers and bind else None
@@ -354,6 +355,12 @@ class SmartProvider(BaseProvider):
                         query=query, body=body, user=user, headers=headers,
                     )  # fmt: skip
             except TokenExpired:
+                cur = self.auth.state.api
+                if cur is not None and cur.access_token != session.access_token and rotated < 3:
+                    # another call replaced the token meanwhile (a journal grant rotates it):
+                    # not our renewal to spend, retry with the current one
+                    rotated += 1
+                    continue
                 if renewed:
                     raise
                 renewed = True
