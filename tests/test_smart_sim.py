@@ -743,3 +743,31 @@ async def test_binding_headers_built_once_are_sent_unchanged_on_every_call(
     await p.vehicles()
     assert rec not in p._bindings
     assert not any(vin == vins[0] for _, vin in p._paths)
+
+
+async def test_a_token_rotated_by_another_call_meanwhile_does_not_spend_the_renewal(
+    sim: SimulatorHandle, session: aiohttp.ClientSession
+) -> None:
+    """A journal grant rotates the account's token while another car's poll is in flight: that
+    poll's 1402 is answered by retrying with the current token, and its one renewal stays
+    available for a token that really died (here the rotated one, which the cloud never issued)."""
+    from exporter.providers.smart.errors import TokenExpired
+
+    p = make(sim, session)
+    vin = (await p.vehicles())[0].vin
+    real_once = p._once
+    calls = 0
+
+    async def rotated_meanwhile(*args: Any, **kwargs: Any) -> Reply:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            cur = p.auth.state.api
+            assert cur is not None
+            p.auth.state.api = dataclasses.replace(cur, access_token="rotated-elsewhere")
+            raise TokenExpired("1402: token expired", code="1402")
+        return await real_once(*args, **kwargs)
+
+    p._once = rotated_meanwhile  # type: ignore[method-assign]
+    assert_matches_report(sim, vin, await p.snapshot(vin))
+    assert p.auth.stats.renewals == 2  # the start-up login and one renewal of the dead token
