@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, model_validator
@@ -246,6 +246,25 @@ def _check_redirect(value: object) -> str:
     return value
 
 
+def shared_fields(m: SmartcarAccount) -> dict[str, Any]:
+    """The settings v2 and v3 accounts read alike (the rest differs by API version)."""
+    return {
+        "mode": m.mode or ("simulated" if m.simulator else "live"),
+        "scopes": tuple(m.scopes) if m.scopes is not None else None,
+        "required_scopes": tuple(m.required_scopes) if m.required_scopes is not None else None,
+        "make": m.make,
+        "single_select": m.single_select,
+        "location": m.location,
+        "commands": m.commands,
+        "webhooks": m.webhooks,
+        "webhook_id": m.webhook_id,
+        "webhook_poll_interval": m.webhook_poll_interval,
+        "budget_calls_per_vehicle": m.budget_calls_per_vehicle,
+        "budget_reserve_calls": m.budget_reserve_calls,
+        "budget_app_calls_per_month": m.budget_app_calls_per_month,
+    }
+
+
 def from_account(
     account: AccountConfig,
     *,
@@ -282,19 +301,7 @@ def from_account(
         client_secret=m.client_secret,
         redirect_uri=redirect,
         management_token=m.management_token,
-        mode=m.mode or ("simulated" if m.simulator else "live"),
-        scopes=tuple(m.scopes) if m.scopes is not None else None,
-        required_scopes=tuple(m.required_scopes) if m.required_scopes is not None else None,
-        make=m.make,
-        single_select=m.single_select,
-        location=m.location,
-        commands=m.commands,
-        webhooks=m.webhooks,
-        webhook_id=m.webhook_id,
-        webhook_poll_interval=m.webhook_poll_interval,
-        budget_calls_per_vehicle=m.budget_calls_per_vehicle,
-        budget_reserve_calls=m.budget_reserve_calls,
-        budget_app_calls_per_month=m.budget_app_calls_per_month,
+        **shared_fields(m),
         token_renew_days=m.token_renew_days,
         reauth_probe_interval=m.reauth_probe_interval,
         connect_url=checked["connect"],

@@ -29,6 +29,7 @@ from exporter.providers.smartcar.settings import (
     V3_HOSTS,
     V3_URLS,
     SmartcarAccount,
+    shared_fields,
 )
 from exporter.settings import missing, read_error, read_section
 from exporter.urls import check_base_url
@@ -126,19 +127,7 @@ def from_account_v3(
         application_id=m.application_id,
         redirect_uri=m.redirect_uri,
         management_token=m.management_token,
-        mode=m.mode or ("simulated" if m.simulator else "live"),
-        scopes=tuple(m.scopes) if m.scopes is not None else None,
-        required_scopes=tuple(m.required_scopes) if m.required_scopes is not None else None,
-        make=m.make,
-        single_select=m.single_select,
-        location=m.location,
-        commands=m.commands,
-        webhooks=m.webhooks,
-        webhook_id=m.webhook_id,
-        webhook_poll_interval=m.webhook_poll_interval,
-        budget_calls_per_vehicle=m.budget_calls_per_vehicle,
-        budget_reserve_calls=m.budget_reserve_calls,
-        budget_app_calls_per_month=m.budget_app_calls_per_month,
+        **shared_fields(m),
         signals_cost=m.signals_cost or DEFAULT_SIGNALS_COST,
         command_timeout=m.command_timeout or DEFAULT_COMMAND_TIMEOUT,
         iam_url=checked["iam"],
