@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench import fleet_scaling as scaling
 from bench import simproc
 from bench.postgres import PASSWORD, Cluster, free_port
 
@@ -49,41 +50,7 @@ SLACK = 5.0
 
 
 def fleet_toml(sim: dict[str, Any]) -> str:
-    urls = sim["urls"]["smart"]
-    hosts = ", ".join(f'{k} = "{v}"' for k, v in sorted(urls.items()))
-    lines = [
-        "[exporter]",
-        'listen = "127.0.0.1"',
-        "[log]",
-        'level = "INFO"',
-        "[poll]",
-        *(f"{k} = {INTERVAL}" for k in ("driving", "charging", "parked", "asleep")),
-        "jitter = 0",
-        "timeout = 10",
-        "backoff_base = 1",
-        "backoff_max = 2",
-        "concurrency = 16",
-        "[simulator]",  # the accounts reach the standalone simulator by their own hosts
-        "enabled = true",
-        "speed = 1",
-        "history_days = 0",
-        "smart_vehicles = []",
-        "smartcar_vehicles = []",
-        "[shard]",
-        f"lease = {LEASE}",
-        f"heartbeat = {HEARTBEAT}",
-    ]
-    for i, acc in enumerate(sim["accounts"]):
-        lines += [
-            "[[accounts]]",
-            f'name = "acct{i:02d}"',
-            'provider = "smart"',
-            'region = "EU"',
-            "simulator = true",
-            f'username = "{acc["username"]}"',
-            f"hosts = {{ {hosts} }}",
-        ]
-    return "\n".join(lines) + "\n"
+    return scaling.fleet_toml(sim, interval=INTERVAL, lease=LEASE, heartbeat=HEARTBEAT)
 
 
 def healthz(port: int) -> dict[str, Any] | None:
