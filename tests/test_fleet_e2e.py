@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -34,7 +32,7 @@ import pytest
 
 from bench import fleet_scaling as scaling
 from bench import simproc
-from bench.postgres import PASSWORD, Cluster, free_port
+from bench.postgres import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNTS = 30
@@ -53,17 +51,8 @@ def fleet_toml(sim: dict[str, Any]) -> str:
     return scaling.fleet_toml(sim, interval=INTERVAL, lease=LEASE, heartbeat=HEARTBEAT)
 
 
-def healthz(port: int) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            got: dict[str, Any] = json.loads(r.read())
-            return got
-    except OSError:
-        return None
-
-
 def held(port: int) -> set[str]:
-    h = healthz(port)
+    h = scaling.healthz(port)
     return set(h["shard"]["accounts"]) if h and "shard" in h else set()
 
 
@@ -99,36 +88,14 @@ def test_three_instances_share_the_fleet_and_take_over_from_a_killed_one(
     with simproc.start(smart=CARS, accounts=ACCOUNTS, speed=1, request_log=log) as sim:
         config = tmp_path / "fleet.toml"
         config.write_text(fleet_toml(sim.info))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARMETRICS_")}
-        env["CARMETRICS_DB_PASSWORD"] = PASSWORD
-        for i, acc in enumerate(sim.info["accounts"]):
-            env[f"CARMETRICS_ACCOUNTS__{i}__PASSWORD"] = acc["password"]
+        env = scaling.fleet_env(sim.info)
         account_of = {
             vin: f"acct{i:02d}" for i, acc in enumerate(sim.info["accounts"]) for vin in acc["vins"]
         }
 
         def launch(n: int) -> int:
-            port = free_port()
-            out = (tmp_path / f"instance{n}.log").open("wb")
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter.cli",
-                    "run",
-                    "--config",
-                    str(config),
-                    "--port",
-                    str(port),
-                    "--db",
-                    postgres.dsn_without_password,
-                    "--shard",
-                    "auto",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+            proc, port = scaling.launch(
+                config, postgres.dsn_without_password, env, tmp_path / f"instance{n}.log"
             )
             instances.append((proc, port))
             return port
