@@ -32,7 +32,7 @@ from bench.samples import clone, real_snapshots
 from exporter import history_layout
 from exporter.clock import ScaledClock
 from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
-from exporter.history import History, _v1, connect, migrate
+from exporter.history import History, HistoryWriter, _v1, connect, migrate
 from exporter.runtime import running
 from exporter.snapshot import Snapshot
 
@@ -115,7 +115,11 @@ def v1_layout(db: Path, tmp: Path) -> int:
 
 
 def writer_rate(snaps: list[Snapshot], db: Path, batch: int) -> float:
-    h = History(db, batch_size=batch)
+    return timed_writes(History(db, batch_size=batch), snaps, batch)
+
+
+def timed_writes(h: HistoryWriter, snaps: list[Snapshot], batch: int) -> float:
+    """Rows per second of ``h`` writing ``snaps`` in batches, as the running writer does."""
     h.open()
     t = time.perf_counter()
     for i in range(0, len(snaps), batch):

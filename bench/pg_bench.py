@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import median, table
+from bench.history_bench import timed_writes
 from bench.postgres import PASSWORD, Cluster, find_binaries
 from bench.samples import clone, real_snapshots
 from exporter import history_layout as layout
@@ -52,15 +53,7 @@ def empty(target: PgTarget) -> None:
 
 def writer_rate(snaps: list[Snapshot], target: PgTarget, batch: int) -> float:
     empty(target)
-    h = backend(target).writer(batch_size=batch)
-    h.open()
-    t = time.perf_counter()
-    for i in range(0, len(snaps), batch):
-        h.write_now(snaps[i : i + batch])
-    dt = time.perf_counter() - t
-    assert h.rows_written == len(snaps), (h.rows_written, len(snaps))
-    h.close()
-    return len(snaps) / dt
+    return timed_writes(backend(target).writer(batch_size=batch), snaps, batch)
 
 
 def raw_rate(snaps: list[Snapshot], target: PgTarget, batch: int) -> float:
