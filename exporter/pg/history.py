@@ -51,6 +51,9 @@ MARK: Final = (
 
 
 LOCK_VINS: Final = "SELECT 1 FROM vins WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+# the same upsert as SQLite's (a re-read updates the trip; a route once read is kept)
+JOURNAL_UPSERT: Final = layout.journal_upsert_sql("%s", f"{layout.JOURNAL_TABLE}.")
+_VIN, _TRIP = ([n for n, _ in layout.JOURNAL_COLUMNS].index(k) for k in layout.JOURNAL_KEY)
 
 
 class RowBuilder:
@@ -233,6 +236,29 @@ class PgHistory(HistoryWriter):
                     written = _copy_new_only(cur, out)
         self._ids.update(ids)
         return written
+
+    stores_journal = True
+
+    def _write_journal(self, rows: list[tuple[Any, ...]]) -> None:
+        if self._conn is None or self._conn.closed:  # the server went away: connect again
+            self._conn = connect(self.pg, autocommit=True)
+        # in key order, so two instances upserting the same trips lock them in one order (a
+        # stable sort: of one trip read twice, the later read still wins)
+        ordered = sorted(rows, key=lambda r: (r[_VIN], r[_TRIP]))
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.executemany(JOURNAL_UPSERT, ordered)
+
+    def _journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.pg, autocommit=True)
+        newest = self._conn.execute(
+            f"SELECT max(start_ts) FROM {layout.JOURNAL_TABLE} WHERE vin = %s", (vin,)
+        ).fetchone()[0]
+        routed = self._conn.execute(
+            f"SELECT trip_id FROM {layout.JOURNAL_TABLE} WHERE vin = %s AND route IS NOT NULL",
+            (vin,),
+        ).fetchall()
+        return newest, frozenset(r[0] for r in routed)
 
     def _vehicle_ids(self, conn: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         ids = self._ids
