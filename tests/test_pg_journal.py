@@ -1,6 +1,7 @@
 """``journal_trips`` in PostgreSQL: migration 2 adds it to a database made by an older carmetrics,
 the writer upserts as SQLite's does (a re-read updates the trip, a route once read is kept), and
-``journal_known`` and the analysis read the same from either backend."""
+``journal_known`` and the analysis read the same from either backend; the runtime reads the
+journal of a simulated car into it."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import pytest
 from analysis.journal import load_journal
 from bench.postgres import PASSWORD, Cluster
 from exporter.backend import backend
+from exporter.clock import ManualClock
+from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
 from exporter.dbtarget import PgTarget
 from exporter.history import HistoryWriter
 from exporter.history_layout import JOURNAL_COLUMNS, JOURNAL_TABLE
 from exporter.journal import JournalTrip
 from exporter.pg import schema
+from exporter.runtime import Runtime
 from exporter.settings import Secret
 from exporter.snapshot import Snapshot
 
@@ -171,3 +175,49 @@ def test_analysis_reads_no_journal_from_a_database_without_the_table(
         backend(target(postgres)).migrate()
     j = load_journal(target(postgres), vin=VIN)
     assert j.empty and {"vin", "trip_id", "start_ts", "end_ts", "route"} <= set(j.columns)
+
+
+async def _run_a_day(db: PgTarget) -> tuple[str, list[dict[str, Any]]]:
+    """The real runtime on a PostgreSQL history: one recording smart car, one simulated day."""
+    clock = ManualClock(JAN)
+    cfg = Config(
+        db=db,
+        poll=PollConfig(),
+        simulator=SimulatorConfig(enabled=True, seed=3, smart_vehicles=("#1",)),
+        accounts=(
+            AccountConfig(
+                name="sim-eu", provider="smart", index=0, simulator=True, settings={"region": "EU"}
+            ),
+        ),
+    )
+    rt = await Runtime.create(cfg, clock)
+    await rt.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 60.0
+        while not rt.ready.is_set():
+            await clock.run_until(clock.now() + 1.0)
+            await asyncio.sleep(0.01)
+            assert asyncio.get_running_loop().time() < deadline, "no login within 60 s"
+        end = JAN + 86400.0
+        while clock.now() < end:
+            await clock.run_until(min(end, clock.now() + 10.0))
+            while rt.scheduler.busy:
+                await asyncio.sleep(0.0005)
+        assert rt.journal is not None  # PostgreSQL keeps journals: the reader runs
+        (vin,) = rt.scheduler.vins
+        assert await rt.journal.fetch(vin)  # a last read now, so every finished trip is in
+        assert rt.journal.failures == 0
+        await rt.history.flush()
+        trips = [t for t in rt.simulator.fleet.ground_truth(vin)["trips"] if t["end"] is not None]
+    finally:
+        await rt.stop()
+    return vin, trips
+
+
+def test_the_runtime_reads_the_journal_into_postgresql(postgres: Cluster) -> None:
+    pg = target(postgres)
+    vin, truth = asyncio.run(_run_a_day(pg))
+    j = load_journal(pg, vin=vin)
+    assert len(j) == len(truth) > 1
+    assert list(j["start_ts"].round(3)) == [round(t["start"], 3) for t in truth]
+    assert (j["route_points"] >= 1).all()
