@@ -459,7 +459,8 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         # reference §3.2 (journal-service history): one trip's GPS track, newest first, at most
         # 500 points (pageSize); no grant needed. Each point is only a position in integer
         # milli-arc-seconds - no time, no altitude (pysmarthashtag vehicle/trackpoints.py and its
-        # recorded trackpoints_response.json). 8153 when there is none.
+        # recorded trackpoints_response.json). 8153 when there is none, and (``track_delay``)
+        # while the trip ended too recently to have been processed. Faults: endpoint "track".
         vin = call.vin or ""
         if vin not in call.account.vins or vin not in fleet:
             return wire.error("8006")
@@ -471,7 +472,7 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
             return wire.error("1400")
         fleet.state(vin)
         points = [p for p in fleet.vehicle(vin).trackpoints if start <= p[0] <= end]
-        if not points:
+        if not points or cloud.clock.now() < end + cloud.config.track_delay:
             return wire.error("8153")
         points.reverse()
         items = [
@@ -528,7 +529,7 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
     )
     r.add_get(
         "/vehicle-history-service/journal-service/vehicle/status/history/{vin}",
-        _authed(cloud, "journal", trackpoints, vin_scoped=True),
+        _authed(cloud, "track", trackpoints, vin_scoped=True),
     )
     app.router.add_route("*", "/{tail:(?!_sim/).*}", not_found)
     return app
