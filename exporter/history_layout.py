@@ -472,6 +472,16 @@ def journal_upsert_sql(placeholder: str = "?", stored: str = "") -> str:
 
 
 JOURNAL_UPSERT_SQL: Final = journal_upsert_sql()
+# what a journal read needs to know (``HistoryWriter.journal_known``), in either dialect with the
+# parameter mark swapped: the newest trip's start and the oldest un-routed one's since a time,
+# then the trips whose route is stored
+JOURNAL_KNOWN_SQL: Final = (
+    "SELECT max(start_ts), min(CASE WHEN route IS NULL AND start_ts >= ? THEN start_ts END) "
+    f"FROM {JOURNAL_TABLE} WHERE vin = ?"
+)
+JOURNAL_ROUTED_SQL: Final = (
+    f"SELECT trip_id FROM {JOURNAL_TABLE} WHERE vin = ? AND route IS NOT NULL"
+)
 
 
 def _record(conn: sqlite3.Connection, name: str, enc: Encoding) -> None:

@@ -20,7 +20,7 @@ from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
 from exporter.dbtarget import PgTarget
 from exporter.history import HistoryWriter
 from exporter.history_layout import JOURNAL_COLUMNS, JOURNAL_TABLE
-from exporter.journal import JournalTrip
+from exporter.journal import JournalKnown, JournalTrip
 from exporter.pg import schema
 from exporter.runtime import Runtime
 from exporter.settings import Secret
@@ -143,11 +143,14 @@ def test_journal_known_says_the_same_on_both_backends(postgres: Cluster, tmp_pat
         trip(trip_id="1", start_ts=JAN + 100.0, route=[(48.0, 11.0)]).row(JAN),
         trip(trip_id="2", start_ts=JAN + 900.0).row(JAN),  # not routed yet
         trip(trip_id="3", start_ts=JAN + 500.0, route=[]).row(JAN),  # the cloud has none
+        trip(trip_id="4", start_ts=JAN + 50.0).row(JAN),  # not routed, older
         trip(vin="OTHER", trip_id="9", start_ts=JAN + 9000.0, route=[(1.0, 1.0)]).row(JAN),
     ]
 
-    async def known(h: HistoryWriter) -> list[tuple[float | None, frozenset[str]]]:
-        return [await h.journal_known(v) for v in (VIN, "OTHER", "NONE")]
+    async def known(h: HistoryWriter) -> list[JournalKnown]:
+        asks = [(VIN, 0.0), (VIN, JAN + 50.0), (VIN, JAN + 51.0), (VIN, JAN + 901.0)]
+        asks += [("OTHER", 0.0), ("NONE", 0.0)]
+        return [await h.journal_known(v, since) for v, since in asks]
 
     got = []
     for where in (tmp_path / "h.db", target(postgres)):
@@ -161,9 +164,13 @@ def test_journal_known_says_the_same_on_both_backends(postgres: Cluster, tmp_pat
             h.close()
     lite, post = got
     assert post == lite
-    assert post[0] == (JAN + 900.0, frozenset({"1", "3"}))
-    assert post[1] == (JAN + 9000.0, frozenset({"9"}))
-    assert post[2] == (None, frozenset())
+    routed = frozenset({"1", "3"})
+    assert post[0] == (JAN + 900.0, routed, JAN + 50.0)
+    assert post[1] == (JAN + 900.0, routed, JAN + 50.0)  # from the asked time on, inclusive
+    assert post[2] == (JAN + 900.0, routed, JAN + 900.0)
+    assert post[3] == (JAN + 900.0, routed, None)
+    assert post[4] == (JAN + 9000.0, frozenset({"9"}), None)
+    assert post[5] == (None, frozenset(), None)
 
 
 def test_analysis_reads_no_journal_from_a_database_without_the_table(

@@ -21,6 +21,7 @@ from typing import Any, Final
 from exporter import history_layout as layout
 from exporter.dbtarget import PgTarget
 from exporter.history import HistoryError, HistoryWriter
+from exporter.journal import JournalKnown
 from exporter.pg import schema
 from exporter.pg.connect import connect, describe
 from exporter.signals import SIGNALS, Kind
@@ -103,6 +104,11 @@ class RowBuilder:
             if v is not None:
                 out[j] = (ts + v) / 1000.0
         return out
+
+
+def _pg(sql: str) -> str:
+    """SQLite's ``?`` parameter marks as psycopg's (for statements both backends share)."""
+    return sql.replace("?", "%s")
 
 
 def pg_row(decoded: tuple[Any, ...], vehicle: int) -> tuple[Any, ...]:
@@ -248,17 +254,14 @@ class PgHistory(HistoryWriter):
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.executemany(JOURNAL_UPSERT, ordered)
 
-    def _journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
+    def _journal_known(self, vin: str, unrouted_since: float) -> JournalKnown:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.pg, autocommit=True)
-        newest = self._conn.execute(
-            f"SELECT max(start_ts) FROM {layout.JOURNAL_TABLE} WHERE vin = %s", (vin,)
-        ).fetchone()[0]
-        routed = self._conn.execute(
-            f"SELECT trip_id FROM {layout.JOURNAL_TABLE} WHERE vin = %s AND route IS NOT NULL",
-            (vin,),
-        ).fetchall()
-        return newest, frozenset(r[0] for r in routed)
+        newest, unrouted = self._conn.execute(
+            _pg(layout.JOURNAL_KNOWN_SQL), (unrouted_since, vin)
+        ).fetchone()
+        routed = self._conn.execute(_pg(layout.JOURNAL_ROUTED_SQL), (vin,)).fetchall()
+        return JournalKnown(newest, frozenset(r[0] for r in routed), unrouted)
 
     def _vehicle_ids(self, conn: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         ids = self._ids
