@@ -55,6 +55,8 @@ async def test_poll_throughput_all_three_clients_poll(
     ceiling = await poll_throughput.run_ceiling(sim.info, 0.3, 0.7)
     peer = await poll_throughput.run_peer(sim.info, 0.3, 1.5)
     assert cm.polls > 0 and cm.errors == 0
+    # the window opens once every car was read: its polls are mostly refreshes, not first reports
+    assert 0 <= cm.new < cm.polls / 2
     assert ceiling.polls > 0 and peer.polls > 0 and peer.errors == 0
     with sqlite3.connect(tmp_path / "h.db") as c:  # the pipeline really stored reports
         assert c.execute("SELECT COUNT(DISTINCT vin) FROM samples").fetchone()[0] == 6
@@ -273,3 +275,19 @@ def test_startup_probes_run_the_tree_they_are_given(capsys: pytest.CaptureFixtur
     assert all(
         r.rstrip(" |").endswith("False") for r in rows if "check-config" in r or "load(" in r
     )
+
+
+async def test_the_throughput_window_opens_once_every_car_was_read() -> None:
+    """Benchmark 1 measures the steady state: a window opened before each car's first poll would
+    count start-up work (first reports, all new) as the cost of a poll."""
+
+    async def first_polls_are_new(counter: list[int]) -> None:
+        while True:
+            await asyncio.sleep(0.002)
+            counter[2] += counter[0] < 40  # the 40 cars' first reports
+            counter[0] += 1
+
+    settled = await poll_throughput._window(first_polls_are_new, 0.0, 0.1, settle=40)
+    early = await poll_throughput._window(first_polls_are_new, 0.0, 0.1)
+    assert settled.polls > 0 and settled.new == 0
+    assert early.new > 0
