@@ -32,7 +32,10 @@ SOURCES: Final = ("journal", "poll")
 # what ``carmetrics trips`` lists: the detector's columns, where each trip came from, and the
 # cloud's id of a journal trip (empty for a polling-derived one)
 OUTPUT_COLUMNS: Final = (*TRIP_COLUMNS, "source", "trip_id")
-_ODO_OVERLAP_M: Final = 500.0  # a whole-km odometer: spans overlapping less than this are apart
+# spans sharing less odometer than this are different drives: the smart odometer is cut to whole
+# km, so a drive read from the reports can start up to 1 km below where the journal trip before it
+# ended (the journal's own odometer has 0.1 km: another 0.05 km)
+_ODO_OVERLAP_M: Final = 1100.0
 
 
 def load_journal(

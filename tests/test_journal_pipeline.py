@@ -193,3 +193,39 @@ def test_combine_drops_poll_trips_a_journal_trip_overlaps() -> None:
     got = combine(poll, journal)
     assert list(got["source"]) == ["journal", "journal", "poll"]
     assert list(got["start_ts"]) == [500.0, 9000.0, 20000.0]
+
+
+def test_combine_keeps_the_next_drive_a_whole_km_odometer_reads_low() -> None:
+    """The smart odometer is cut to whole km: a drive starting where a journal trip ended at
+    31719.7 km is read from 31719, sharing 0.7 km of odometer with the journal trip without being
+    the same drive (seen on the accuracy bench: the drive vanished from the trip list)."""
+    import pandas as pd
+
+    from analysis.journal import combine
+    from analysis.trips import empty
+
+    columns = list(empty().columns)
+    poll = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [4000.0],
+            "end_ts": [4650.0],
+            "start_odometer_km": [31719.0],
+            "end_odometer_km": [31727.0],
+        }
+    )
+    journal = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [0.0],
+            "end_ts": [690.0],
+            "start_odometer_km": [31712.0],
+            "end_odometer_km": [31719.7],
+            "source": ["journal"],
+            "trip_id": ["a"],
+        }
+    )
+    got = combine(poll, journal)
+    assert list(got["source"]) == ["journal", "poll"]
