@@ -32,10 +32,9 @@ SOURCES: Final = ("journal", "poll")
 # what ``carmetrics trips`` lists: the detector's columns, where each trip came from, and the
 # cloud's id of a journal trip (empty for a polling-derived one)
 OUTPUT_COLUMNS: Final = (*TRIP_COLUMNS, "source", "trip_id")
-# spans sharing less odometer than this are different drives: the smart odometer is cut to whole
-# km, so a drive read from the reports can start up to 1 km below where the journal trip before it
-# ended (the journal's own odometer has 0.1 km: another 0.05 km)
-_ODO_OVERLAP_M: Final = 1100.0
+# the journal's odometer has 0.1 km: its ends are within this of the truth
+_JOURNAL_ODO_M: Final = 50.0
+_KM: Final = 1000.0
 
 
 def load_journal(
@@ -179,6 +178,22 @@ def empty() -> pd.DataFrame:
     return empty_trips().assign(source=pd.Series(dtype="object"), trip_id=pd.Series(dtype="object"))
 
 
+def _drove_inside(po0: np.ndarray, po1: np.ndarray, jo0: np.ndarray, jo1: np.ndarray) -> np.ndarray:
+    """[poll trip, journal trip]: whether the polled trip covered odometer the journal trip drove.
+
+    Reports may read the odometer cut to whole km (smart), up to 1 km below the truth. A drive
+    that starts where a journal trip ended reads at least the whole km below that end, and one
+    that ends where it started reads at most its start; a polled trip whose start reads lower than
+    the first and whose end reads higher than the second drove part of the journal trip (a fixed
+    overlap threshold would either drop the next drive, which may share 0.9 km of readings with
+    it, or keep a trip's last kilometre read as a hop). Unknown odometers never overlap."""
+    lowest_next = np.floor((jo1 - _JOURNAL_ODO_M) / _KM) * _KM
+    with np.errstate(invalid="ignore"):
+        return (po0[:, None] < lowest_next[None, :]) & (
+            po1[:, None] > jo0[None, :] + _JOURNAL_ODO_M
+        )
+
+
 def combine(poll: pd.DataFrame, journal: pd.DataFrame) -> pd.DataFrame:
     """One trip list: every journal trip, and each polling-derived trip that no journal trip of the
     same car overlaps in time or in odometer. Sorted by vin and start."""
@@ -199,8 +214,7 @@ def combine(poll: pd.DataFrame, journal: pd.DataFrame) -> pd.DataFrame:
         po0 = poll["start_odometer_km"].to_numpy(float)[rows] * 1000.0
         po1 = poll["end_odometer_km"].to_numpy(float)[rows] * 1000.0
         in_time = (ps[:, None] < je[None, :]) & (pe[:, None] > js[None, :])
-        shared = np.minimum(po1[:, None], jo1[None, :]) - np.maximum(po0[:, None], jo0[None, :])
-        in_odo = np.nan_to_num(shared, nan=-1.0) > _ODO_OVERLAP_M
+        in_odo = _drove_inside(po0, po1, jo0, jo1)
         keep[rows] = ~(in_time | in_odo).any(axis=1)
     frames = [f for f in (poll.loc[keep], journal) if len(f)]
     out = pd.concat(frames, ignore_index=True) if frames else poll.iloc[:0]

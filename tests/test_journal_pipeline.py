@@ -229,3 +229,39 @@ def test_combine_keeps_the_next_drive_a_whole_km_odometer_reads_low() -> None:
     )
     got = combine(poll, journal)
     assert list(got["source"]) == ["journal", "poll"]
+
+
+def test_combine_drops_the_last_km_of_a_journal_trip_read_as_a_hop() -> None:
+    """A poll inferred a 1 km hop right after a journal trip, read 20124 -> 20125 on the whole-km
+    odometer, while the journal trip ended at 20125.2: a drive starting there would read 20125, so
+    the hop is the journal trip's own last kilometre (seen on the accuracy bench's faults regime)."""
+    import pandas as pd
+
+    from analysis.journal import combine
+    from analysis.trips import empty
+
+    columns = list(empty().columns)
+    poll = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [1820.0],
+            "end_ts": [1880.0],
+            "start_odometer_km": [20124.0],
+            "end_odometer_km": [20125.0],
+        }
+    )
+    journal = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [0.0],
+            "end_ts": [1820.0],
+            "start_odometer_km": [20092.7],
+            "end_odometer_km": [20125.2],
+            "source": ["journal"],
+            "trip_id": ["a"],
+        }
+    )
+    got = combine(poll, journal)
+    assert list(got["source"]) == ["journal"]
