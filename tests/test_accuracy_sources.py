@@ -134,3 +134,26 @@ async def test_a_faulty_cloud_fails_journal_calls_as_it_fails_polls() -> None:
         [t["start"] for t in truth], abs=1e-3
     )
     assert all(t.route for t in trips)  # each new trip's track was read as well
+
+
+def test_after_an_odometer_reset_the_journal_logs_the_new_units_count() -> None:
+    """The car's journal and its reports come from one unit: after a reset (a replaced cluster)
+    both count from the new unit's low value, while the ground truth keeps the physical one."""
+    from exporter.simulator.smart.journal import journal_page
+
+    clock = ManualClock(1_772_323_200.0)
+    fleet = Fleet((), seed=1, clock=clock, rare=True)
+    vin = fleet.add("#1")  # index 0 of a rare fleet: an odometer reset in its first three weeks
+    car = fleet.vehicle(vin)
+    reset_at = car.quirks.odometer_reset_at
+    assert reset_at is not None
+    clock.set(reset_at + 4 * 86400.0)
+    shown = fleet.state(vin).odometer_km  # what the reports say now
+    page = journal_page(fleet, vin, reset_at, clock.now(), 1, 50)
+    assert page is not None
+    newest = page["list"][0]
+    truth = fleet.ground_truth(vin)["trips"][-1]
+    assert float(newest["startTime"]) / 1000 == pytest.approx(truth["start"], abs=1e-3)
+    assert truth["odometer_to_km"] > shown + 100  # the physical count runs on, far above
+    assert float(newest["endOdometer"]) <= shown + 0.05  # the journal logs what the car showed
+    assert float(newest["traveledDistance"]) == pytest.approx(truth["distance_km"], abs=0.05)

@@ -16,13 +16,17 @@ from exporter.simulator.smart import render
 
 def listed_trips(fleet: Fleet, vin: str, start: float, end: float) -> list[dict[str, Any]]:
     """The trips the cloud lists for a window, newest first: finished (the car uploads a trip when
-    it parks), started inside [start, end], and started while the car's trip recording was on."""
+    it parks), started inside [start, end], and started while the car's trip recording was on;
+    their odometers as the car's own unit counted them (after a reset: the new unit's)."""
     car = fleet.vehicle(vin)
     trips = [
         t
         for t in fleet.ground_truth(vin)["trips"]
         if t["end"] is not None and start <= t["start"] <= end and car.journal_recording(t["start"])
     ]
+    for t in trips:  # fresh copies from ground_truth: the truth itself keeps the physical count
+        t["odometer_from_km"] = car.odometer_shown(t["odometer_from_km"], t["start"])
+        t["odometer_to_km"] = car.odometer_shown(t["odometer_to_km"], t["end"])
     trips.reverse()
     return trips
 
