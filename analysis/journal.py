@@ -21,6 +21,7 @@ import pandas as pd
 from exporter.dbtarget import PgTarget
 from exporter.history_layout import JOURNAL_TABLE
 
+from .clean import ODO_SLACK_M
 from .load import columns_of, connect_readonly
 from .places import match
 from .prep import Prepared, local_iso, mean2
@@ -95,6 +96,24 @@ def _around(
     return before, after
 
 
+def _carried(p: Prepared | None, vins: np.ndarray, t: np.ndarray, odo: np.ndarray) -> np.ndarray:
+    """Journal odometer readings (m) continued across the permanent steps the reports' cleaning
+    carried over (``clean``'s ``odometer_steps``: a replaced cluster), so journal and polled trips
+    share one odometer in the trip list. The car logs its trips with the new unit's count: a
+    reading is on the new level from the step's first report on, and before it, back to the last
+    good report, when it is lower than that report (an odometer never goes back)."""
+    steps = p.df.attrs.get("odometer_steps", []) if p is not None else []
+    if not steps:
+        return odo
+    out = odo.copy()
+    for s in sorted(steps, key=lambda s: float(s["ts"])):  # each in the frame the last one left
+        after = t >= float(s["ts"])
+        before = (t >= float(s["prev_ts"])) & (out < float(s["from_m"]) - ODO_SLACK_M)
+        mine = (vins == s["vin"]) & (after | before)
+        out[mine] += float(s["from_m"]) - float(s["to_m"])
+    return out
+
+
 def as_trips(j: pd.DataFrame, settings: Settings, prepared: Prepared | None = None) -> pd.DataFrame:
     """Journal rows as trips (``TRIP_COLUMNS`` + ``source``); SoC and temperature from the reports
     just before and after each trip when there are any."""
@@ -130,8 +149,8 @@ def as_trips(j: pd.DataFrame, settings: Settings, prepared: Prepared | None = No
             "end_ts": t1,
             "duration_min": duration / 60.0,
             "distance_km": dist_m / 1000.0,
-            "start_odometer_km": _col(j, "start_odometer_m") / 1000.0,
-            "end_odometer_km": _col(j, "end_odometer_m") / 1000.0,
+            "start_odometer_km": _carried(p, vins, t0, _col(j, "start_odometer_m")) / 1000.0,
+            "end_odometer_km": _carried(p, vins, t1, _col(j, "end_odometer_m")) / 1000.0,
             "start_latitude": _col(j, "start_latitude"),
             "start_longitude": _col(j, "start_longitude"),
             "end_latitude": _col(j, "end_latitude"),
