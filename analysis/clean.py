@@ -77,7 +77,8 @@ def clean(df: pd.DataFrame) -> pd.DataFrame:
             steps,
         )
     result = pd.DataFrame(out)
-    result.attrs["odometer_steps"] = steps
+    # a frame cleaned before (``analysis.load`` cleans) keeps the steps already carried over in it
+    result.attrs["odometer_steps"] = [*df.attrs.get("odometer_steps", []), *steps]
     return result
 
 
