@@ -44,26 +44,26 @@ def load_journal(
     since: float | None = None,
     until: float | None = None,
 ) -> pd.DataFrame:
-    """The stored journal trips (SI units, ``route`` as stored), by vin and start; empty when the
-    history has no journal (a file from before schema version 3 opened read-only, or PostgreSQL,
-    which does not keep journals yet)."""
+    """The stored journal trips (SI units, ``route`` as stored), by vin and start, from either
+    backend; empty when the history has no journal (a file from before schema version 3 opened
+    read-only, a PostgreSQL database not yet migrated to its version 2)."""
     none = pd.DataFrame(columns=["vin", "trip_id", "start_ts", "end_ts", "route"])
+    where, params = ["1 = 1"], []
+    for cond, value in (("vin = ?", vin), ("start_ts >= ?", since), ("start_ts <= ?", until)):
+        if value is not None:
+            where.append(cond)
+            params.append(value)
+    sql = f"SELECT * FROM {JOURNAL_TABLE} WHERE {' AND '.join(where)} ORDER BY vin, start_ts"
     if isinstance(db_path, PgTarget):
-        return none
+        from .pg_load import journal
+
+        got = journal(db_path, sql.replace("?", "%s"), params)
+        return none if got is None else got
     with connect_readonly(db_path) as conn:
         if not columns_of(conn, JOURNAL_TABLE):
             return none
-        where, params = ["1 = 1"], []
-        for cond, value in (("vin = ?", vin), ("start_ts >= ?", since), ("start_ts <= ?", until)):
-            if value is not None:
-                where.append(cond)
-                params.append(value)
         try:
-            return pd.read_sql_query(
-                f"SELECT * FROM {JOURNAL_TABLE} WHERE {' AND '.join(where)} ORDER BY vin, start_ts",
-                conn,
-                params=params,
-            )
+            return pd.read_sql_query(sql, conn, params=params)
         except (sqlite3.Error, pd.errors.DatabaseError):
             return none
 

@@ -138,3 +138,17 @@ def vehicles(target: PgTarget) -> pd.DataFrame:
         cur = conn.execute("SELECT * FROM vehicles ORDER BY vin")
         cols = [d.name for d in cur.description]
         return pd.DataFrame(cur.fetchall(), columns=cols)
+
+
+def journal(target: PgTarget, sql: str, params: list[Any]) -> pd.DataFrame | None:
+    """``journal_trips`` rows as ``pd.read_sql_query`` reads them from SQLite (the columns in
+    table order, a float column with no value as NaN, ``route`` None); None when the database has
+    no such table (migrated by a carmetrics from before it)."""
+    from exporter.history_layout import JOURNAL_TABLE
+
+    with pg_connect(target) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (JOURNAL_TABLE,)).fetchone()[0] is None:
+            return None
+        cur = conn.execute(sql, params)
+        names = [d.name for d in cur.description]
+        return pd.DataFrame.from_records(cur.fetchall(), columns=names, coerce_float=True)

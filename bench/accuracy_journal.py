@@ -57,7 +57,7 @@ class SimJournal:
         """One journal request answered as the simulated cloud answers it; the reply's ``data``,
         or the typed error the smart transport raises for the cloud's answer."""
         self.calls += 1
-        fault = self.faults.pick("smart", "journal", vin)
+        fault = self.faults.pick("smart", "track" if path == TRACK else "journal", vin)
         kind = fault.kind if fault is not None else None
         if kind is FaultKind.RATE_LIMITED and fault is not None:
             raise RateLimited("429", code="429", retry_after=fault.retry_after)
@@ -85,7 +85,7 @@ class SimJournal:
                 return None  # 8153 until the account posted the grant (reference §3.2)
             page, size = max(1, int(q.get("pageIndex", "1"))), max(1, int(q.get("pageSize", "20")))
             return sim_journal.journal_page(self.fleet, vin, start, end, page, size)
-        if path == TRACK:
+        if path == TRACK:  # the simulated cloud's default: a track as soon as the trip ended
             size = max(1, min(500, int(q.get("pageSize", "500"))))
             return sim_journal.track_page(self.fleet, vin, start, end, size)
         raise BadReply(f"the bench's journal does not answer {method} {path}", code="1405")

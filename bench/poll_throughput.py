@@ -46,7 +46,7 @@ import aiohttp
 from bench import simproc
 from bench.common import cpu_seconds, median, table
 from bench.providers import smart_provider as build
-from exporter.clock import RealClock
+from exporter.clock import ScaledClock
 from exporter.config import AccountConfig, PollConfig, Secret
 from exporter.health import Health
 from exporter.history import History
@@ -113,10 +113,19 @@ def _account(i: int, acc: dict[str, Any]) -> AccountConfig:
     )
 
 
+def sim_clock(info: dict[str, Any]) -> ScaledClock:
+    """The simulator's own clock, rebuilt here: the clients stamp their requests and date their
+    reports by it, as the exporter does beside the demo (on the wall clock, the 60x simulator
+    runs ahead and the hub refuses its reports as from the future, which costs less than storing
+    them)."""
+    c = info["clock"]
+    return ScaledClock.shared(c["start"], c["anchor_monotonic"], c["speed"])
+
+
 async def _providers(
     info: dict[str, Any], session: aiohttp.ClientSession
 ) -> list[tuple[SmartProvider, list[str]]]:
-    clock = RealClock()
+    clock = sim_clock(info)
     store = MemoryTokenStore()
     out = []
     for i, acc in enumerate(info["accounts"]):
@@ -164,7 +173,7 @@ async def run_carmetrics(
             def on_poll(_vin: str, result: object) -> None:
                 counter[1 if isinstance(result, ProviderError) else 0] += 1
 
-            sched = Scheduler(hub, health, RealClock(), zero, on_poll=on_poll)
+            sched = Scheduler(hub, health, sim_clock(info), zero, on_poll=on_poll)
             for p, vins in providers:
                 for vin in vins:
                     sched.add(vin, p)
@@ -204,6 +213,7 @@ async def run_ceiling(info: dict[str, Any], warmup: float, window: float) -> Res
                     [(host, path.format(vin=vin), canonical_query(q), binding) for path, q in calls]
                 )
             region = p.settings.region
+            clock = sim_clock(info)
             while True:
                 for reqs in prepared:
                     for host, path, qs, binding in reqs:
@@ -213,7 +223,7 @@ async def run_ceiling(info: dict[str, Any], warmup: float, window: float) -> Res
                             path=path,
                             query=qs,
                             body=None,
-                            timestamp_ms=str(int(time.time() * 1000)),
+                            timestamp_ms=str(int(clock.now() * 1000)),
                             nonce=region.new_nonce(),
                             device_id=p.api.device_id,
                             token=s.access_token,

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from exporter import history_layout as layout
 from exporter.history_layout import BASE_COLUMNS, SIGNAL_COLUMNS, VIEW_COLUMNS, stored_row
+from exporter.journal import JournalKnown
 from exporter.logs import mask_vin
 from exporter.signals import SIGNALS
 from exporter.snapshot import Snapshot, VehicleInfo
@@ -284,9 +285,9 @@ class HistoryWriter:
         """Upsert ``journal_trips`` rows in one transaction (writer thread)."""
         raise NotImplementedError
 
-    def _journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
-        """(newest stored journal trip start, ids of trips with a stored route) (writer thread)."""
-        return None, frozenset()
+    def _journal_known(self, vin: str, unrouted_since: float) -> JournalKnown:
+        """What ``journal_known`` answers (writer thread)."""
+        return JournalKnown(None, frozenset(), None)
 
     def _describe(self, exc: BaseException) -> HistoryError:
         raise NotImplementedError
@@ -397,11 +398,13 @@ class HistoryWriter:
         with self._lock:
             self._pending_journal.extend(rows)
 
-    async def journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
-        """(start of the newest stored journal trip, ids of the trips whose route is stored) for
-        ``vin``: where a fetch resumes and which tracks need no second read."""
+    async def journal_known(self, vin: str, unrouted_since: float) -> JournalKnown:
+        """For ``vin``: the start of the newest stored journal trip, the ids of the trips whose
+        route is stored, and the start of the oldest trip started at or after ``unrouted_since``
+        whose route is not: where a read resumes, which tracks need no second read, and how far
+        back one must reach to ask again for the tracks still missing."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._journal_known, vin)
+        return await loop.run_in_executor(self._executor, self._journal_known, vin, unrouted_since)
 
     def _flush(self) -> int:
         with self._lock:
@@ -533,18 +536,13 @@ class History(HistoryWriter):
         with conn:
             conn.executemany(layout.JOURNAL_UPSERT_SQL, rows)
 
-    def _journal_known(self, vin: str) -> tuple[float | None, frozenset[str]]:
+    def _journal_known(self, vin: str, unrouted_since: float) -> JournalKnown:
         conn = self._conn
         if conn is None:
             raise RuntimeError("history is not open")
-        newest = conn.execute(
-            f"SELECT max(start_ts) FROM {layout.JOURNAL_TABLE} WHERE vin = ?", (vin,)
-        ).fetchone()[0]
-        routed = conn.execute(
-            f"SELECT trip_id FROM {layout.JOURNAL_TABLE} WHERE vin = ? AND route IS NOT NULL",
-            (vin,),
-        )
-        return newest, frozenset(r[0] for r in routed)
+        newest, unrouted = conn.execute(layout.JOURNAL_KNOWN_SQL, (unrouted_since, vin)).fetchone()
+        routed = conn.execute(layout.JOURNAL_ROUTED_SQL, (vin,))
+        return JournalKnown(newest, frozenset(r[0] for r in routed), unrouted)
 
     def _vehicle_ids(
         self, conn: sqlite3.Connection, keys: list[tuple[str, str]]

@@ -450,17 +450,37 @@ def create_journal_table(conn: sqlite3.Connection) -> None:
 
 # A re-fetched trip replaces what the cloud may have corrected (addresses arrive late); a route once
 # read is kept when the new row has none (track calls are made once per trip).
-JOURNAL_UPSERT_SQL: Final = (
-    f"INSERT INTO {JOURNAL_TABLE} ({', '.join(_q(n) for n, _ in JOURNAL_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in JOURNAL_COLUMNS)}) "
-    f"ON CONFLICT ({', '.join(JOURNAL_KEY)}) DO UPDATE SET "
-    + ", ".join(
-        f"{_q(n)} = coalesce(excluded.{_q(n)}, {_q(n)})"
-        if n in ("route", "route_points", "start_address", "end_address")
-        else f"{_q(n)} = excluded.{_q(n)}"
-        for n, _ in JOURNAL_COLUMNS
-        if n not in JOURNAL_KEY
+JOURNAL_KEPT: Final = ("route", "route_points", "start_address", "end_address")
+
+
+def journal_upsert_sql(placeholder: str = "?", stored: str = "") -> str:
+    """``journal_trips``' upsert in either dialect: ``placeholder`` is the driver's parameter mark,
+    ``stored`` what names the stored row's columns (PostgreSQL calls an unqualified column in
+    ``DO UPDATE SET`` ambiguous, SQLite reads it as the stored row)."""
+    return (
+        f"INSERT INTO {JOURNAL_TABLE} ({', '.join(_q(n) for n, _ in JOURNAL_COLUMNS)}) "
+        f"VALUES ({', '.join(placeholder for _ in JOURNAL_COLUMNS)}) "
+        f"ON CONFLICT ({', '.join(JOURNAL_KEY)}) DO UPDATE SET "
+        + ", ".join(
+            f"{_q(n)} = coalesce(excluded.{_q(n)}, {stored}{_q(n)})"
+            if n in JOURNAL_KEPT
+            else f"{_q(n)} = excluded.{_q(n)}"
+            for n, _ in JOURNAL_COLUMNS
+            if n not in JOURNAL_KEY
+        )
     )
+
+
+JOURNAL_UPSERT_SQL: Final = journal_upsert_sql()
+# what a journal read needs to know (``HistoryWriter.journal_known``), in either dialect with the
+# parameter mark swapped: the newest trip's start and the oldest un-routed one's since a time,
+# then the trips whose route is stored
+JOURNAL_KNOWN_SQL: Final = (
+    "SELECT max(start_ts), min(CASE WHEN route IS NULL AND start_ts >= ? THEN start_ts END) "
+    f"FROM {JOURNAL_TABLE} WHERE vin = ?"
+)
+JOURNAL_ROUTED_SQL: Final = (
+    f"SELECT trip_id FROM {JOURNAL_TABLE} WHERE vin = ? AND route IS NOT NULL"
 )
 
 

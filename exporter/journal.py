@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from exporter import polyline
 from exporter.history_layout import JOURNAL_COLUMNS
@@ -46,3 +46,11 @@ class JournalTrip:
         values["route_points"] = None if self.route is None else len(self.route)
         values["fetched_at"] = fetched_at
         return tuple(values[n] for n, _ in JOURNAL_COLUMNS)
+
+
+class JournalKnown(NamedTuple):
+    """What the history holds of one car's journal, for the next read of it."""
+
+    newest: float | None  # start of the newest stored trip (the read resumes a day before it)
+    routed: frozenset[str]  # ids of the trips whose route is stored (their tracks are not re-read)
+    unrouted: float | None  # start of the oldest trip since the asked time still without a route

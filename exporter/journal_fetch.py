@@ -4,7 +4,8 @@ A car's journal changes only when it drives, and reading it costs a grant and a 
 the smart cloud, so it is read rarely: every ``journal_interval`` seconds of its account (default
 6 h), and once ``AFTER_DRIVE_S`` after the polls saw a drive end (the car uploads the trip when it
 parks). A read resumes a day before the newest stored trip (a trip the cloud wrote late is still
-found), or reaches ``BACKFILL_S`` back on the first read; the table's key makes a re-read an update.
+found), or earlier at the oldest recent trip still without its route (``ROUTE_RETRY_S``), or reaches
+``BACKFILL_S`` back on the first read; the table's key makes a re-read an update.
 A failed read is logged with the cloud's code and retried at the next turn; it never touches
 polling, which runs in its own loop, except that a Retry-After binds both: the reader waits for one
 the polls received, and one it receives holds the car's polls.
@@ -30,6 +31,16 @@ OVERLAP_S: Final = 86400.0
 BACKFILL_S: Final = 30 * 86400.0
 FIRST_S: Final = 60.0  # a new car's first read waits for its first polls
 RETRY_S: Final = 3600.0  # after a failure, at most this long until the next attempt
+ROUTE_RETRY_S: Final = 4 * 86400.0
+"""How long after its start a trip stored without a route keeps the reads reaching back to it.
+
+A read resumes ``OVERLAP_S`` before the newest stored trip, so a trip whose track was not there
+(smart answers 8153 until it has processed a fresh trip's track: ``TRACK_PENDING_S``, 48 h) or
+whose track read failed would fall out of reach as soon as the car drove again a day later, and
+keep no route for ever. So a read starts no later than the oldest such trip of this span. It must
+exceed the longest wait a provider allows for a track plus one ``journal_interval``, or the last
+retry, which stores "no route" for good, never comes (the route then stays unread: no route
+either way); four days leave room for a daily read. Older trips are not asked again."""
 
 
 class JournalFetcher:
@@ -92,11 +103,24 @@ class JournalFetcher:
         if provider is None:
             return False
         self.fetches += 1
-        newest, routed = await self.history.journal_known(vin)
         now = self.clock.now()
-        since = now - BACKFILL_S if newest is None else max(newest - OVERLAP_S, now - BACKFILL_S)
         try:
-            trips = await provider.journal(vin, since, routed)
+            known = await self.history.journal_known(vin, now - ROUTE_RETRY_S)
+        except Exception as exc:  # e.g. the PostgreSQL server restarting: try at the next turn
+            self.failures += 1
+            self.failed_by[("history", "none")] = self.failed_by.get(("history", "none"), 0) + 1
+            log.warning(
+                "trip journal not read: the history did not answer",
+                extra={"vin": mask_vin(vin), "error": str(exc)},
+            )
+            return False
+        since = now - BACKFILL_S
+        if known.newest is not None:
+            since = max(since, known.newest - OVERLAP_S)
+        if known.unrouted is not None:  # a trip still without its route: ask for it again
+            since = min(since, known.unrouted)
+        try:
+            trips = await provider.journal(vin, since, known.routed)
         except ProviderError as exc:
             self.failures += 1
             key = (exc.reason, exc.code or "none")

@@ -16,6 +16,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -89,6 +90,9 @@ class Scheduler:
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
+        # the dispatcher sleeps until this clock time (-inf while it works): a vehicle due later
+        # needs no wake-up, which spares a dispatcher round per poll in the steady state
+        self._sleep_until = -math.inf
         self._sem = asyncio.Semaphore(poll.concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._poll_done: dict[str, asyncio.Event] = {}
@@ -198,7 +202,8 @@ class Scheduler:
         e = self._entries[vin]
         self.health.vehicle(vin).next_poll = e.due
         heapq.heappush(self._heap, (e.due, next(self._seq), vin))
-        self._wake.set()
+        if e.due < self._sleep_until:
+            self._wake.set()
 
     # --- running ----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -218,22 +223,30 @@ class Scheduler:
                     self._inflight[vin] = asyncio.create_task(
                         self._poll(vin, e.provider), name=f"poll-{vin}"
                     )
-                await self._wait(self._heap[0][0] - now if self._heap else None)
+                until = self._heap[0][0] if self._heap else math.inf
+                await self._wait(until)
         finally:
             for task in list(self._inflight.values()):
                 task.cancel()
             if self._inflight:
                 await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
-    async def _wait(self, seconds: float | None) -> None:
+    async def _wait(self, until: float) -> None:
+        """Sleep until clock time ``until`` or until a vehicle becomes due before it."""
         self._wake.clear()
+        seconds = until - self.clock.now()  # now, not when the round began: it may have waited
+        if seconds <= 0:
+            await asyncio.sleep(0)  # let polls and other tasks run between rounds
+            return
+        self._sleep_until = until
         waiter = asyncio.ensure_future(self._wake.wait())
         tasks: set[asyncio.Future[Any]] = {waiter}
-        if seconds is not None:
-            tasks.add(asyncio.ensure_future(self.clock.sleep(max(0.0, seconds))))
+        if until != math.inf:
+            tasks.add(asyncio.ensure_future(self.clock.sleep(seconds)))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._sleep_until = -math.inf
             for t in tasks:
                 t.cancel()
 
@@ -307,12 +320,7 @@ class Scheduler:
         self.health.api_up[(provider.name, provider.account)] = True
         latest = self.hub.latest(vin) or snap
         state = vehicle_state(latest, now)
-        base = {
-            "driving": self.cfg.driving,
-            "charging": self.cfg.charging,
-            "parked": self.cfg.parked,
-            "asleep": self.cfg.asleep,
-        }[state]
+        base: float = getattr(self.cfg, state)  # the interval named after the state
         if state in ("driving", "charging"):
             h.last_active = now
         elif state == "parked" and h.last_active is not None and now - h.last_active < SETTLE_S:

@@ -400,7 +400,13 @@ def check_values(values: Mapping[str, Value]) -> dict[str, Value]:
         if type(value) is float:
             if value - value == 0.0:  # finite: inf - inf is NaN
                 if name in _NUMBERS:
-                    out[name] = float(f"{value:.12g}")  # check_value's rounding of binary noise
+                    # check_value's rounding of binary noise; a whole number below 1e12 has at
+                    # most 12 digits, so rounding leaves it as it is (most values: Pa, m, s)
+                    out[name] = (
+                        value
+                        if value.is_integer() and -1e12 < value < 1e12
+                        else float(f"{value:.12g}")
+                    )
                     continue
                 if name in _TIMESTAMPS:
                     out[name] = value

@@ -123,7 +123,7 @@ async def test_a_faulty_cloud_fails_journal_calls_as_it_fails_polls() -> None:
     vin = fleet.add("#1")
     clock.set(clock.now() + 2 * 86400.0)
     sim = SimJournal(fleet)
-    sim.faults.script(FaultKind.RATE_LIMITED, count=1, endpoint="journal")
+    sim.faults.script(FaultKind.RATE_LIMITED, count=1, endpoint="journal")  # tracks: "track"
     since = clock.now() - 2 * 86400.0
     with pytest.raises(ProviderError) as err:
         await sim.trips(vin, since, clock.now(), frozenset())

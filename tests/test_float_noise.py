@@ -38,3 +38,23 @@ def test_csv_has_no_float_noise() -> None:
     assert text is not None
     assert "1.7," in text and "1.7000000000000" not in text
     assert "1767225600.123" in text  # milliseconds of a time survive
+
+
+def test_the_snapshot_fast_path_rounds_exactly_as_the_full_check() -> None:
+    """check_values skips the formatting for whole numbers; the result must not differ from
+    check_value's on any float, whole or not, at the 1e12 edge, negative zero included."""
+    import random
+
+    from exporter.signals import _NUMBERS, check_value, check_values
+
+    rng = random.Random(7)
+    names = sorted(_NUMBERS)
+    edge = [0.0, -0.0, 1.0, -1.0, 999_999_999_999.0, 1e12, -1e12, 1e12 + 1, 1.5e15, 2.0**53]
+    samples = edge + [rng.uniform(-1e6, 1e6) for _ in range(2000)]
+    samples += [float(rng.randint(-(10**14), 10**14)) for _ in range(2000)]
+    samples += [rng.randint(-5000, 5000) / 10 for _ in range(1000)]
+    for i, value in enumerate(samples):
+        name = names[i % len(names)]
+        fast = check_values({name: value})[name]
+        full = check_value(name, value)
+        assert repr(fast) == repr(full), (name, value)

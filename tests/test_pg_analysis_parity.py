@@ -1,6 +1,7 @@
 """The same simulated history in SQLite and in PostgreSQL gives identical analysis: the loaded
-frame, every listing command's JSON, ``db derive``'s tables (also incrementally, with a late
-report in between) and the HTML report's tables."""
+frame, the car's own trip journal, every listing command's JSON (trips from the journal and from
+polling), ``db derive``'s tables (also incrementally, with a late report in between) and the HTML
+report's tables."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 import analysis
-from analysis.testing import commuter, write_history
+from analysis.journal import load_journal
+from analysis.testing import Car, commuter, write_history
 from bench.postgres import PASSWORD, Cluster
+from exporter.backend import backend
 from exporter.cli import cli
 from exporter.dbtarget import PgTarget
+from exporter.journal import JournalTrip
 from exporter.settings import Secret
 from exporter.snapshot import Snapshot
 
@@ -42,7 +46,35 @@ def histories(
     pg = PgTarget(postgres_cluster.dsn_without_password, Secret(PASSWORD))
     write_history(db, frames)
     write_history(pg, frames)
+    journal = _journal(cars[0])
+    for target in (db, pg):
+        h = backend(target).writer()
+        h.open()
+        h.add_journal(journal)
+        h.write_now([])
+        h.close()
     return db, pg
+
+
+def _journal(car: Car) -> list[tuple[object, ...]]:
+    """Every other trip of the first car as its journal holds it (exact times, distance and
+    energy, some with a route and an address), so its trip list mixes both sources."""
+    rows = []
+    for i, t in enumerate(car.trips[::2]):
+        trip = JournalTrip(
+            vin=car.vin,
+            provider="smart",
+            trip_id=f"trip-{i}",
+            start_ts=t.start,
+            end_ts=t.end,
+            distance_m=t.distance_m,
+            energy_kwh=t.energy_kwh,
+            avg_speed_mps=t.distance_m / (t.end - t.start) if i % 3 else None,
+            start_address="Home" if i % 4 == 0 else None,
+            route=[(52.52, 13.40), (52.53 + i / 1000, 13.41)] if i % 2 else None,
+        )
+        rows.append(trip.row(t.end + 600.0))
+    return rows
 
 
 @pytest.fixture
@@ -76,6 +108,17 @@ def test_the_loaded_frames_are_identical(both: tuple[Path, PgTarget]) -> None:
     )
 
 
+def test_the_journals_are_identical(both: tuple[Path, PgTarget]) -> None:
+    db, pg = both
+    lite, post = load_journal(db), load_journal(pg)
+    assert len(lite) > 5 and lite["route"].notna().any() and lite["route"].isna().any()
+    pd.testing.assert_frame_equal(lite, post)
+    vin, since = "HESXR1C4PARITY001", float(lite["start_ts"].iloc[3])
+    pd.testing.assert_frame_equal(
+        load_journal(db, vin=vin, since=since), load_journal(pg, vin=vin, since=since)
+    )
+
+
 def test_every_listing_command_says_the_same(both: tuple[Path, PgTarget]) -> None:
     db, pg = both
     for command in COMMANDS:
@@ -85,6 +128,10 @@ def test_every_listing_command_says_the_same(both: tuple[Path, PgTarget]) -> Non
         assert lite == post, command
     rows = json.loads(run("trips", "--db", pg.url, "--format", "json"))
     assert len(rows) > 10  # a history with something in it
+    sources = {(r["vin"], r["source"]) for r in rows}
+    assert ("HESXR1C4PARITY001", "journal") in sources  # the car's own trips, from PostgreSQL
+    assert ("HESXR1C4PARITY001", "poll") in sources  # and polling's between them
+    assert ("HESXR1C4PARITY002", "journal") not in sources
 
 
 def _derived(db: Path, pg: PgTarget) -> list[tuple[pd.DataFrame, pd.DataFrame]]:

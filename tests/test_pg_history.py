@@ -32,13 +32,14 @@ def snap(t: float, soc: float = 0.5, vin: str = VIN, **extra: object) -> Snapsho
 
 def test_migrations_are_idempotent_and_recorded(postgres: Cluster) -> None:
     store = backend(target(postgres))
-    assert store.migrate() == 1
-    assert store.migrate() == 1
+    assert store.migrate() == 2
+    assert store.migrate() == 2
     import psycopg
 
     with psycopg.connect(postgres.dsn) as c:
-        assert c.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-            (1, "initial schema")
+        assert c.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
+            (1, "initial schema"),
+            (2, "journal_trips"),
         ]
         cols = [
             r[0]
@@ -192,11 +193,12 @@ def test_db_commands_on_postgresql(
         assert res.exit_code == 0, res.output
         return res.output
 
-    assert run("db", "migrate", "--db", url).strip() == f"{url}: schema version 1"
+    assert run("db", "migrate", "--db", url).strip() == f"{url}: schema version 2"
     info = run("db", "info", "--db", url)
     assert f"{VIN}: 31 rows, 2026-01-01 00:00 UTC .. 2026-03-02 00:00 UTC" in info
     assert re.search(r"^  table sample_data: 31 rows, [\d.]+ (KB|MB)$", info, re.M)
     assert re.search(r"^  table vehicles: 1 rows", info, re.M)
+    assert re.search(r"^  table journal_trips: 0 rows", info, re.M)
     assert PASSWORD not in info
     res = CliRunner().invoke(cli, ["db", "backup", "--db", url, "out.dump"])
     assert res.exit_code == 1 and "pg_dump" in res.output and not Path("out.dump").exists()

@@ -189,3 +189,52 @@ async def test_a_requested_poll_never_jumps_a_retry_after() -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert times(p, "V1")[:2] == [0, 500]
+
+
+async def test_a_poll_due_later_than_the_dispatchers_wake_up_does_not_wake_it() -> None:
+    """Steady state of a fleet: every poll ends by scheduling its car minutes ahead, later than the
+    dispatcher's next wake-up, so it costs the dispatcher no round (tasks, timers); the schedule
+    is the same as before (first polls at 0, then every 600 s parked)."""
+    clock = ManualClock()
+    p = FakeProvider(clock, lambda vin, n: {"speed": 0.0})
+    cfg = CFG.model_copy(update={"parked": 600, "driving": 600})
+    sched = Scheduler(Hub(), Health(), clock, cfg)
+    rounds = 0
+    original = sched._wait
+
+    async def counted(until: float) -> None:
+        nonlocal rounds
+        rounds += 1
+        await original(until)
+
+    sched._wait = counted  # type: ignore[method-assign]
+    for i in range(20):
+        sched.add(f"V{i:02d}", p, delay=i * 10.0)  # staggered, as a fleet's first polls are
+    await run_for(clock, sched, 3000)
+    assert times(p, "V00") == [0, 600, 1200, 1800, 2400, 3000]
+    assert times(p, "V19") == [190, 790, 1390, 1990, 2590]
+    # one round per due time the dispatcher sleeps to (20 cars, 5 or 6 polls each), none per poll's end
+    assert len(p.calls) == 6 + 19 * 5
+    assert rounds <= len(p.calls) + 2
+
+
+async def test_a_round_that_waited_for_a_slot_sleeps_from_the_current_time() -> None:
+    """The next wake-up is reckoned from when the dispatcher goes to sleep, not from when its round
+    began: a round held up waiting for a free slot must not poll the next car late."""
+    clock = ManualClock()
+    p = FakeProvider(clock, lambda vin, n: {"speed": 0.0})
+    p.gate = asyncio.Event()
+    cfg = CFG.model_copy(update={"concurrency": 1})
+    sched = Scheduler(Hub(), Health(), clock, cfg)
+    sched.add("A", p)
+    sched.add("B", p)  # due at once too: waits for A's slot
+    sched.add("C", p, delay=100.0)
+    task = asyncio.create_task(sched.run())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    await clock.run_until(clock.now() + 60)  # A holds the only slot for a minute
+    p.gate.set()
+    await clock.run_until(clock.now() + 50)  # t = 110
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert times(p, "C") == [100]

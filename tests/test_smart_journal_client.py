@@ -28,10 +28,12 @@ from exporter.health import Health
 from exporter.history import History
 from exporter.history_layout import JOURNAL_TABLE
 from exporter.hub import Hub
-from exporter.journal_fetch import AFTER_DRIVE_S, JournalFetcher
+from exporter.journal import JournalKnown
+from exporter.journal_fetch import AFTER_DRIVE_S, ROUTE_RETRY_S, JournalFetcher
 from exporter.journal_metrics import JournalCollector
 from exporter.providers.smart import SmartProvider
-from exporter.providers.smart.journal import GRANT, parse_trip
+from exporter.providers.smart.journal import GRANT, TRACK_PENDING_S, parse_trip
+from exporter.providers.smart.settings import SmartAccount
 from exporter.scheduler import Scheduler
 from exporter.simulator.runner import SimulatorHandle, start_simulator
 from exporter.snapshot import Snapshot
@@ -260,5 +262,128 @@ async def test_a_retry_after_binds_the_journal_and_the_polls(env: Env, tmp_path:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    finally:
+        history.close()
+
+
+def _routes(path: Path) -> dict[str, tuple[float, str | None]]:
+    """trip id -> (start, stored route)."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(f"SELECT trip_id, start_ts, route FROM {JOURNAL_TABLE}").fetchall()
+    return {tid: (start, route) for tid, start, route in rows}
+
+
+def _track_reads(handle: SimulatorHandle) -> int:
+    return sum(1 for c in handle.smart.captured or () if "journal-service" in c.path)
+
+
+async def test_a_track_not_processed_yet_is_asked_again_until_it_is(
+    env: Env, tmp_path: Path
+) -> None:
+    """The cloud answers 8153 for a fresh trip's track (issue 14): such a trip is stored without
+    a route and asked for again at later reads - also once newer trips moved the read's window
+    (a day before the newest stored trip) past it - and stored with its route when it comes."""
+    handle, clock, _p, vin = env
+    fetcher, history, _ = await _fetcher(env, tmp_path)
+    try:
+        handle.smart.config.track_delay = 40 * 3600.0
+        clock.advance(3.5 * 86400)
+        first_read = clock.now()
+        assert await fetcher.fetch(vin)
+        await history.flush()
+        first = _routes(history.path)
+        waiting = {tid for tid, (_s, route) in first.items() if route is None}
+        ended = {str(int(t["start"])): t["end"] for t in _logged(handle, vin, 0)}
+        assert set(ended) >= set(first)
+        assert waiting == {t for t in first if ended[t] > first_read - 40 * 3600.0} != set()
+        assert all(first[t][1] for t in first if t not in waiting)  # the older ones: routed
+        newest = max(start for start, _r in first.values())
+        assert any(first[t][0] < newest - 86400.0 for t in waiting)  # behind the next window
+
+        clock.advance(20 * 3600.0)  # the car drove on; tracks of 20 h more are processed
+        assert await fetcher.fetch(vin)
+        await history.flush()
+        second = _routes(history.path)
+        for tid in waiting:
+            _start, route = second[tid]
+            if ended[tid] + 40 * 3600.0 <= clock.now():
+                assert route and polyline.decode(route), tid  # asked again, routed now
+            else:
+                assert route is None, tid  # still not processed: still waiting
+        assert any(second[t][1] for t in waiting) and any(second[t][1] is None for t in waiting)
+    finally:
+        history.close()
+
+
+async def test_a_track_the_cloud_never_has_is_stored_empty_once_old_enough(
+    env: Env, tmp_path: Path
+) -> None:
+    """8153 on every track (the simulator's fault on endpoint ``track``): a trip is stored without
+    a route and asked again while younger than TRACK_PENDING_S, then stored with an empty route
+    for good and never asked again."""
+    handle, clock, _p, vin = env
+    fetcher, history, _ = await _fetcher(env, tmp_path)
+    try:
+        handle.faults.set_rate("data_unavailable", 1.0, cloud="smart", endpoint="track", vin=vin)
+        clock.advance(86400)
+        assert await fetcher.fetch(vin)
+        await history.flush()
+        day_one = _routes(history.path)
+        assert day_one and all(route is None for _s, route in day_one.values())
+
+        clock.advance(1.5 * 86400)
+        assert await fetcher.fetch(vin)
+        await history.flush()
+        ended = {str(int(t["start"])): t["end"] for t in _logged(handle, vin, 0)}
+        for tid, (_s, route) in _routes(history.path).items():
+            old = ended[tid] <= clock.now() - TRACK_PENDING_S
+            assert route == ("" if old else None), tid
+
+        clock.advance(2 * 86400)  # every day-one trip is old enough now, and out of the window
+        assert await fetcher.fetch(vin)
+        await history.flush()
+        after = _routes(history.path)
+        assert all(after[tid][1] == "" for tid in day_one)
+
+        handle.smart.captured = []
+        assert await fetcher.fetch(vin)
+        await history.flush()
+        waiting = [t for t, (_s, r) in _routes(history.path).items() if r is None]
+        assert _track_reads(handle) == len(waiting)  # only the young ones are asked again
+        handle.smart.captured = None
+    finally:
+        history.close()
+
+
+def test_reads_reach_back_past_the_wait_for_a_track() -> None:
+    """The last retry of a track answered 8153, the one that stores "no route" for good, happens
+    at the first read after TRACK_PENDING_S; the reads reach un-routed trips for ROUTE_RETRY_S."""
+    interval = SmartAccount.model_fields["journal_interval"].default
+    assert TRACK_PENDING_S + 4 * interval <= ROUTE_RETRY_S
+
+
+async def test_a_history_that_does_not_answer_fails_one_read_only(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader asks the history what it holds before each read; a history that cannot answer
+    (a PostgreSQL server restarting) fails that read with one warning, not the reader's loop."""
+    _handle, clock, _p, vin = env
+    fetcher, history, _ = await _fetcher(env, tmp_path)
+    try:
+        clock.advance(86400)
+        known = history.journal_known
+
+        async def broken(v: str, since: float) -> JournalKnown:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        history.journal_known = broken  # type: ignore[method-assign]
+        with caplog.at_level(logging.WARNING):
+            assert not await fetcher.fetch(vin)
+        assert fetcher.failed_by == {("history", "none"): 1}
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+            "trip journal not read: the history did not answer"
+        ]
+        history.journal_known = known  # type: ignore[method-assign]
+        assert await fetcher.fetch(vin)
     finally:
         history.close()

@@ -323,6 +323,27 @@ async def test_unlisted_url_is_refused_without_a_request(
     assert api.seen == []
 
 
+async def test_a_signed_call_to_an_unlisted_base_is_refused_every_time(
+    fake: tuple[FakeApi, SignedApi, ManualClock],
+) -> None:
+    """The signed calls' host check is remembered per base URL; what it remembers is the verdict's
+    input (the origin), never a pass: an unlisted base is refused on the first and every later
+    call, and a path that would move the host ("@evil") is checked in full."""
+    api, signed, _ = fake
+    for _ in range(3):
+        with pytest.raises(BadReply, match="not one of the configured smart hosts"):
+            await signed.call("GET", "http://127.0.0.1:1", "/steal")
+    listed = signed.transport.hosts.api_v1
+    api.answers = [envelope("1000", {})]
+    await signed.call("GET", listed, "/ok")  # the listed base's origin is now remembered
+    seen = len(api.seen)
+    with pytest.raises(BadReply, match="not one of the configured smart hosts"):
+        await signed.transport.send(
+            "GET", "http://127.0.0.1:1/x", headers={}, base=listed
+        )  # a base that does not start the URL is not trusted for it
+    assert len(api.seen) == seen
+
+
 def test_retry_after_rules() -> None:
     assert retry_after_seconds({"Retry-After": "12"}, "", 0) == 12
     assert retry_after_seconds({}, "try again in 3 minutes", 0) == 6

@@ -21,6 +21,7 @@ from typing import Any, Final
 from exporter import history_layout as layout
 from exporter.dbtarget import PgTarget
 from exporter.history import HistoryError, HistoryWriter
+from exporter.journal import JournalKnown
 from exporter.pg import schema
 from exporter.pg.connect import connect, describe
 from exporter.signals import SIGNALS, Kind
@@ -51,6 +52,9 @@ MARK: Final = (
 
 
 LOCK_VINS: Final = "SELECT 1 FROM vins WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+# the same upsert as SQLite's (a re-read updates the trip; a route once read is kept)
+JOURNAL_UPSERT: Final = layout.journal_upsert_sql("%s", f"{layout.JOURNAL_TABLE}.")
+_VIN, _TRIP = ([n for n, _ in layout.JOURNAL_COLUMNS].index(k) for k in layout.JOURNAL_KEY)
 
 
 class RowBuilder:
@@ -100,6 +104,11 @@ class RowBuilder:
             if v is not None:
                 out[j] = (ts + v) / 1000.0
         return out
+
+
+def _pg(sql: str) -> str:
+    """SQLite's ``?`` parameter marks as psycopg's (for statements both backends share)."""
+    return sql.replace("?", "%s")
 
 
 def pg_row(decoded: tuple[Any, ...], vehicle: int) -> tuple[Any, ...]:
@@ -233,6 +242,26 @@ class PgHistory(HistoryWriter):
                     written = _copy_new_only(cur, out)
         self._ids.update(ids)
         return written
+
+    stores_journal = True
+
+    def _write_journal(self, rows: list[tuple[Any, ...]]) -> None:
+        if self._conn is None or self._conn.closed:  # the server went away: connect again
+            self._conn = connect(self.pg, autocommit=True)
+        # in key order, so two instances upserting the same trips lock them in one order (a
+        # stable sort: of one trip read twice, the later read still wins)
+        ordered = sorted(rows, key=lambda r: (r[_VIN], r[_TRIP]))
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.executemany(JOURNAL_UPSERT, ordered)
+
+    def _journal_known(self, vin: str, unrouted_since: float) -> JournalKnown:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.pg, autocommit=True)
+        newest, unrouted = self._conn.execute(
+            _pg(layout.JOURNAL_KNOWN_SQL), (unrouted_since, vin)
+        ).fetchone()
+        routed = self._conn.execute(_pg(layout.JOURNAL_ROUTED_SQL), (vin,)).fetchall()
+        return JournalKnown(newest, frozenset(r[0] for r in routed), unrouted)
 
     def _vehicle_ids(self, conn: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         ids = self._ids

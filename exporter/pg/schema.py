@@ -27,7 +27,12 @@ from typing import Any, Final
 
 from exporter import tables
 from exporter.history import HistoryError
-from exporter.history_layout import BASE_COLUMNS
+from exporter.history_layout import (
+    BASE_COLUMNS,
+    JOURNAL_COLUMNS,
+    JOURNAL_KEY,
+    JOURNAL_TABLE,
+)
 from exporter.signals import SIGNALS
 
 log = logging.getLogger(__name__)
@@ -92,9 +97,41 @@ def _v1(conn: Conn) -> None:
             conn.execute(stmt)
 
 
+_JOURNAL_TYPES: Final[dict[str, tables.Type]] = {
+    "TEXT": "text",
+    "REAL": "real",
+    "INTEGER": "integer",
+}
+
+
+def journal_table() -> tables.Table:
+    """``journal_trips`` as SQLite declares it (``history_layout.JOURNAL_COLUMNS``, the one
+    declaration), in PostgreSQL's types: floats ``double precision``, so a value reads back as the
+    same Python float from either backend."""
+    columns = []
+    for name, decl in JOURNAL_COLUMNS:
+        kind, _, rest = decl.partition(" ")
+        columns.append(tables.Column(name, _JOURNAL_TYPES[kind], not_null=rest == "NOT NULL"))
+    return tables.Table(
+        JOURNAL_TABLE,
+        tuple(columns),
+        primary_key=JOURNAL_KEY,
+        indexes=((f"{JOURNAL_TABLE}_start", ("vin", "start_ts")),),
+    )
+
+
+def _v2(conn: Conn) -> None:
+    """The car's own trip journal, as SQLite's schema version 3 keeps it."""
+    for stmt in journal_table().ddl("postgres"):
+        conn.execute(stmt)
+
+
 Migration = Callable[[Conn], None]
 # Append-only: never edit a released entry; add a new one.
-MIGRATIONS: Final[list[tuple[int, str, Migration]]] = [(1, "initial schema", _v1)]
+MIGRATIONS: Final[list[tuple[int, str, Migration]]] = [
+    (1, "initial schema", _v1),
+    (2, "journal_trips", _v2),
+]
 LATEST: Final = max(v for v, _, _ in MIGRATIONS)
 
 

@@ -7,7 +7,8 @@ token: under the same token it is not posted again, after any renewal it is. The
 newest first (``pageIndex`` 1.., ``totleSize`` (sic) in the pagination block) over a time window of
 at most 14 days; 8153 on the first page means "nothing in this window" (also: the car's trip
 recording is off), on a later page "no more pages". Each trip's track is a second call on the same
-host, positions only (integer milli-arc-seconds, newest first, at most 500), 8153 when there is none.
+host, positions only (integer milli-arc-seconds, newest first, at most 500), 8153 when there is none
+- or none yet: a fresh trip's 8153 leaves the route unread until ``TRACK_PENDING_S`` has passed.
 Values arrive as strings (seed 004 "Data Types"); numbers are accepted too.
 """
 
@@ -32,6 +33,17 @@ PAGE_SIZE: Final = 20  # what the app (and pysmarthashtag) asks for
 WINDOW_S: Final = 14 * 86400.0  # the app's window; a longer catch-up is read window by window
 TRACK_SIZE: Final = 500  # the cap the cloud states in the track's pagination
 NO_DATA: Final = "8153"
+TRACK_PENDING_S: Final = 48 * 3600.0
+"""How long after a trip ended a track answered 8153 still means "not yet", not "none".
+
+8153 is all the track endpoint says both for a trip it has no track for and for a fresh trip whose
+track the cloud has not processed yet (issue 14; reference §4.1 and pysmarthashtag only say
+"treat as empty"). Stored as an empty route, a fresh trip would never be asked again (a stored
+route, '' included, is never re-read), so until a trip is this old an 8153 leaves its route NULL
+and the next read asks again; after, the empty route is stored for good. Two days: many times any
+plausible processing delay, and few enough retries (a read every ``journal_interval``, 6 h by
+default) to cost nothing; the reader's window keeps such trips in reach
+(``exporter.journal_fetch.ROUTE_RETRY_S``)."""
 MAS_PER_DEGREE: Final = 3_600_000.0
 
 # (vin, method, path template, query, body) -> the reply's ``data``; raises ProviderError
@@ -157,7 +169,7 @@ class JournalReader:
                 out[trip.trip_id] = trip
             lo = hi
         trips = sorted(out.values(), key=lambda t: t.start_ts)
-        return [t if t.trip_id in routed else await self._with_route(vin, t) for t in trips]
+        return [t if t.trip_id in routed else await self._with_route(vin, t, now) for t in trips]
 
     async def _grant(self, vin: str) -> None:
         token = await self._token()
@@ -203,7 +215,7 @@ class JournalReader:
                 return found
             page += 1
 
-    async def _with_route(self, vin: str, trip: JournalTrip) -> JournalTrip:
+    async def _with_route(self, vin: str, trip: JournalTrip, now: float) -> JournalTrip:
         query = [
             ("endTime", str(round(trip.end_ts * 1000))),
             ("pageIndex", "0"),
@@ -219,6 +231,9 @@ class JournalReader:
             if exc.code != NO_DATA:
                 # the trip is stored without its route; the next fetch asks again
                 log.info("smart %s: trip track not read (code %s)", self._account, exc.code or "-")
+                return trip
+            if now - trip.end_ts < TRACK_PENDING_S:  # maybe not processed yet: ask again later
+                log.debug("smart %s: trip track not there yet (8153); asked again", self._account)
                 return trip
             data = None
         return replace(trip, route=parse_track(data))

@@ -440,7 +440,8 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
         # reference §3.2 (journal-service history): one trip's GPS track, newest first, at most
         # 500 points (pageSize); no grant needed. Each point is only a position in integer
         # milli-arc-seconds - no time, no altitude (pysmarthashtag vehicle/trackpoints.py and its
-        # recorded trackpoints_response.json). 8153 when there is none.
+        # recorded trackpoints_response.json). 8153 when there is none, and (``track_delay``)
+        # while the trip ended too recently to have been processed. Faults: endpoint "track".
         vin = call.vin or ""
         if vin not in call.account.vins or vin not in fleet:
             return wire.error("8006")
@@ -450,7 +451,7 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
             size = max(1, min(500, int(q.get("pageSize", "500"))))
         except (KeyError, ValueError):
             return wire.error("1400")
-        data = sim_journal.track_page(fleet, vin, start, end, size)
+        data = sim_journal.track_page(fleet, vin, start, end, size, cloud.config.track_delay)
         return wire.error("8153") if data is None else _finish(cloud, call, data)
 
     async def not_found(request: web.Request) -> web.Response:
@@ -486,7 +487,7 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
     )
     r.add_get(
         "/vehicle-history-service/journal-service/vehicle/status/history/{vin}",
-        _authed(cloud, "journal", trackpoints, vin_scoped=True),
+        _authed(cloud, "track", trackpoints, vin_scoped=True),
     )
     app.router.add_route("*", "/{tail:(?!_sim/).*}", not_found)
     return app

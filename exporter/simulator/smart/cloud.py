@@ -50,6 +50,11 @@ class SmartCloudConfig:
     timestamp_tolerance: float | None = 300.0
     nonce_ttl: float = 3600.0
     journal_grant_rotates_token: bool = True
+    # a trip's track is answered 8153 until the trip ended this long ago (the cloud has not
+    # processed it yet); 0: at once. The real delay is not published: reference §3.2/§4.1 and
+    # pysmarthashtag (account.py get_trip_trackpoints) only say 8153 means "no track", which a
+    # client cannot tell from "no track yet" (issue 14); this knob lets tests model the latter
+    track_delay: float = 0.0
     require_webview_ua: bool = True  # awsapi answers 403 to the iOS app user agent
     select_code: dict[str, str] = field(
         default_factory=lambda: {

@@ -52,14 +52,15 @@ def journal_page(
 
 
 def track_page(
-    fleet: Fleet, vin: str, start: float, end: float, size: int
+    fleet: Fleet, vin: str, start: float, end: float, size: int, delay: float = 0.0
 ) -> dict[str, Any] | None:
     """One trip's GPS track (reference §3.2, journal-service history): newest first, at most
     ``size`` points, each only a position in integer milli-arc-seconds (pysmarthashtag
-    vehicle/trackpoints.py and its recorded trackpoints_response.json); None when there is none."""
+    vehicle/trackpoints.py and its recorded trackpoints_response.json); None when there is none,
+    and while the trip ended less than ``delay`` ago (``SmartCloudConfig.track_delay``)."""
     fleet.state(vin)
     points = [p for p in fleet.vehicle(vin).trackpoints if start <= p[0] <= end]
-    if not points:
+    if not points or fleet.clock.now() < end + delay:
         return None
     points.reverse()
     items = [
