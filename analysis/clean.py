@@ -77,7 +77,8 @@ def clean(df: pd.DataFrame) -> pd.DataFrame:
             steps,
         )
     result = pd.DataFrame(out)
-    result.attrs["odometer_steps"] = steps
+    # a frame cleaned before (``analysis.load`` cleans) keeps the steps already carried over in it
+    result.attrs["odometer_steps"] = [*df.attrs.get("odometer_steps", []), *steps]
     return result
 
 
@@ -99,7 +100,8 @@ def _clean_odometer(
     every later trip, so when ``STEP_CONFIRM`` readings in a row were dropped and agree with each
     other (rising no faster than a car drives), the readings from the first of them on are shifted
     to continue from the last good one — the distance driven across the step itself is unknown and
-    counted as nothing — and the step is recorded in ``steps`` (vin, ts, from_m, to_m).
+    counted as nothing — and the step is recorded in ``steps`` (vin, ts, prev_ts: the good reading
+    before it, from_m, to_m).
     """
     odo = np.asarray(odo, dtype="float64").copy()
     out = _odometer_pass(vin, ts, odo)
@@ -108,13 +110,15 @@ def _clean_odometer(
         if step is None:
             break
         i, j = step  # i: first reading at the new level, j: end of that vehicle's rows
-        last_good = out[:i][~np.isnan(out[:i])][-1]
+        prev = int(np.flatnonzero(~np.isnan(out[:i]))[-1])
+        last_good = out[prev]
         shift = float(last_good - odo[i])
         if steps is not None:
             steps.append(
                 {
                     "vin": str(vin[i]),
                     "ts": float(ts[i]),
+                    "prev_ts": float(ts[prev]),  # the step happened after this good reading
                     "from_m": float(last_good),
                     "to_m": float(odo[i]),
                 }

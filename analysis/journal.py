@@ -21,6 +21,7 @@ import pandas as pd
 from exporter.dbtarget import PgTarget
 from exporter.history_layout import JOURNAL_TABLE
 
+from .clean import ODO_SLACK_M
 from .load import columns_of, connect_readonly
 from .places import match
 from .prep import Prepared, local_iso, mean2
@@ -32,7 +33,9 @@ SOURCES: Final = ("journal", "poll")
 # what ``carmetrics trips`` lists: the detector's columns, where each trip came from, and the
 # cloud's id of a journal trip (empty for a polling-derived one)
 OUTPUT_COLUMNS: Final = (*TRIP_COLUMNS, "source", "trip_id")
-_ODO_OVERLAP_M: Final = 500.0  # a whole-km odometer: spans overlapping less than this are apart
+# the journal's odometer has 0.1 km: its ends are within this of the truth
+_JOURNAL_ODO_M: Final = 50.0
+_KM: Final = 1000.0
 
 
 def load_journal(
@@ -93,6 +96,24 @@ def _around(
     return before, after
 
 
+def _carried(p: Prepared | None, vins: np.ndarray, t: np.ndarray, odo: np.ndarray) -> np.ndarray:
+    """Journal odometer readings (m) continued across the permanent steps the reports' cleaning
+    carried over (``clean``'s ``odometer_steps``: a replaced cluster), so journal and polled trips
+    share one odometer in the trip list. The car logs its trips with the new unit's count: a
+    reading is on the new level from the step's first report on, and before it, back to the last
+    good report, when it is lower than that report (an odometer never goes back)."""
+    steps = p.df.attrs.get("odometer_steps", []) if p is not None else []
+    if not steps:
+        return odo
+    out = odo.copy()
+    for s in sorted(steps, key=lambda s: float(s["ts"])):  # each in the frame the last one left
+        after = t >= float(s["ts"])
+        before = (t >= float(s["prev_ts"])) & (out < float(s["from_m"]) - ODO_SLACK_M)
+        mine = (vins == s["vin"]) & (after | before)
+        out[mine] += float(s["from_m"]) - float(s["to_m"])
+    return out
+
+
 def as_trips(j: pd.DataFrame, settings: Settings, prepared: Prepared | None = None) -> pd.DataFrame:
     """Journal rows as trips (``TRIP_COLUMNS`` + ``source``); SoC and temperature from the reports
     just before and after each trip when there are any."""
@@ -128,8 +149,8 @@ def as_trips(j: pd.DataFrame, settings: Settings, prepared: Prepared | None = No
             "end_ts": t1,
             "duration_min": duration / 60.0,
             "distance_km": dist_m / 1000.0,
-            "start_odometer_km": _col(j, "start_odometer_m") / 1000.0,
-            "end_odometer_km": _col(j, "end_odometer_m") / 1000.0,
+            "start_odometer_km": _carried(p, vins, t0, _col(j, "start_odometer_m")) / 1000.0,
+            "end_odometer_km": _carried(p, vins, t1, _col(j, "end_odometer_m")) / 1000.0,
             "start_latitude": _col(j, "start_latitude"),
             "start_longitude": _col(j, "start_longitude"),
             "end_latitude": _col(j, "end_latitude"),
@@ -176,6 +197,22 @@ def empty() -> pd.DataFrame:
     return empty_trips().assign(source=pd.Series(dtype="object"), trip_id=pd.Series(dtype="object"))
 
 
+def _drove_inside(po0: np.ndarray, po1: np.ndarray, jo0: np.ndarray, jo1: np.ndarray) -> np.ndarray:
+    """[poll trip, journal trip]: whether the polled trip covered odometer the journal trip drove.
+
+    Reports may read the odometer cut to whole km (smart), up to 1 km below the truth. A drive
+    that starts where a journal trip ended reads at least the whole km below that end, and one
+    that ends where it started reads at most its start; a polled trip whose start reads lower than
+    the first and whose end reads higher than the second drove part of the journal trip (a fixed
+    overlap threshold would either drop the next drive, which may share 0.9 km of readings with
+    it, or keep a trip's last kilometre read as a hop). Unknown odometers never overlap."""
+    lowest_next = np.floor((jo1 - _JOURNAL_ODO_M) / _KM) * _KM
+    with np.errstate(invalid="ignore"):
+        return (po0[:, None] < lowest_next[None, :]) & (
+            po1[:, None] > jo0[None, :] + _JOURNAL_ODO_M
+        )
+
+
 def combine(poll: pd.DataFrame, journal: pd.DataFrame) -> pd.DataFrame:
     """One trip list: every journal trip, and each polling-derived trip that no journal trip of the
     same car overlaps in time or in odometer. Sorted by vin and start."""
@@ -196,8 +233,7 @@ def combine(poll: pd.DataFrame, journal: pd.DataFrame) -> pd.DataFrame:
         po0 = poll["start_odometer_km"].to_numpy(float)[rows] * 1000.0
         po1 = poll["end_odometer_km"].to_numpy(float)[rows] * 1000.0
         in_time = (ps[:, None] < je[None, :]) & (pe[:, None] > js[None, :])
-        shared = np.minimum(po1[:, None], jo1[None, :]) - np.maximum(po0[:, None], jo0[None, :])
-        in_odo = np.nan_to_num(shared, nan=-1.0) > _ODO_OVERLAP_M
+        in_odo = _drove_inside(po0, po1, jo0, jo1)
         keep[rows] = ~(in_time | in_odo).any(axis=1)
     frames = [f for f in (poll.loc[keep], journal) if len(f)]
     out = pd.concat(frames, ignore_index=True) if frames else poll.iloc[:0]

@@ -4,8 +4,11 @@ Simulated cars (smart #1/#3/#5 on the smart cloud, three Smartcar makes on Smart
 so several cities and habits; with ``--rare`` each car also meets one rare event: an odometer reset,
 days of deep sleep, a switch to miles) live for ``--days`` simulated days and are read by the
 exporter's own scheduler, hub and history on a moved clock (bench/accuracy_sampler.py), in each
-regime below. What a user would see, ``carmetrics trips|charges --format json``, is then scored
-against the simulator's ground truth by one-to-one time overlap (bench/accuracy_scorer.py).
+regime below. Each smart car's own trip journal is read as the runtime reads it (every 6 h and
+after a drive, through the provider's journal reader, answered by the simulator's journal renderer;
+``--no-journal`` leaves it out, for the polling-only figures). What a user would see, ``carmetrics
+trips|charges --format json``, is then scored against the simulator's ground truth by one-to-one
+time overlap (bench/accuracy_scorer.py), for trips per source (journal / poll) beside the total.
 
 Regimes:
   default     the default intervals (60 s driving/charging, 600 s parked, 1800 s asleep)
@@ -16,6 +19,7 @@ Regimes:
               a safety poll every 12 h
 
     python bench/accuracy.py                        # all regimes, 3 seeds x 30 days, rare events
+    python bench/accuracy.py --no-journal           # the same from polling alone
     python bench/accuracy.py --regimes default coarse --days 14 --seeds 1
     python bench/accuracy.py --out /tmp/accuracy.md
 
@@ -48,7 +52,7 @@ from bench.accuracy_sampler import (
     Sampled,
     sample_direct,
 )
-from bench.accuracy_scorer import by_source, finished_within, score_charges, score_trips
+from bench.accuracy_scorer import finished_within, score_charges, trips_by_source
 from exporter.cli import cli
 from exporter.config import PollConfig
 
@@ -75,47 +79,43 @@ def user_view(db: Path, what: str) -> list[dict[str, Any]]:
     return [r for r in rows if not r.get("ongoing")]
 
 
-def vehicles(res: Sampled) -> dict[str, list[tuple[list[Any], list[Any], list[Any], list[Any]]]]:
-    """Per detected source: [(true trips, detected trips, true sessions, detected sessions)]."""
+Car = tuple[list[Any], list[Any], list[Any], list[Any]]
+
+
+def vehicles(res: Sampled) -> list[Car]:
+    """Per car: (true trips, detected trips, true sessions, detected sessions), finished in the
+    run on both sides; detected trips keep their ``source`` (journal or poll)."""
     trips = user_view(res.db, "trips")
     charges = user_view(res.db, "charges")
-    sources = by_source(trips)
-    # `carmetrics trips` says "journal" or "poll"; polling alone needs no second table
-    groups = {"all": trips, **({} if set(sources) <= {"poll", "polling"} else sources)}
-    out: dict[str, list[tuple[list[Any], list[Any], list[Any], list[Any]]]] = defaultdict(list)
-    for name, rows in groups.items():
-        for vin, gt in res.truth.items():
-            out[name].append(
-                (
-                    finished_within(gt["trips"], res.start, res.end),
-                    [r for r in rows if r["vin"] == vin],
-                    finished_within(gt["charges"], res.start, res.end),
-                    [c for c in charges if c["vin"] == vin],
-                )
-            )
-    return out
+    return [
+        (
+            finished_within(gt["trips"], res.start, res.end),
+            [r for r in trips if r["vin"] == vin],
+            finished_within(gt["charges"], res.start, res.end),
+            [c for c in charges if c["vin"] == vin],
+        )
+        for vin, gt in res.truth.items()
+    ]
 
 
 async def run_regime(regime: Regime, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    per: dict[str, list[Any]] = defaultdict(list)
-    polls = rows = pushes = 0
+    cars: list[Car] = []
+    count: dict[str, int] = defaultdict(int)
     for seed in args.seeds:
         db = tmp / f"{regime.name}_{seed}.db"
-        res = await sample_direct(db, None, args.days, regime, seed=seed, rare=args.rare)
-        polls, rows, pushes = polls + res.polls, rows + res.rows, pushes + res.pushes
-        for name, vs in vehicles(res).items():
-            per[name] += vs
+        res = await sample_direct(
+            db, None, args.days, regime, seed=seed, rare=args.rare, journal=args.journal
+        )
+        for key in ("polls", "rows", "pushes", "journal_reads", "journal_failures"):
+            count[key] += getattr(res, key)
+        cars += vehicles(res)
     half = regime.parked_s / 2.0
     out: dict[str, Any] = {
-        "trips": {
-            name: score_trips([(t, d) for t, d, _, _ in vs], half) for name, vs in per.items()
-        },
-        "charges": score_charges([(t, d) for _, _, t, d in per["all"]]),
-        "vehicles": len(per["all"]),
-        "polls": polls,
-        "pushes": pushes,
-        "rows": rows,
+        "trips": trips_by_source([(t, d) for t, d, _, _ in cars], half),
+        "charges": score_charges([(t, d) for _, _, t, d in cars]),
+        "vehicles": len(cars),
+        **count,
         "seconds": time.perf_counter() - started,
     }
     return out
@@ -147,22 +147,24 @@ def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
     lines = [
         f"{first['vehicles']} vehicles per regime (3 models x seeds "
         f"{' '.join(map(str, args.seeds))}), {args.days:g} simulated days each, rare events "
-        f"{'on' if args.rare else 'off'}.",
+        f"{'on' if args.rare else 'off'}, smart trip journals "
+        f"{'read' if args.journal else 'not read (polling only)'}.",
         "",
     ]
     trips = {name: r["trips"]["all"] for name, r in results.items()}
     lines += [*_table("trips", trips), ""]
     lines += [*_table("charging sessions", {n: r["charges"] for n, r in results.items()}), ""]
     for name, r in results.items():
-        extra = {s: v for s, v in r["trips"].items() if s != "all"}
-        if extra:
-            lines += [*_table(f"trips by source ({name})", extra), ""]
+        if len(r["trips"]) > 1:  # "all" and each source, where there is more than one
+            lines += [*_table(f"trips by source ({name})", r["trips"]), ""]
     lines += _table(
         "run",
         {
             n: {
                 "polls": r["polls"],
                 "webhook deliveries": r["pushes"],
+                "journal reads": r["journal_reads"],
+                "journal reads failed": r["journal_failures"],
                 "rows": r["rows"],
                 "seconds": round(r["seconds"]),
             }
@@ -190,6 +192,13 @@ def main(argv: list[str] | None = None) -> str:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="every car meets one rare event (odometer reset, days asleep, miles)",
+    )
+    ap.add_argument(
+        "--journal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read the smart cars' own trip journals as the runtime does (--no-journal: polling "
+        "only)",
     )
     ap.add_argument("--out", type=Path, default=None, help="also write the tables to this file")
     args = ap.parse_args(argv)

@@ -14,6 +14,10 @@ only the HTTP hop, signing and login are skipped. That keeps a month of a fleet 
   net.
 * faults: a share of polls fails the way the simulated clouds fail (``faults.DEFAULT_MIX``): an
   error the scheduler backs off from, or a reply with garbage leaves parsed as it is.
+* journal (``journal=True``, smart only): the runtime's own ``JournalFetcher`` reads each car's trip
+  journal through the provider's ``JournalReader``, answered in-process by the simulator's journal
+  renderer (bench/accuracy_journal.py), and queues the rows with ``History.add_journal``; so
+  ``carmetrics trips`` takes the car's own trips where the journal has them, as it does at home.
 
 ``sample_http`` runs the smart scenario through the real simulator and runtime over HTTP.
 """
@@ -22,16 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.accuracy_journal import JOURNAL_INTERVAL_S, SimJournal
 from exporter.clock import ManualClock
 from exporter.config import PollConfig
 from exporter.health import Health
 from exporter.history import History
 from exporter.hub import Hub
+from exporter.journal import JournalTrip
+from exporter.journal_fetch import JournalFetcher
 from exporter.providers.base import (
     BadReply,
     BaseProvider,
@@ -116,6 +123,7 @@ class FleetReader(BaseProvider):
         self.regime = regime
         self.polls = 0
         self._faulty = _Faulty(regime.fault_rate, seed)
+        self.journal_source: SimJournal | None = None  # set: the cars keep a trip journal
 
     async def start(self) -> None:
         return None
@@ -157,6 +165,14 @@ class FleetReader(BaseProvider):
         state = render.vehicle_state(vin, s, s.report_time + 3600.0)
         parsed = parse_status(status, soc, state, series=car.spec.series)
         return PollResult(to_snapshot(vin, parsed, self.clock.now()))
+
+    def journal_interval(self, vin: str) -> float:
+        return JOURNAL_INTERVAL_S if self.journal_source is not None else 0.0
+
+    async def journal(self, vin: str, since: float, routed: frozenset[str]) -> list[JournalTrip]:
+        if self.journal_source is None:
+            return []
+        return await self.journal_source.trips(vin, since, self.clock.now(), routed)
 
     def supported_commands(self, vin: str) -> frozenset[str]:
         return frozenset()
@@ -220,6 +236,40 @@ class SmartcarReader(FleetReader):
         return self.read(vin).snapshot
 
 
+class _Fetcher(JournalFetcher):
+    """The runtime's journal reader, counting reads in flight: a read first asks the history
+    (on its writer thread) where to resume, and the moved clock must wait for that answer, or the
+    read would happen at whatever moment the thread was scheduled, not when it was due."""
+
+    in_flight = 0
+
+    async def fetch(self, vin: str) -> bool:
+        self.in_flight += 1
+        try:
+            return await super().fetch(vin)
+        finally:
+            self.in_flight -= 1
+
+
+async def _run_until(clock: ManualClock, t: float, fetcher: _Fetcher | None) -> None:
+    """``clock.run_until(t)`` that lets every journal read finish before time moves on."""
+
+    async def settle() -> None:
+        for _ in range(30):
+            await asyncio.sleep(0)
+        while fetcher is not None and fetcher.in_flight:
+            await asyncio.sleep(0.0005)
+
+    while True:
+        await settle()
+        nd = clock.next_deadline
+        if nd is None or nd > t:
+            break
+        clock.set(nd)
+    clock.set(t)
+    await settle()
+
+
 @dataclass
 class Sampled:
     db: Path
@@ -229,6 +279,10 @@ class Sampled:
     polls: int
     rows: int
     pushes: int = 0
+    journal_reads: int = 0  # JournalFetcher reads (each: a grant check, pages, new trips' tracks)
+    journal_failures: int = 0  # reads that failed (the faults regime) and were retried later
+    journal_trips: int = 0  # trips those reads returned (a re-read trip counts again)
+    models: dict[str, str] = field(default_factory=dict)  # vin -> simulator model ("#1", ...)
 
 
 async def sample_direct(
@@ -240,19 +294,27 @@ async def sample_direct(
     start: float = START,
     *,
     rare: bool = False,
+    journal: bool = False,
+    recording_off: Collection[str] = (),
 ) -> Sampled:
     """Run the scheduler over ``days`` simulated days; the history lands in ``db``.
 
     ``poll``: a Regime, or a PollConfig for the smart cloud without faults. ``rare``: every car
-    gets one rare event (see ``exporter/simulator/quirks.py``).
+    gets one rare event (see ``exporter/simulator/quirks.py``). ``journal``: smart cars' trip
+    journals are read as the runtime reads them (off by default, so a test of the detector scores
+    polling). ``recording_off``: models whose trip recording is off from the start.
     """
     regime = poll if isinstance(poll, Regime) else Regime("custom", poll=poll)
     if models is None:
         models = SMARTCAR_MODELS if regime.cloud == "smartcar" else SMART_MODELS
     clock = ManualClock(start)
     fleet = Fleet((), seed=seed, clock=clock, rare=rare)
+    model_of: dict[str, str] = {}
     for m in models:
-        fleet.add(m, cloud=regime.cloud)
+        vin = fleet.add(m, cloud=regime.cloud)
+        model_of[vin] = m
+        if m in recording_off:  # the owner never switched "record trips" on
+            fleet.set_journal_recording(vin, False)
     hub, health = Hub(), Health()
     history = History(db, batch_size=100_000)
     await asyncio.get_running_loop().run_in_executor(None, history.open)
@@ -266,8 +328,13 @@ async def sample_direct(
     for info in await reader.vehicles():
         hub.register(info)
         sched.add(info.vin, reader, delay=random.Random(f"{seed}/{info.vin}").uniform(0, 60))
+    fetcher: _Fetcher | None = None
+    if journal and regime.cloud == "smart":
+        reader.journal_source = SimJournal(fleet, regime.fault_rate, seed=seed + 7919)
+        fetcher = _Fetcher(history, sched, clock)
+        hub.subscribe(fetcher.on_report)
     pushes = 0
-    tick: Callable[[], None] | None = None
+    tick: Callable[[], object] | None = None
     if regime.webhooks and isinstance(reader, SmartcarReader):
         wr = reader
 
@@ -280,7 +347,9 @@ async def sample_direct(
 
         fleet.on_change(deliver)
         tick = fleet.tick
-    task = asyncio.create_task(sched.run())
+    tasks = [asyncio.create_task(sched.run())]
+    if fetcher is not None:
+        tasks.append(asyncio.create_task(fetcher.run()))
     end = start + days * 86400.0
     t = start
     try:
@@ -288,19 +357,25 @@ async def sample_direct(
             day_end = min(end, t + 86400.0)
             if tick is None:
                 t = day_end
-                await clock.run_until(t)
+                await _run_until(clock, t, fetcher)
             else:
                 while t < day_end:  # the car uploads at most once a minute: tick that often
                     t = min(day_end, t + 60.0)
-                    await clock.run_until(t)
+                    await _run_until(clock, t, fetcher)
                     tick()
             await history.flush()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, history.close)
     truth = {vin: fleet.ground_truth(vin) for vin in fleet.vins}
-    return Sampled(db, start, end, truth, reader.polls, history.rows_written, pushes)
+    out = Sampled(db, start, end, truth, reader.polls, history.rows_written, pushes)
+    out.models = model_of
+    if fetcher is not None:
+        out.journal_reads, out.journal_trips = fetcher.fetches, fetcher.trips_stored
+        out.journal_failures = fetcher.failures
+    return out
 
 
 async def sample_http(

@@ -17,13 +17,19 @@ recall by the true distance, precision by the detected one. Errors are over matc
 median, p90 and p95 of |start - true start|, |end - true end|, |distance - true| (km), and the
 relative energy error per pair; the energy error of the total is over matched pairs too. A
 negative energy in the output is counted wherever it occurs.
+
+Where the trip list draws on more than one source (``source``: the car's own trip journal beside
+polling), ``trips_by_source`` scores each source's trips on their own beside the total, with the
+same matching against every true trip: a source's "found" is the share of all true trips it
+supplied (the shares add up to the total, because the trip list never keeps a polling trip over a
+journal trip), its precision and errors are over its own trips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -195,6 +201,25 @@ def score_charges(fleet: Iterable[Vehicle]) -> dict[str, float]:
 def finished_within(items: Sequence[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
     """Ground-truth items that started at/after ``t0`` and ended by ``t1``."""
     return [x for x in items if x.get("end") is not None and x["start"] >= t0 and x["end"] <= t1]
+
+
+POLL: Final = "poll"
+
+
+def trips_by_source(
+    fleet: Iterable[Vehicle], half_interval_s: float
+) -> dict[str, dict[str, float]]:
+    """``{"all": score}``, plus one score per source (journal first, then poll, also when polling
+    supplied none) when any trip came from somewhere other than polling."""
+    cars = [(truth, list(detected)) for truth, detected in fleet]
+    out = {"all": score_trips(cars, half_interval_s)}
+    sources = set(by_source([d for _, ds in cars for d in ds]))
+    if sources <= {POLL, "polling"}:
+        return out
+    for name in sorted(sources | {POLL}, key=lambda s: (s == POLL, s)):
+        split = [(truth, by_source(ds).get(name, [])) for truth, ds in cars]
+        out[name] = score_trips(split, half_interval_s)
+    return out
 
 
 def by_source(

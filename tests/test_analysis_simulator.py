@@ -15,7 +15,7 @@ from exporter.config import PollConfig
 
 
 def scored(res: Sampled, half: float = 300.0) -> tuple[dict[str, Any], dict[str, Any]]:
-    vs = vehicles(res)["all"]
+    vs = vehicles(res)
     return score_trips([(t, d) for t, d, _, _ in vs], half), score_charges(
         [(t, d) for _, _, t, d in vs]
     )

@@ -230,10 +230,12 @@ async def test_accuracy_bench_scores_what_the_user_sees_in_every_cloud(tmp_path:
 
     from bench import accuracy
 
-    args = ap.Namespace(days=3.0, seeds=[2], rare=True)
+    args = ap.Namespace(days=3.0, seeds=[2], rare=True, journal=True)
     for name in ("faults", "webhooks"):
         res = await accuracy.run_regime(accuracy.REGIMES[name], args, tmp_path)
         trips, charges = res["trips"]["all"], res["charges"]
+        # smart: the cars' own journals beside polling; Smartcar: polling alone
+        assert list(res["trips"]) == (["all", "journal", "poll"] if name == "faults" else ["all"])
         assert res["vehicles"] == 3 and res["polls"] > 0 and res["rows"] > 0
         assert trips["true trips >= 2 km"] > 0  # ground truth was read
         assert 0 < trips["found >= 2 km %"] <= 100  # and the user's view matched some of it

@@ -193,3 +193,122 @@ def test_combine_drops_poll_trips_a_journal_trip_overlaps() -> None:
     got = combine(poll, journal)
     assert list(got["source"]) == ["journal", "journal", "poll"]
     assert list(got["start_ts"]) == [500.0, 9000.0, 20000.0]
+
+
+def test_combine_keeps_the_next_drive_a_whole_km_odometer_reads_low() -> None:
+    """The smart odometer is cut to whole km: a drive starting where a journal trip ended at
+    31719.7 km is read from 31719, sharing 0.7 km of odometer with the journal trip without being
+    the same drive (seen on the accuracy bench: the drive vanished from the trip list)."""
+    import pandas as pd
+
+    from analysis.journal import combine
+    from analysis.trips import empty
+
+    columns = list(empty().columns)
+    poll = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [4000.0],
+            "end_ts": [4650.0],
+            "start_odometer_km": [31719.0],
+            "end_odometer_km": [31727.0],
+        }
+    )
+    journal = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [0.0],
+            "end_ts": [690.0],
+            "start_odometer_km": [31712.0],
+            "end_odometer_km": [31719.7],
+            "source": ["journal"],
+            "trip_id": ["a"],
+        }
+    )
+    got = combine(poll, journal)
+    assert list(got["source"]) == ["journal", "poll"]
+
+
+def test_combine_drops_the_last_km_of_a_journal_trip_read_as_a_hop() -> None:
+    """A poll inferred a 1 km hop right after a journal trip, read 20124 -> 20125 on the whole-km
+    odometer, while the journal trip ended at 20125.2: a drive starting there would read 20125, so
+    the hop is the journal trip's own last kilometre (seen on the accuracy bench's faults regime)."""
+    import pandas as pd
+
+    from analysis.journal import combine
+    from analysis.trips import empty
+
+    columns = list(empty().columns)
+    poll = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [1820.0],
+            "end_ts": [1880.0],
+            "start_odometer_km": [20124.0],
+            "end_odometer_km": [20125.0],
+        }
+    )
+    journal = pd.DataFrame(
+        {
+            **{c: [np.nan] for c in columns},
+            "vin": ["V"],
+            "start_ts": [0.0],
+            "end_ts": [1820.0],
+            "start_odometer_km": [20092.7],
+            "end_odometer_km": [20125.2],
+            "source": ["journal"],
+            "trip_id": ["a"],
+        }
+    )
+    got = combine(poll, journal)
+    assert list(got["source"]) == ["journal"]
+
+
+def test_journal_odometers_continue_across_a_replaced_cluster_like_the_polled_ones() -> None:
+    """After a reset the car logs its trips with the new unit's low count; the trip list carries
+    the step over for them as for polled trips, so both share one odometer (and the check that a
+    polled trip is a journal trip's drive compares like with like)."""
+    import pandas as pd
+
+    import analysis
+    from analysis.clean import clean
+    from analysis.journal import as_trips
+    from analysis.prep import prepare
+    from analysis.settings import Settings
+    from analysis.testing import Car
+
+    s = Settings(timezone="UTC")
+    car = Car()
+    car.sample()
+    logged = []
+    for day in range(4):
+        if day == 2:
+            car.odometer = 3_000.0  # instrument cluster replaced: a new odometer at 3 km
+        # the reset's day: no report until the drive, which starts before the step's first report
+        car.park(8 * 3600, every=None if day == 2 else 600)
+        t0, o0 = car.now, car.odometer
+        car.drive(12, 20)
+        logged.append((t0, car.now, o0, car.odometer))
+    journal = pd.DataFrame(
+        {
+            "vin": car.vin,
+            "trip_id": [str(i) for i in range(4)],
+            "start_ts": [x[0] for x in logged],
+            "end_ts": [x[1] for x in logged],
+            "start_odometer_m": [x[2] for x in logged],
+            "end_odometer_m": [x[3] for x in logged],
+            "distance_m": 12_000.0,
+        }
+    )
+    # the history is cleaned when loaded and again when prepared: the steps must survive that
+    got = as_trips(journal, s, prepare(clean(car.frame()), s))
+    polled = analysis.trips(car.frame(), s)
+    assert len(polled) == len(got) == 4
+    # one odometer for both: the polled trips' (the km driven before the step's first report are
+    # unknown to the reports and counted as nothing, the same for both)
+    for side in ("start_odometer_km", "end_odometer_km"):
+        assert got[side].to_numpy() == pytest.approx(polled[side].to_numpy(), abs=1.0), side
+    assert np.diff(got["start_odometer_km"].to_numpy()).min() > 11.0

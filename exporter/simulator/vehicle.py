@@ -275,6 +275,15 @@ class SimVehicle:
                 on = state
         return on
 
+    def odometer_shown(self, km: float, t: float) -> float:
+        """What the car's own unit showed at ``t`` for the physical odometer ``km``: after an
+        odometer reset (a replaced cluster or telematics unit) the new unit's count, which the
+        reports carry and the car's trip journal logs alike."""
+        q = self.quirks
+        if self._odo_drop is None or q.odometer_reset_at is None or t < q.odometer_reset_at:
+            return km
+        return km - self._odo_drop
+
     def plug_in(self, now: float, kind: str = "AC") -> bool:
         """Test/demo control, not a remote command: somebody plugs a cable in right now (charging
         starts at once, whatever the driver's habits). False while driving or already plugged."""

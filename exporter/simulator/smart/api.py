@@ -21,6 +21,7 @@ from aiohttp import web
 
 from exporter.simulator.faults import Fault, FaultKind
 from exporter.simulator.smart import commands, render, signing, wire
+from exporter.simulator.smart import journal as sim_journal
 from exporter.simulator.smart.cloud import CLOUD, SmartCloud
 from exporter.simulator.smart.identity import Account, Token
 
@@ -410,28 +411,8 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
             return wire.error("1400")
         if "userId" in q and q["userId"] != call.account.user_id:
             return wire.error("1400")
-        car = fleet.vehicle(vin)
-        trips = [
-            t
-            for t in fleet.ground_truth(vin)["trips"]
-            if t["end"] is not None
-            and start <= t["start"] <= end
-            and car.journal_recording(t["start"])
-        ]
-        trips.reverse()
-        chunk = trips[(page - 1) * size : page * size]
-        if not chunk:
-            return wire.error("8153")
-        items = [_journal_item(t) for t in chunk]
-        pagination = {
-            "pageIndex": page,
-            "sortField": "startTime",
-            "start": (page - 1) * size + 1,
-            "pageSize": size,
-            "totleSize": len(trips),
-            "direction": "desc",
-        }
-        return _finish(cloud, call, {"pagination": pagination, "list": items})
+        data = sim_journal.journal_page(fleet, vin, start, end, page, size)
+        return wire.error("8153") if data is None else _finish(cloud, call, data)
 
     async def journal_switch(call: Call) -> web.Response:
         # the app's "record trips" switch: PUT .../status/journalLog/{vin} with a JOU body,
@@ -470,31 +451,8 @@ def api_app(cloud: SmartCloud, *, v2: bool) -> web.Application:
             size = max(1, min(500, int(q.get("pageSize", "500"))))
         except (KeyError, ValueError):
             return wire.error("1400")
-        fleet.state(vin)
-        points = [p for p in fleet.vehicle(vin).trackpoints if start <= p[0] <= end]
-        if not points or cloud.clock.now() < end + cloud.config.track_delay:
-            return wire.error("8153")
-        points.reverse()
-        items = [
-            {
-                "basicVehicleStatus": {
-                    "position": {
-                        "latitude": round(lat * render.MAS_PER_DEGREE),
-                        "longitude": round(lon * render.MAS_PER_DEGREE),
-                    }
-                }
-            }
-            for _t, lat, lon, _alt in points[:size]
-        ]
-        pagination = {
-            "pageIndex": 1,
-            "sortField": "startTime",
-            "start": 1,
-            "pageSize": size,
-            "totleSize": len(points),
-            "direction": "desc",
-        }
-        return _finish(cloud, call, {"pagination": pagination, "list": items})
+        data = sim_journal.track_page(fleet, vin, start, end, size, cloud.config.track_delay)
+        return wire.error("8153") if data is None else _finish(cloud, call, data)
 
     async def not_found(request: web.Request) -> web.Response:
         return web.Response(
@@ -548,42 +506,6 @@ def _session_data(access: Token, refresh: Token) -> dict[str, Any]:
         "resultMessage": "Success",
         "userId": access.account.user_id,
         "refreshToken": refresh.value,
-    }
-
-
-def _journal_item(t: dict[str, Any]) -> dict[str, Any]:
-    """One journalLogV4 entry. Field names from pysmarthashtag's recorded journal_response.json;
-    every value a string (seed 004 "Data Types": all API responses encode values as strings);
-    ``electricConsumption`` is kWh/100 km (pysmarthashtag vehicle/journal.py). The car's odometer
-    and distance come with one decimal, the trackpoints are the trip's two ends."""
-    km = t["distance_km"]
-
-    def pos(lat: float, lon: float) -> dict[str, Any]:
-        return {
-            "position": {
-                "altitude": "0",
-                "latitude": str(round(lat * render.MAS_PER_DEGREE)),
-                "longitude": str(round(lon * render.MAS_PER_DEGREE)),
-                "posCanBeTrusted": "true",
-                "marsCoordinates": "false",
-            }
-        }
-
-    return {
-        "tripId": str(int(t["start"])),
-        "startTime": str(int(t["start"] * 1000)),
-        "endTime": str(int(t["end"] * 1000)),
-        "startOdometer": f"{t['odometer_from_km']:.1f}",
-        "endOdometer": f"{t['odometer_to_km']:.1f}",
-        "traveledDistance": f"{km:.1f}",
-        "avgSpeed": f"{t['avg_speed_kmh']:.1f}",
-        "electricConsumption": f"{t['energy_kwh'] / km * 100.0:.1f}" if km > 0 else "0.0",
-        "tripStartAddr": None,  # EU: the cloud almost never fills these (vehicle/journal.py)
-        "tripEndAddr": None,
-        "tripRemark": None,
-        "tripLabel": None,
-        "trackpoints": [pos(t["start_lat"], t["start_lon"]), pos(t["end_lat"], t["end_lon"])],
-        "regeneratedEnergy": f"{t['energy_kwh'] * 0.08:.1f}",
     }
 
 
