@@ -333,9 +333,10 @@ async def measure(
     peer: bool,
     concurrency: int | None = None,
     profile: cProfile.Profile | None = None,
+    speed: float = 60.0,
 ) -> dict[str, list[Result]]:
     out: dict[str, list[Result]] = {"carmetrics": [], "ceiling": [], "peer": []}
-    with simproc.start(smart=size, accounts=accounts, speed=60) as sim:
+    with simproc.start(smart=size, accounts=accounts, speed=speed) as sim:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 out["carmetrics"].append(
@@ -357,6 +358,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="the simulator's clock speed: faster, and more polls find a new report to store; "
+        "but each read then costs the simulator more physics, so a slower client is also served "
+        "more slowly (compare only runs where both clients reach similar polls/s)",
+    )
     ap.add_argument(
         "--skip-select",
         action="store_true",
@@ -392,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
                 not args.no_peer,
                 args.concurrency,
                 profile,
+                args.speed,
             )
         )
         cm = median([r.rate for r in res["carmetrics"]])
