@@ -391,36 +391,15 @@ async def sample_http(
     on loopback, scheduler, hub, history) on one ManualClock moved ``step`` seconds at a time; each
     step waits until every poll in flight has its reply, so no request straddles a clock jump."""
 
-    from exporter.config import AccountConfig, Config, SimulatorConfig
-    from exporter.runtime import Runtime
+    from bench.demo_runtime import advance, smart_demo_config, started
 
     clock = ManualClock(start)
-    cfg = Config(
-        db=db,
-        poll=poll,
-        simulator=SimulatorConfig(enabled=True, seed=seed, smart_vehicles=tuple(models)),
-        accounts=(
-            AccountConfig(
-                name="sim-eu", provider="smart", index=0, simulator=True, settings={"region": "EU"}
-            ),
-        ),
-    )
-    rt = await Runtime.create(cfg, clock)
-    await rt.start()
+    rt = await started(smart_demo_config(db, seed=seed, models=models, poll=poll), clock)
     try:
-        deadline = asyncio.get_running_loop().time() + 60.0
-        while not rt.ready.is_set():  # login and discovery over HTTP (no clock sleeps on success)
-            await clock.run_until(clock.now() + 1.0)
-            await asyncio.sleep(0.01)
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError("the runtime did not log in to the simulator within 60 s")
         end = start + days * 86400.0
         next_flush = clock.now() + 86400.0
         while clock.now() < end:
-            await clock.run_until(min(end, clock.now() + step))
-            while rt.scheduler.busy:
-                await asyncio.sleep(0)
-                await asyncio.sleep(0.0005)
+            await advance(rt, clock, min(end, next_flush), step)
             if clock.now() >= next_flush:
                 await rt.history.flush()
                 next_flush += 86400.0

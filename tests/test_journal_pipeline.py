@@ -16,10 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from analysis.journal import load_journal
+from bench.demo_runtime import advance, smart_demo_config, started
 from exporter.cli import cli
 from exporter.clock import ManualClock
-from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
-from exporter.runtime import Runtime
 
 START = 1_772_323_200.0  # 2026-03-01T00:00:00Z
 DAYS = 2.0
@@ -29,24 +28,8 @@ async def _run(db: Path) -> tuple[dict[str, Any], str, str, str, float]:
     """Three smart cars for two simulated days: the first records every trip in its journal, the
     second none, the third only from the middle of the run on (returned: when)."""
     clock = ManualClock(START)
-    cfg = Config(
-        db=db,
-        poll=PollConfig(),
-        simulator=SimulatorConfig(enabled=True, seed=3, smart_vehicles=("#1", "#5", "#3")),
-        accounts=(
-            AccountConfig(
-                name="sim-eu", provider="smart", index=0, simulator=True, settings={"region": "EU"}
-            ),
-        ),
-    )
-    rt = await Runtime.create(cfg, clock)
-    await rt.start()
+    rt = await started(smart_demo_config(db, seed=3, models=("#1", "#5", "#3")), clock)
     try:
-        deadline = asyncio.get_running_loop().time() + 60.0
-        while not rt.ready.is_set():
-            await clock.run_until(clock.now() + 1.0)
-            await asyncio.sleep(0.01)
-            assert asyncio.get_running_loop().time() < deadline, "no login within 60 s"
         fleet = rt.simulator.fleet
         by_model = {fleet.vehicle(v).spec.model: v for v in rt.scheduler.vins}
         on, off, late = by_model["#1"], by_model["#5"], by_model["#3"]
@@ -54,12 +37,9 @@ async def _run(db: Path) -> tuple[dict[str, Any], str, str, str, float]:
         fleet.set_journal_recording(late, False)
         switched = START + DAYS * 86400.0 / 2
         end = START + DAYS * 86400.0
-        while clock.now() < end:
-            await clock.run_until(min(end, clock.now() + 10.0))
-            while rt.scheduler.busy:
-                await asyncio.sleep(0.0005)
-            if switched <= clock.now() < switched + 10.0:
-                fleet.set_journal_recording(late, True)
+        await advance(rt, clock, switched)
+        fleet.set_journal_recording(late, True)
+        await advance(rt, clock, end)
         assert rt.journal is not None
         assert rt.journal.fetches >= 3 * (DAYS * 4 - 1)  # every 6 h and after drives, each car
         assert rt.journal.failures == 0

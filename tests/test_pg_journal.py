@@ -13,16 +13,15 @@ import psycopg
 import pytest
 
 from analysis.journal import load_journal
+from bench.demo_runtime import advance, smart_demo_config, started
 from bench.postgres import PASSWORD, Cluster
 from exporter.backend import backend
 from exporter.clock import ManualClock
-from exporter.config import AccountConfig, Config, PollConfig, SimulatorConfig
 from exporter.dbtarget import PgTarget
 from exporter.history import HistoryWriter
 from exporter.history_layout import JOURNAL_COLUMNS, JOURNAL_TABLE
 from exporter.journal import JournalKnown, JournalTrip
 from exporter.pg import schema
-from exporter.runtime import Runtime
 from exporter.settings import Secret
 from exporter.snapshot import Snapshot
 
@@ -187,29 +186,9 @@ def test_analysis_reads_no_journal_from_a_database_without_the_table(
 async def _run_a_day(db: PgTarget) -> tuple[str, list[dict[str, Any]]]:
     """The real runtime on a PostgreSQL history: one recording smart car, one simulated day."""
     clock = ManualClock(JAN)
-    cfg = Config(
-        db=db,
-        poll=PollConfig(),
-        simulator=SimulatorConfig(enabled=True, seed=3, smart_vehicles=("#1",)),
-        accounts=(
-            AccountConfig(
-                name="sim-eu", provider="smart", index=0, simulator=True, settings={"region": "EU"}
-            ),
-        ),
-    )
-    rt = await Runtime.create(cfg, clock)
-    await rt.start()
+    rt = await started(smart_demo_config(db, seed=3, models=("#1",)), clock)
     try:
-        deadline = asyncio.get_running_loop().time() + 60.0
-        while not rt.ready.is_set():
-            await clock.run_until(clock.now() + 1.0)
-            await asyncio.sleep(0.01)
-            assert asyncio.get_running_loop().time() < deadline, "no login within 60 s"
-        end = JAN + 86400.0
-        while clock.now() < end:
-            await clock.run_until(min(end, clock.now() + 10.0))
-            while rt.scheduler.busy:
-                await asyncio.sleep(0.0005)
+        await advance(rt, clock, JAN + 86400.0)
         assert rt.journal is not None  # PostgreSQL keeps journals: the reader runs
         (vin,) = rt.scheduler.vins
         assert await rt.journal.fetch(vin)  # a last read now, so every finished trip is in
