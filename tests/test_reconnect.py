@@ -8,17 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from exporter.clock import ManualClock
-from exporter.config import load
 from exporter.logs import mask_vin
 from exporter.runtime import Runtime
-from exporter.server import make_app
 from exporter.simulator.smartcar.errors import ApiFault
-from tests.test_smartcar_web import Served, free_port, until
+from tests.test_smartcar_web import Served, serve, until
 
 CONFIG = """
 [exporter]
@@ -42,17 +37,11 @@ simulator = true
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    port = free_port()
-    cfg_path = tmp_path / "config.toml"
-    cfg_path.write_text(CONFIG.format(port=port, db=tmp_path / "h.db"))
-    rt = await Runtime.create(load(cfg_path, env={}), ManualClock())
-    server = TestServer(make_app(rt), host="127.0.0.1", port=port)
-    await server.start_server()
-    async with aiohttp.ClientSession() as http:
-        s = Served(rt, f"http://127.0.0.1:{port}", http, rt.clock)  # type: ignore[arg-type]
-        await until(lambda: {"eu", "sc"} <= set(rt.providers), "the providers")
+    def ready(rt: Runtime) -> bool:
+        return {"eu", "sc"} <= set(rt.providers)
+
+    async with serve(tmp_path, CONFIG, ready, "the providers", cookies=False) as s:
         yield s
-    await server.close()
 
 
 def _rows(page: str) -> dict[str, str]:

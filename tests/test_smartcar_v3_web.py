@@ -6,16 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from exporter.clock import ManualClock
-from exporter.config import load
 from exporter.providers.smartcar import SmartcarV3Provider
-from exporter.runtime import Runtime
-from exporter.server import make_app
-from tests.test_smartcar_web import Served, free_port, until
+from tests.test_smartcar_web import Served, serve, until
 
 CONFIG = """
 [exporter]
@@ -35,17 +29,10 @@ webhooks = true
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    port = free_port()
-    cfg_path = tmp_path / "config.toml"
-    cfg_path.write_text(CONFIG.format(port=port, db=tmp_path / "h.db"))
-    rt = await Runtime.create(load(cfg_path, env={}), ManualClock())
-    server = TestServer(make_app(rt), host="127.0.0.1", port=port)
-    await server.start_server()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        s = Served(rt, f"http://127.0.0.1:{port}", http, rt.clock)  # type: ignore[arg-type]
-        await until(lambda: "sc" in rt.providers, "the Smartcar provider")
+    async with serve(
+        tmp_path, CONFIG, lambda rt: "sc" in rt.providers, "the Smartcar provider"
+    ) as s:
         yield s
-    await server.close()
 
 
 def provider(s: Served) -> SmartcarV3Provider:

@@ -7,6 +7,7 @@ with a manual clock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -93,20 +94,41 @@ async def until(cond: Callable[[], object], what: str, tries: int = 200) -> None
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+@contextlib.asynccontextmanager
+async def serve(
+    tmp_path: Path,
+    config: str,
+    ready: Callable[[Runtime], bool],
+    what: str,
+    *,
+    cookies: bool = True,
+) -> AsyncIterator[Served]:
+    """The runtime of ``config`` (a template with ``{port}`` and ``{db}``) on a ManualClock behind
+    its real web app on a free loopback port, once ``ready``; the client keeps cookies (the Connect
+    flow's) unless ``cookies`` is off."""
     port = free_port()
     cfg_path = tmp_path / "config.toml"
-    cfg_path.write_text(CONFIG.format(port=port, db=tmp_path / "h.db"))
+    cfg_path.write_text(config.format(port=port, db=tmp_path / "h.db"))
     clock = ManualClock()
     rt = await Runtime.create(load(cfg_path, env={}), clock)
     server = TestServer(make_app(rt), host="127.0.0.1", port=port)
     await server.start_server()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        s = Served(rt, f"http://127.0.0.1:{port}", http, clock)
-        await until(lambda: "sc" in rt.providers, "the Smartcar provider")
+    try:
+        jar = aiohttp.CookieJar(unsafe=True) if cookies else None
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            s = Served(rt, f"http://127.0.0.1:{port}", http, clock)
+            await until(lambda: ready(rt), what)
+            yield s
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    async with serve(
+        tmp_path, CONFIG, lambda rt: "sc" in rt.providers, "the Smartcar provider"
+    ) as s:
         yield s
-    await server.close()
 
 
 async def test_landing_connect_callback_then_metrics(served: Served) -> None:
