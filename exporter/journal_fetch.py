@@ -65,6 +65,10 @@ class JournalFetcher:
             self._due[snap.vin] = min(self._due[snap.vin], self.clock.now() + AFTER_DRIVE_S)
             self._wake.set()
 
+    def _failed(self, reason: str, code: str) -> None:
+        self.failures += 1
+        self.failed_by[(reason, code)] = self.failed_by.get((reason, code), 0) + 1
+
     async def run(self) -> None:
         while True:
             now = self.clock.now()
@@ -107,8 +111,7 @@ class JournalFetcher:
         try:
             known = await self.history.journal_known(vin, now - ROUTE_RETRY_S)
         except Exception as exc:  # e.g. the PostgreSQL server restarting: try at the next turn
-            self.failures += 1
-            self.failed_by[("history", "none")] = self.failed_by.get(("history", "none"), 0) + 1
+            self._failed("history", "none")
             log.warning(
                 "trip journal not read: the history did not answer",
                 extra={"vin": mask_vin(vin), "error": str(exc)},
@@ -122,9 +125,7 @@ class JournalFetcher:
         try:
             trips = await provider.journal(vin, since, known.routed)
         except ProviderError as exc:
-            self.failures += 1
-            key = (exc.reason, exc.code or "none")
-            self.failed_by[key] = self.failed_by.get(key, 0) + 1
+            self._failed(exc.reason, exc.code or "none")
             if exc.retry_after is not None:  # the cloud's Retry-After binds this car's polls too
                 self.scheduler.hold(vin, self.clock.now() + exc.retry_after)
             log.warning(
@@ -138,8 +139,7 @@ class JournalFetcher:
             )
             return False
         except Exception:  # a parser bug must not end the loop
-            self.failures += 1
-            self.failed_by[("bug", "none")] = self.failed_by.get(("bug", "none"), 0) + 1
+            self._failed("bug", "none")
             log.exception("trip journal not read", extra={"vin": mask_vin(vin)})
             return False
         if trips:

@@ -179,22 +179,27 @@ class PgHistory(HistoryWriter):
             self._conn.close()
             self._conn = None
 
-    def _write(self, rows: list[list[Any]], vehicles: list[tuple[Any, ...]]) -> int:
-        if self._conn is None or self._conn.closed:  # the server went away: connect again
+    def _live(self) -> Any:
+        """The writer thread's connection, opened again if the server went away meanwhile."""
+        if self._conn is None or self._conn.closed:
             self._conn = connect(self.pg, autocommit=True)
+        return self._conn
+
+    def _write(self, rows: list[list[Any]], vehicles: list[tuple[Any, ...]]) -> int:
+        conn = self._live()
         import psycopg
 
         try:
             try:
-                return self._write_batch(self._conn, rows, vehicles, fast=True)
+                return self._write_batch(conn, rows, vehicles, fast=True)
             except psycopg.errors.CheckViolation:  # "no partition for row": pruned meanwhile
-                self._months = set(_months_of(self._conn))
-                return self._write_batch(self._conn, rows, vehicles, fast=True)
+                self._months = set(_months_of(conn))
+                return self._write_batch(conn, rows, vehicles, fast=True)
             except psycopg.errors.DeadlockDetected:  # another instance's batch: once more
-                return self._write_batch(self._conn, rows, vehicles, fast=True)
+                return self._write_batch(conn, rows, vehicles, fast=True)
         except psycopg.errors.UniqueViolation:  # a report stored before: the careful path
             self.copy_fallbacks += 1
-            return self._write_batch(self._conn, rows, vehicles, fast=False)
+            return self._write_batch(conn, rows, vehicles, fast=False)
 
     def _write_batch(
         self, conn: Any, rows: list[list[Any]], vehicles: list[tuple[Any, ...]], *, fast: bool
@@ -246,21 +251,19 @@ class PgHistory(HistoryWriter):
     stores_journal = True
 
     def _write_journal(self, rows: list[tuple[Any, ...]]) -> None:
-        if self._conn is None or self._conn.closed:  # the server went away: connect again
-            self._conn = connect(self.pg, autocommit=True)
+        conn = self._live()
         # in key order, so two instances upserting the same trips lock them in one order (a
         # stable sort: of one trip read twice, the later read still wins)
         ordered = sorted(rows, key=lambda r: (r[_VIN], r[_TRIP]))
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with conn.transaction(), conn.cursor() as cur:
             cur.executemany(JOURNAL_UPSERT, ordered)
 
     def _journal_known(self, vin: str, unrouted_since: float) -> JournalKnown:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self.pg, autocommit=True)
-        newest, unrouted = self._conn.execute(
+        conn = self._live()
+        newest, unrouted = conn.execute(
             _pg(layout.JOURNAL_KNOWN_SQL), (unrouted_since, vin)
         ).fetchone()
-        routed = self._conn.execute(_pg(layout.JOURNAL_ROUTED_SQL), (vin,)).fetchall()
+        routed = conn.execute(_pg(layout.JOURNAL_ROUTED_SQL), (vin,)).fetchall()
         return JournalKnown(newest, frozenset(r[0] for r in routed), unrouted)
 
     def _vehicle_ids(self, conn: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
