@@ -28,7 +28,6 @@ import aiohttp
 from bench import simproc
 from bench.common import rss_bytes, table
 from bench.pipeline import Pipeline, peak_rss_bytes, scrape
-from exporter.clock import ScaledClock
 from exporter.config import PollConfig
 
 DAY = 86400.0
@@ -45,8 +44,7 @@ async def run(args: argparse.Namespace, db: Path) -> list[Day]:
         fault_rate=args.fault_rate,
         hang_seconds=1.5,
     ) as sim:
-        c = sim.info["clock"]
-        clock = ScaledClock.shared(c["start"], c["anchor_monotonic"], c["speed"])
+        clock = simproc.clock_of(sim.info)
         # client timeouts are real seconds: 1 s against the simulator's 1.5 s hang
         pipe = Pipeline(clock, db, PollConfig(timeout=1.0))
         await pipe.start()

@@ -47,7 +47,6 @@ import aiohttp
 from bench import simproc
 from bench.common import cpu_seconds, median, table
 from bench.providers import smart_provider as build
-from exporter.clock import ScaledClock
 from exporter.config import AccountConfig, PollConfig, Secret
 from exporter.health import Health
 from exporter.history import History
@@ -130,19 +129,13 @@ def _account(i: int, acc: dict[str, Any]) -> AccountConfig:
     )
 
 
-def sim_clock(info: dict[str, Any]) -> ScaledClock:
-    """The simulator's own clock, rebuilt here: the clients stamp their requests and date their
-    reports by it, as the exporter does beside the demo (on the wall clock, the 60x simulator
-    runs ahead and the hub refuses its reports as from the future, which costs less than storing
-    them)."""
-    c = info["clock"]
-    return ScaledClock.shared(c["start"], c["anchor_monotonic"], c["speed"])
-
-
 async def _providers(
     info: dict[str, Any], session: aiohttp.ClientSession
 ) -> list[tuple[SmartProvider, list[str]]]:
-    clock = sim_clock(info)
+    # the clients stamp requests and date reports by the simulator's clock, as the exporter does
+    # beside the demo: on the wall clock the 60x simulator runs ahead and the hub refuses its
+    # reports as from the future, which costs less than storing them
+    clock = simproc.clock_of(info)
     store = MemoryTokenStore()
     out = []
     for i, acc in enumerate(info["accounts"]):
@@ -195,7 +188,7 @@ async def run_carmetrics(
                 counter[1 if isinstance(result, ProviderError) else 0] += 1
                 counter[2] += result is Outcome.NEW
 
-            sched = Scheduler(hub, health, sim_clock(info), zero, on_poll=on_poll)
+            sched = Scheduler(hub, health, simproc.clock_of(info), zero, on_poll=on_poll)
             for p, vins in providers:
                 for vin in vins:
                     sched.add(vin, p)
@@ -235,7 +228,7 @@ async def run_ceiling(info: dict[str, Any], warmup: float, window: float) -> Res
                     [(host, path.format(vin=vin), canonical_query(q), binding) for path, q in calls]
                 )
             region = p.settings.region
-            clock = sim_clock(info)
+            clock = simproc.clock_of(info)
             while True:
                 for reqs in prepared:
                     for host, path, qs, binding in reqs:

@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.clock import ScaledClock
+
 MODELS = ("#1", "#3", "#5")
 SMARTCAR_MODELS = ("Tesla Model 3", "Volkswagen ID.4")
 
@@ -136,6 +138,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.CRITICAL)  # clients cancelled at a window's end: no noise
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
+
+
+def clock_of(info: dict[str, Any]) -> ScaledClock:
+    """The simulator's own clock, rebuilt from its start line (``info["clock"]``): clients that
+    stamp requests and date reports by it agree with the simulator to the millisecond."""
+    c = info["clock"]
+    return ScaledClock.shared(c["start"], c["anchor_monotonic"], c["speed"])
 
 
 @dataclass
